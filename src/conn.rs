@@ -1,0 +1,263 @@
+//! Drives the handshake state machines over a byte stream and then carries application
+//! messages in records. Generic over [`Transport`], so tests run it over in-memory pipes.
+
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use thiserror::Error;
+
+use crate::handshake::{self, ClientConfig, Established, HandshakeError, ServerConfig};
+use crate::pki::VerifiedCert;
+use crate::record::{Opener, RecordError, Sealer};
+use crate::wire::{
+    Alert, AppType, Codec, DecodeError, FRAME_HEADER_LEN, FrameHeader, FrameType,
+    MAX_RECORD_PAYLOAD, encode_frame,
+};
+
+/// Outgoing records are collected up to this size before a write.
+const WRITE_BUFFER: usize = 512 * 1024;
+
+/// A byte stream with an optional absolute deadline for reads.
+pub trait Transport: Read + Write {
+    /// Reads after `deadline` fail with `TimedOut`. `None` clears it (idle timeouts, if the
+    /// transport has them, still apply).
+    fn set_deadline(&mut self, deadline: Option<Instant>) -> io::Result<()>;
+}
+
+/// Connection-level failures.
+#[derive(Debug, Error)]
+pub enum ConnError {
+    #[error("network error: {0}")]
+    Io(#[source] io::Error),
+    #[error("timed out waiting for the peer")]
+    Timeout,
+    #[error("connection closed by the peer before the exchange was complete (truncated)")]
+    Truncated,
+    #[error("malformed message from the peer: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("{0}")]
+    Record(#[from] RecordError),
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    #[error("protocol violation by the peer: {0}")]
+    Protocol(String),
+}
+
+impl From<io::Error> for ConnError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Self::Timeout,
+            io::ErrorKind::UnexpectedEof => Self::Truncated,
+            _ => Self::Io(e),
+        }
+    }
+}
+
+/// Reads one frame into `buf` (resized to the body length, which the header check bounds).
+/// Returns `None` on a clean EOF before the first header byte.
+fn read_frame<R: Read>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+) -> Result<Option<([u8; FRAME_HEADER_LEN], FrameHeader)>, ConnError> {
+    let mut raw = [0u8; FRAME_HEADER_LEN];
+    let mut got = 0;
+    while got < FRAME_HEADER_LEN {
+        match r.read(&mut raw[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(ConnError::Truncated),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let header = FrameHeader::parse(&raw)?;
+    buf.clear();
+    buf.resize(header.len, 0);
+    r.read_exact(buf)?;
+    Ok(Some((raw, header)))
+}
+
+fn read_handshake_frame<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<FrameType, ConnError> {
+    match read_frame(r, buf)? {
+        Some((_, h)) if h.typ == FrameType::Record => Err(ConnError::Protocol(
+            "encrypted record before the handshake finished".into(),
+        )),
+        Some((_, h)) => Ok(h.typ),
+        None => Err(ConnError::Truncated),
+    }
+}
+
+/// Sends the alert for a failed handshake, best effort, and passes the error on.
+fn fail<S: Write>(stream: &mut S, err: HandshakeError) -> ConnError {
+    if let Some(alert) = err.alert() {
+        let _ = stream.write_all(&encode_frame(FrameType::Alert, &alert.to_bytes()));
+        let _ = stream.flush();
+    }
+    ConnError::Handshake(err)
+}
+
+fn send_alert<S: Write>(stream: &mut S, alert: Alert) {
+    let _ = stream.write_all(&encode_frame(FrameType::Alert, &alert.to_bytes()));
+    let _ = stream.flush();
+}
+
+/// Runs the client side of the handshake; reads must finish by `deadline`.
+pub fn client_handshake<S: Transport>(
+    mut stream: S,
+    config: ClientConfig,
+    deadline: Option<Instant>,
+) -> Result<Channel<S>, ConnError> {
+    stream.set_deadline(deadline)?;
+    let mut buf = Vec::new();
+    let (state, out) = handshake::client_start(config);
+    stream.write_all(&out)?;
+    stream.flush()?;
+    let typ = read_handshake_frame(&mut stream, &mut buf)?;
+    let (state, out) = match state.handle(typ, &buf) {
+        Ok(v) => v,
+        Err(e) => return Err(fail(&mut stream, e)),
+    };
+    stream.write_all(&out)?;
+    stream.flush()?;
+    let typ = read_handshake_frame(&mut stream, &mut buf)?;
+    let state = state.handle(typ, &buf).map_err(|e| fail(&mut stream, e))?;
+    let typ = read_handshake_frame(&mut stream, &mut buf)?;
+    let est = state.handle(typ, &buf).map_err(|e| fail(&mut stream, e))?;
+    stream.set_deadline(None)?;
+    Ok(Channel::new(stream, est))
+}
+
+/// Runs the server side of the handshake; reads must finish by `deadline`.
+pub fn server_handshake<S: Transport>(
+    mut stream: S,
+    config: ServerConfig,
+    deadline: Option<Instant>,
+) -> Result<Channel<S>, ConnError> {
+    stream.set_deadline(deadline)?;
+    let mut buf = Vec::new();
+    let run = |stream: &mut S, buf: &mut Vec<u8>| -> Result<Established, ConnError> {
+        let state = handshake::server_start(config);
+        let typ = read_handshake_frame(stream, buf)?;
+        let (state, out) = state.handle(typ, buf).map_err(|e| fail(stream, e))?;
+        stream.write_all(&out)?;
+        stream.flush()?;
+        let typ = read_handshake_frame(stream, buf)?;
+        let state = state.handle(typ, buf).map_err(|e| fail(stream, e))?;
+        let typ = read_handshake_frame(stream, buf)?;
+        let state = state.handle(typ, buf).map_err(|e| fail(stream, e))?;
+        let typ = read_handshake_frame(stream, buf)?;
+        let (est, out) = state.handle(typ, buf).map_err(|e| fail(stream, e))?;
+        stream.write_all(&out)?;
+        stream.flush()?;
+        Ok(est)
+    };
+    match run(&mut stream, &mut buf) {
+        Ok(est) => {
+            stream.set_deadline(None)?;
+            Ok(Channel::new(stream, est))
+        }
+        Err(e) => {
+            match &e {
+                ConnError::Timeout => send_alert(&mut stream, Alert::Timeout),
+                ConnError::Decode(_) | ConnError::Protocol(_) => {
+                    send_alert(&mut stream, Alert::ProtocolError)
+                }
+                _ => {}
+            }
+            Err(e)
+        }
+    }
+}
+
+/// An established, mutually authenticated channel carrying application messages.
+pub struct Channel<S> {
+    stream: S,
+    sealer: Sealer,
+    opener: Opener,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    peer: VerifiedCert,
+    peer_der: Vec<u8>,
+}
+
+impl<S: Transport> Channel<S> {
+    fn new(stream: S, est: Established) -> Self {
+        Self {
+            stream,
+            sealer: Sealer::new(&est.send),
+            opener: Opener::new(&est.recv),
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            peer: est.peer,
+            peer_der: est.peer_der,
+        }
+    }
+
+    /// The peer's certificate, authenticated by the handshake.
+    pub fn peer(&self) -> &VerifiedCert {
+        &self.peer
+    }
+
+    /// The peer's certificate as it was sent (DER).
+    pub fn peer_der(&self) -> &[u8] {
+        &self.peer_der
+    }
+
+    /// Queues one message; writes when enough is buffered. `payload` must fit one record.
+    pub fn send(&mut self, typ: AppType, payload: &[u8]) -> Result<(), ConnError> {
+        self.sealer.seal(typ as u8, payload, &mut self.wbuf)?;
+        if self.wbuf.len() >= WRITE_BUFFER {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn send_msg<T: Codec>(&mut self, typ: AppType, msg: &T) -> Result<(), ConnError> {
+        let bytes = msg.to_bytes();
+        if bytes.len() > MAX_RECORD_PAYLOAD {
+            return Err(RecordError::PayloadTooLarge(bytes.len()).into());
+        }
+        self.send(typ, &bytes)
+    }
+
+    pub fn flush(&mut self) -> Result<(), ConnError> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf)?;
+            self.wbuf.clear();
+        }
+        self.stream.flush()?;
+        Ok(())
+    }
+
+    /// Receives the next message. An EOF without a prior Close is `Truncated`.
+    pub fn recv(&mut self) -> Result<(AppType, &[u8]), ConnError> {
+        let (raw, header) = match read_frame(&mut self.stream, &mut self.rbuf)? {
+            Some(v) => v,
+            None => return Err(ConnError::Truncated),
+        };
+        if header.typ != FrameType::Record {
+            return Err(ConnError::Protocol(format!(
+                "unencrypted {:?} frame after the handshake",
+                header.typ
+            )));
+        }
+        let (inner, payload) = self.opener.open(&raw, &mut self.rbuf)?;
+        let typ = AppType::from_u8(inner)
+            .ok_or_else(|| ConnError::Protocol(format!("unknown message type {inner}")))?;
+        Ok((typ, payload))
+    }
+
+    /// Sends the authenticated end of stream and flushes.
+    pub fn send_close(&mut self) -> Result<(), ConnError> {
+        self.send(AppType::Close, &[])?;
+        self.flush()
+    }
+
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) -> Result<(), ConnError> {
+        Ok(self.stream.set_deadline(deadline)?)
+    }
+
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}

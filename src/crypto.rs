@@ -1,0 +1,196 @@
+//! Thin, named wrappers over the primitives: RSA-PSS signatures under a context string,
+//! RSA-OAEP key wrapping, the HKDF key schedule and Finished MACs.
+
+use hkdf::Hkdf;
+use hmac::{Hmac, KeyInit, Mac};
+use rsa::pss;
+use rsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::record::DirectionKeys;
+
+/// OAEP label for the wrapped session secret: a ciphertext made for another protocol (or
+/// another purpose of the same key) does not decrypt here.
+pub const OAEP_LABEL: &[u8] = b"minitls v1 key transport";
+/// Context strings for transcript signatures, as TLS 1.3 CertificateVerify: a client's
+/// signature can never be replayed as a server's, or vice versa.
+pub const CLIENT_SIGNATURE_CONTEXT: &[u8] = b"minitls v1, client CertificateVerify";
+pub const SERVER_SIGNATURE_CONTEXT: &[u8] = b"minitls v1, server CertificateVerify";
+/// Context for the server's signature over a file statement.
+pub const FILE_SIGNATURE_CONTEXT: &[u8] = b"minitls v1, signed file statement";
+
+/// HKDF-Expand labels of the key schedule.
+pub const LABEL_C2S_KEY: &[u8] = b"minitls v1 c2s key";
+pub const LABEL_C2S_IV: &[u8] = b"minitls v1 c2s iv";
+pub const LABEL_S2C_KEY: &[u8] = b"minitls v1 s2c key";
+pub const LABEL_S2C_IV: &[u8] = b"minitls v1 s2c iv";
+pub const LABEL_CLIENT_FINISHED: &[u8] = b"minitls v1 client finished";
+pub const LABEL_SERVER_FINISHED: &[u8] = b"minitls v1 server finished";
+
+/// Length of the client's key-transport secret.
+pub const SECRET_LEN: usize = 32;
+
+/// A 32-byte secret: wiped on drop, no Debug or Display.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Secret32(pub [u8; 32]);
+
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// The message actually signed: 64 spaces, the context, a zero byte, then the hash
+/// (the TLS 1.3 construction), hashed once more for the prehash API.
+fn signed_digest(context: &[u8], hash: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([0x20u8; 64]);
+    h.update(context);
+    h.update([0u8]);
+    h.update(hash);
+    h.finalize().into()
+}
+
+/// Signs `hash` under `context` with RSA-PSS-SHA256 (salt = 32 bytes).
+pub fn sign(
+    key: &pss::SigningKey<Sha256>,
+    context: &[u8],
+    hash: &[u8; 32],
+) -> Result<Vec<u8>, rsa::signature::Error> {
+    let sig = key.sign_prehash(&signed_digest(context, hash))?;
+    Ok(Box::<[u8]>::from(sig).into_vec())
+}
+
+/// Verifies a signature made by [`sign`]. Any malformed signature is simply `false`.
+pub fn verify(key: &RsaPublicKey, context: &[u8], hash: &[u8; 32], signature: &[u8]) -> bool {
+    let Ok(sig) = pss::Signature::try_from(signature) else {
+        return false;
+    };
+    pss::VerifyingKey::<Sha256>::new(key.clone())
+        .verify_prehash(&signed_digest(context, hash), &sig)
+        .is_ok()
+}
+
+/// Wraps the client's secret to the server's key with RSA-OAEP-SHA256.
+pub fn wrap_secret(key: &RsaPublicKey, secret: &Secret32) -> Result<Vec<u8>, rsa::Error> {
+    key.encrypt(
+        &mut rand::rng(),
+        Oaep::<Sha256>::new_with_label(OAEP_LABEL),
+        &secret.0,
+    )
+}
+
+/// Unwraps with blinding. On **any** failure returns a fresh random secret instead of an
+/// error (implicit rejection, as TLS does for RSA key exchange): the handshake then fails at
+/// the Finished check exactly as it would for a wrong MAC, so the peer learns nothing about
+/// why. The `rsa` crate's decryption is not constant-time (RUSTSEC-2023-0071), which is why
+/// the server only gets here after the client's certificate and signature verified.
+pub fn unwrap_secret(key: &RsaPrivateKey, wrapped: &[u8]) -> Secret32 {
+    let mut fallback = Secret32([0u8; 32]);
+    rand::fill(&mut fallback.0[..]);
+    match key.decrypt_blinded(
+        &mut rand::rng(),
+        Oaep::<Sha256>::new_with_label(OAEP_LABEL),
+        wrapped,
+    ) {
+        Ok(mut pt) if pt.len() == SECRET_LEN => {
+            let mut s = Secret32([0u8; 32]);
+            s.0.copy_from_slice(&pt);
+            pt.zeroize();
+            s
+        }
+        Ok(mut pt) => {
+            pt.zeroize();
+            fallback
+        }
+        Err(_) => fallback,
+    }
+}
+
+/// Everything the handshake derives from the session secrets.
+pub struct KeySchedule {
+    pub c2s: DirectionKeys,
+    pub s2c: DirectionKeys,
+    pub client_finished: Secret32,
+    pub server_finished: Secret32,
+}
+
+/// HKDF-SHA-256: extract over `transport secret || x25519 shared secret`, salted with the
+/// transcript hash, then expand one key and IV per direction and one Finished key per side.
+pub fn derive_keys(transport: &Secret32, dh: &Secret32, transcript: &[u8; 32]) -> KeySchedule {
+    let mut ikm = [0u8; 64];
+    ikm[..32].copy_from_slice(&transport.0);
+    ikm[32..].copy_from_slice(&dh.0);
+    let hk = Hkdf::<Sha256>::new(Some(transcript), &ikm);
+    ikm.zeroize();
+    let expand = |label: &[u8], out: &mut [u8]| {
+        hk.expand(label, out)
+            .expect("outputs of at most 32 bytes are far below HKDF's 255*32 limit");
+    };
+    let mut ks = KeySchedule {
+        c2s: DirectionKeys {
+            key: [0; 32],
+            iv: [0; 12],
+        },
+        s2c: DirectionKeys {
+            key: [0; 32],
+            iv: [0; 12],
+        },
+        client_finished: Secret32([0; 32]),
+        server_finished: Secret32([0; 32]),
+    };
+    expand(LABEL_C2S_KEY, &mut ks.c2s.key);
+    expand(LABEL_C2S_IV, &mut ks.c2s.iv);
+    expand(LABEL_S2C_KEY, &mut ks.s2c.key);
+    expand(LABEL_S2C_IV, &mut ks.s2c.iv);
+    expand(LABEL_CLIENT_FINISHED, &mut ks.client_finished.0);
+    expand(LABEL_SERVER_FINISHED, &mut ks.server_finished.0);
+    ks
+}
+
+/// HMAC-SHA-256 of the transcript hash under a Finished key.
+pub fn finished_mac(key: &Secret32, transcript: &[u8; 32]) -> [u8; 32] {
+    let mut m =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(&key.0).expect("HMAC accepts keys of any length");
+    m.update(transcript);
+    m.finalize().into_bytes().into()
+}
+
+/// Constant-time check of a received Finished MAC.
+pub fn finished_mac_matches(key: &Secret32, transcript: &[u8; 32], received: &[u8; 32]) -> bool {
+    finished_mac(key, transcript).ct_eq(received).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_mac_rejects_any_other_value() {
+        let k = Secret32([3; 32]);
+        let th = [4; 32];
+        let mac = finished_mac(&k, &th);
+        assert!(finished_mac_matches(&k, &th, &mac));
+        let mut bad = mac;
+        bad[31] ^= 1;
+        assert!(!finished_mac_matches(&k, &th, &bad));
+        assert!(!finished_mac_matches(&Secret32([5; 32]), &th, &mac));
+        assert!(!finished_mac_matches(&k, &[0; 32], &mac));
+    }
+
+    #[test]
+    fn key_schedule_depends_on_every_input_and_separates_directions() {
+        let a = derive_keys(&Secret32([1; 32]), &Secret32([2; 32]), &[3; 32]);
+        let b = derive_keys(&Secret32([9; 32]), &Secret32([2; 32]), &[3; 32]);
+        let c = derive_keys(&Secret32([1; 32]), &Secret32([9; 32]), &[3; 32]);
+        let d = derive_keys(&Secret32([1; 32]), &Secret32([2; 32]), &[9; 32]);
+        assert_ne!(a.c2s.key, a.s2c.key);
+        assert_ne!(a.c2s.iv, a.s2c.iv);
+        assert_ne!(a.client_finished.0, a.server_finished.0);
+        for other in [&b, &c, &d] {
+            assert_ne!(a.c2s.key, other.c2s.key);
+            assert_ne!(a.s2c.key, other.s2c.key);
+        }
+    }
+}

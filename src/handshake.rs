@@ -1,0 +1,633 @@
+//! The handshake as two state machines, client and server, with no I/O.
+//!
+//! Each state is a type named after what it waits for; `handle` consumes it, so a state can
+//! never be reused. Inputs are received frames (type + body), outputs are encoded frames to
+//! send. See PROTOCOL.md for the message flow and what each check defends against.
+//!
+//! ```text
+//!  client                                         server
+//!  ClientHello {v, random_c, x25519_c}     ---->
+//!                                          <----  ServerHello {v, random_s, x25519_s, cert_s}
+//!  ClientCertificate {cert_c, OAEP(secret)}
+//!  ClientCertificateVerify {sig_c(th)}
+//!  ClientFinished {HMAC(th)}               ---->
+//!                                          <----  ServerCertificateVerify {sig_s(th)}
+//!                                                 ServerFinished {HMAC(th)}
+//!  [records]                               <--->  [records]
+//! ```
+
+use std::sync::Arc;
+
+use rsa::pss;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use x25519_dalek::{EphemeralSecret, PublicKey};
+
+use crate::crypto::{
+    self, CLIENT_SIGNATURE_CONTEXT, KeySchedule, SERVER_SIGNATURE_CONTEXT, Secret32,
+};
+use crate::pki::{self, CertError, Identity, Role, TrustAnchor, VerifiedCert};
+use crate::record::DirectionKeys;
+use crate::wire::{
+    Alert, CertificateVerify, ClientCertificate, ClientHello, Codec, DecodeError, Finished,
+    FrameType, PROTOCOL_VERSION, ServerHello, encode_frame,
+};
+
+/// A callback that is told each handshake step (for `-v`). Never given secrets.
+pub type StepLog = Arc<dyn Fn(&str) + Send + Sync>;
+
+fn no_log() -> StepLog {
+    Arc::new(|_| {})
+}
+
+/// Our identity prepared for the handshake: the signer keeps the key's precomputed values.
+pub struct LocalIdentity {
+    pub cert_der: Vec<u8>,
+    pub key: rsa::RsaPrivateKey,
+    signer: pss::SigningKey<Sha256>,
+    fingerprint: [u8; 32],
+}
+
+impl LocalIdentity {
+    pub fn new(identity: Identity) -> Self {
+        let signer = pss::SigningKey::<Sha256>::new(identity.key.clone());
+        let fingerprint = crypto::sha256(&identity.cert_der);
+        Self {
+            cert_der: identity.cert_der,
+            key: identity.key,
+            signer,
+            fingerprint,
+        }
+    }
+
+    pub fn signer(&self) -> &pss::SigningKey<Sha256> {
+        &self.signer
+    }
+
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
+    }
+}
+
+/// What a client needs to run a handshake.
+#[derive(Clone)]
+pub struct ClientConfig {
+    pub identity: Arc<LocalIdentity>,
+    pub anchor: Arc<TrustAnchor>,
+    /// The name the server certificate must carry (DNS or IP SAN).
+    pub server_name: String,
+    pub log: StepLog,
+    /// Clock for certificate validity; `None` means now. Tests set it.
+    pub now_unix: Option<i64>,
+}
+
+impl ClientConfig {
+    pub fn new(identity: Arc<LocalIdentity>, anchor: Arc<TrustAnchor>, server_name: &str) -> Self {
+        Self {
+            identity,
+            anchor,
+            server_name: server_name.to_string(),
+            log: no_log(),
+            now_unix: None,
+        }
+    }
+}
+
+/// What a server needs to run handshakes.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub identity: Arc<LocalIdentity>,
+    pub anchor: Arc<TrustAnchor>,
+    pub log: StepLog,
+    pub now_unix: Option<i64>,
+}
+
+impl ServerConfig {
+    pub fn new(identity: Arc<LocalIdentity>, anchor: Arc<TrustAnchor>) -> Self {
+        Self {
+            identity,
+            anchor,
+            log: no_log(),
+            now_unix: None,
+        }
+    }
+}
+
+/// Why a handshake failed. [`HandshakeError::alert`] says what (little) the peer is told.
+#[derive(Debug, Error)]
+pub enum HandshakeError {
+    #[error("malformed handshake message: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("unexpected {got:?} while waiting for {expected:?}")]
+    Unexpected { expected: FrameType, got: FrameType },
+    #[error("peer speaks protocol version {0}, this build speaks {PROTOCOL_VERSION}")]
+    UnsupportedVersion(u16),
+    #[error("{role} certificate rejected: {source}")]
+    PeerCertificate {
+        role: Role,
+        #[source]
+        source: CertError,
+    },
+    #[error(
+        "the {0} did not prove it holds the private key of its certificate (transcript signature invalid)"
+    )]
+    BadSignature(Role),
+    #[error("key confirmation failed: the {0}'s Finished message does not match")]
+    BadFinished(Role),
+    #[error("the peer's key share is invalid")]
+    BadKeyShare,
+    #[error("the peer refused the handshake: {0}")]
+    PeerAlert(Alert),
+    #[error("local cryptographic failure: {0}")]
+    Local(String),
+}
+
+impl HandshakeError {
+    /// The alert to send to the peer, if any. Signature, MAC and unwrap failures all map to
+    /// the same `HandshakeFailure`.
+    pub fn alert(&self) -> Option<Alert> {
+        Some(match self {
+            Self::Decode(_) | Self::Unexpected { .. } | Self::BadKeyShare => Alert::ProtocolError,
+            Self::UnsupportedVersion(_) => Alert::UnsupportedVersion,
+            Self::PeerCertificate { .. } => Alert::BadCertificate,
+            Self::BadSignature(_) | Self::BadFinished(_) => Alert::HandshakeFailure,
+            Self::PeerAlert(_) | Self::Local(_) => return None,
+        })
+    }
+}
+
+/// The running transcript hash: every handshake frame (header and body), in order.
+#[derive(Clone)]
+pub struct Transcript(Sha256);
+
+impl Transcript {
+    fn new() -> Self {
+        Self(Sha256::new())
+    }
+
+    fn add(&mut self, frame: &[u8]) {
+        self.0.update(frame);
+    }
+
+    fn hash(&self) -> [u8; 32] {
+        self.0.clone().finalize().into()
+    }
+}
+
+/// Keys and peer identity of a finished handshake.
+pub struct Established {
+    pub send: DirectionKeys,
+    pub recv: DirectionKeys,
+    /// The peer's certificate: recorded only after its transcript signature verified and its
+    /// Finished MAC matched.
+    pub peer: VerifiedCert,
+    /// The peer's certificate as sent (DER), kept so a received file's signature can be
+    /// checked again later.
+    pub peer_der: Vec<u8>,
+}
+
+/// Decodes `body` as `T` if `typ` is the expected frame type; an alert becomes `PeerAlert`.
+fn expect<T: Codec>(expected: FrameType, typ: FrameType, body: &[u8]) -> Result<T, HandshakeError> {
+    if typ == FrameType::Alert {
+        return Err(match Alert::decode(body) {
+            Ok(a) => HandshakeError::PeerAlert(a),
+            Err(e) => HandshakeError::Decode(e),
+        });
+    }
+    if typ != expected {
+        return Err(HandshakeError::Unexpected { expected, got: typ });
+    }
+    Ok(T::decode(body)?)
+}
+
+/// Encodes a message as a frame, adds it to the transcript and to the outgoing bytes.
+fn emit<T: Codec>(typ: FrameType, msg: &T, transcript: &mut Transcript, out: &mut Vec<u8>) {
+    let frame = encode_frame(typ, &msg.to_bytes());
+    transcript.add(&frame);
+    out.extend_from_slice(&frame);
+}
+
+fn absorb(typ: FrameType, body: &[u8], transcript: &mut Transcript) {
+    transcript.add(&encode_frame(typ, body));
+}
+
+fn random32() -> [u8; 32] {
+    let mut r = [0u8; 32];
+    rand::fill(&mut r[..]);
+    r
+}
+
+fn dh(secret: EphemeralSecret, peer: [u8; 32]) -> Result<Secret32, HandshakeError> {
+    let shared = secret.diffie_hellman(&PublicKey::from(peer));
+    // A low-order point gives an all-zero secret: the peer would control the DH output.
+    if !shared.was_contributory() {
+        return Err(HandshakeError::BadKeyShare);
+    }
+    Ok(Secret32(shared.to_bytes()))
+}
+
+fn now(clock: Option<i64>) -> i64 {
+    clock.unwrap_or_else(pki::now_unix)
+}
+
+fn short_fp(fp: &[u8; 32]) -> String {
+    pki::fingerprint_hex(fp)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+// ---------------------------------------------------------------------------------------------
+
+/// Starts a client handshake: returns the first state and the ClientHello to send.
+pub fn client_start(config: ClientConfig) -> (ExpectServerHello, Vec<u8>) {
+    let mut transcript = Transcript::new();
+    let random = random32();
+    let eph = EphemeralSecret::random_from_rng(&mut rand::rng());
+    let hello = ClientHello {
+        version: PROTOCOL_VERSION,
+        random,
+        x25519: PublicKey::from(&eph).to_bytes(),
+    };
+    let mut out = Vec::new();
+    emit(FrameType::ClientHello, &hello, &mut transcript, &mut out);
+    (config.log)("-> ClientHello (fresh client random, ephemeral X25519 share)");
+    (
+        ExpectServerHello {
+            config,
+            eph,
+            transcript,
+        },
+        out,
+    )
+}
+
+pub struct ExpectServerHello {
+    config: ClientConfig,
+    eph: EphemeralSecret,
+    transcript: Transcript,
+}
+
+impl ExpectServerHello {
+    pub fn handle(
+        mut self,
+        typ: FrameType,
+        body: &[u8],
+    ) -> Result<(ExpectServerCertificateVerify, Vec<u8>), HandshakeError> {
+        let cfg = &self.config;
+        let hello: ServerHello = expect(FrameType::ServerHello, typ, body)?;
+        if hello.version != PROTOCOL_VERSION {
+            return Err(HandshakeError::UnsupportedVersion(hello.version));
+        }
+        absorb(typ, body, &mut self.transcript);
+
+        // 1. Validate the server certificate before trusting its key with anything:
+        //    chain to our CA, validity, serverAuth EKU, and the name we asked for.
+        let server_cert = pki::verify_certificate(
+            &cfg.anchor,
+            &hello.certificate,
+            Role::Server,
+            Some(&cfg.server_name),
+            now(cfg.now_unix),
+        )
+        .map_err(|source| HandshakeError::PeerCertificate {
+            role: Role::Server,
+            source,
+        })?;
+        (cfg.log)(&format!(
+            "<- ServerHello: certificate '{}' (sha256 {}) chains to CA '{}', is valid now, has serverAuth and names '{}'",
+            server_cert.subject,
+            short_fp(&server_cert.fingerprint),
+            cfg.anchor.subject(),
+            cfg.server_name
+        ));
+
+        // 2. Ephemeral X25519 for forward secrecy.
+        let dh = dh(self.eph, hello.x25519)?;
+
+        // 3. Key transport: a fresh secret wrapped with RSA-OAEP to the verified server key.
+        let secret = Secret32(random32());
+        let wrapped = crypto::wrap_secret(&server_cert.public_key, &secret)
+            .map_err(|e| HandshakeError::Local(format!("RSA-OAEP wrap failed: {e}")))?;
+        let mut out = Vec::new();
+        let cc = ClientCertificate {
+            certificate: cfg.identity.cert_der.clone(),
+            wrapped_secret: wrapped,
+        };
+        emit(
+            FrameType::ClientCertificate,
+            &cc,
+            &mut self.transcript,
+            &mut out,
+        );
+        (cfg.log)(&format!(
+            "-> ClientCertificate (sha256 {}) and the session secret wrapped with RSA-OAEP-SHA256 to the server's key",
+            short_fp(&cfg.identity.fingerprint())
+        ));
+
+        // 4. Proof of possession: sign the transcript (both randoms, both certificates, the
+        //    wrapped secret) under the client context.
+        let th = self.transcript.hash();
+        let signature = crypto::sign(cfg.identity.signer(), CLIENT_SIGNATURE_CONTEXT, &th)
+            .map_err(|e| HandshakeError::Local(format!("signing failed: {e}")))?;
+        emit(
+            FrameType::ClientCertificateVerify,
+            &CertificateVerify { signature },
+            &mut self.transcript,
+            &mut out,
+        );
+        (cfg.log)("-> ClientCertificateVerify (RSA-PSS signature over the transcript hash)");
+
+        // 5. Key schedule salted with the transcript, then our Finished.
+        let th = self.transcript.hash();
+        let keys = crypto::derive_keys(&secret, &dh, &th);
+        let mac = crypto::finished_mac(&keys.client_finished, &th);
+        emit(
+            FrameType::ClientFinished,
+            &Finished { mac },
+            &mut self.transcript,
+            &mut out,
+        );
+        (cfg.log)("-> ClientFinished (HMAC over the transcript: key confirmation)");
+        Ok((
+            ExpectServerCertificateVerify {
+                config: self.config,
+                unverified_server: server_cert,
+                server_der: hello.certificate,
+                keys,
+                transcript: self.transcript,
+            },
+            out,
+        ))
+    }
+}
+
+pub struct ExpectServerCertificateVerify {
+    config: ClientConfig,
+    /// Valid certificate, but the server has not yet proven it holds the key.
+    unverified_server: VerifiedCert,
+    server_der: Vec<u8>,
+    keys: KeySchedule,
+    transcript: Transcript,
+}
+
+impl ExpectServerCertificateVerify {
+    pub fn handle(
+        mut self,
+        typ: FrameType,
+        body: &[u8],
+    ) -> Result<ExpectServerFinished, HandshakeError> {
+        let cv: CertificateVerify = expect(FrameType::ServerCertificateVerify, typ, body)?;
+        // 6. The server signs everything including our Finished: only the holder of the
+        //    server key can produce this for this fresh transcript.
+        let th = self.transcript.hash();
+        if !crypto::verify(
+            &self.unverified_server.public_key,
+            SERVER_SIGNATURE_CONTEXT,
+            &th,
+            &cv.signature,
+        ) {
+            return Err(HandshakeError::BadSignature(Role::Server));
+        }
+        absorb(typ, body, &mut self.transcript);
+        (self.config.log)(
+            "<- ServerCertificateVerify: server signature over the transcript verified",
+        );
+        Ok(ExpectServerFinished {
+            config: self.config,
+            server: self.unverified_server,
+            server_der: self.server_der,
+            keys: self.keys,
+            transcript: self.transcript,
+        })
+    }
+}
+
+pub struct ExpectServerFinished {
+    config: ClientConfig,
+    server: VerifiedCert,
+    server_der: Vec<u8>,
+    keys: KeySchedule,
+    transcript: Transcript,
+}
+
+impl ExpectServerFinished {
+    pub fn handle(self, typ: FrameType, body: &[u8]) -> Result<Established, HandshakeError> {
+        let fin: Finished = expect(FrameType::ServerFinished, typ, body)?;
+        // 7. Key confirmation: the server derived the same keys (so it unwrapped our secret).
+        let th = self.transcript.hash();
+        if !crypto::finished_mac_matches(&self.keys.server_finished, &th, &fin.mac) {
+            return Err(HandshakeError::BadFinished(Role::Server));
+        }
+        (self.config.log)(
+            "<- ServerFinished: key confirmed in both directions; channel open (AES-256-GCM)",
+        );
+        Ok(Established {
+            send: self.keys.c2s.clone(),
+            recv: self.keys.s2c.clone(),
+            peer: self.server,
+            peer_der: self.server_der,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------------------------
+
+pub struct ExpectClientHello {
+    config: ServerConfig,
+}
+
+/// Starts a server handshake for one connection.
+pub fn server_start(config: ServerConfig) -> ExpectClientHello {
+    ExpectClientHello { config }
+}
+
+impl ExpectClientHello {
+    pub fn handle(
+        self,
+        typ: FrameType,
+        body: &[u8],
+    ) -> Result<(ExpectClientCertificate, Vec<u8>), HandshakeError> {
+        let hello: ClientHello = expect(FrameType::ClientHello, typ, body)?;
+        if hello.version != PROTOCOL_VERSION {
+            return Err(HandshakeError::UnsupportedVersion(hello.version));
+        }
+        let mut transcript = Transcript::new();
+        absorb(typ, body, &mut transcript);
+        (self.config.log)("<- ClientHello");
+
+        // 1. Our fresh random makes every transcript unique: a recorded client flight
+        //    cannot be replayed into a later handshake.
+        let eph = EphemeralSecret::random_from_rng(&mut rand::rng());
+        let x25519 = PublicKey::from(&eph).to_bytes();
+        let dh = dh(eph, hello.x25519)?;
+        let sh = ServerHello {
+            version: PROTOCOL_VERSION,
+            random: random32(),
+            x25519,
+            certificate: self.config.identity.cert_der.clone(),
+        };
+        let mut out = Vec::new();
+        emit(FrameType::ServerHello, &sh, &mut transcript, &mut out);
+        (self.config.log)(&format!(
+            "-> ServerHello (fresh server random, X25519 share, certificate sha256 {})",
+            short_fp(&self.config.identity.fingerprint())
+        ));
+        Ok((
+            ExpectClientCertificate {
+                config: self.config,
+                dh,
+                transcript,
+            },
+            out,
+        ))
+    }
+}
+
+pub struct ExpectClientCertificate {
+    config: ServerConfig,
+    dh: Secret32,
+    transcript: Transcript,
+}
+
+impl ExpectClientCertificate {
+    pub fn handle(
+        mut self,
+        typ: FrameType,
+        body: &[u8],
+    ) -> Result<ExpectClientCertificateVerify, HandshakeError> {
+        let cc: ClientCertificate = expect(FrameType::ClientCertificate, typ, body)?;
+        // 2. Validate the client certificate: chain, validity, clientAuth EKU.
+        let client = pki::verify_certificate(
+            &self.config.anchor,
+            &cc.certificate,
+            Role::Client,
+            None,
+            now(self.config.now_unix),
+        )
+        .map_err(|source| HandshakeError::PeerCertificate {
+            role: Role::Client,
+            source,
+        })?;
+        absorb(typ, body, &mut self.transcript);
+        (self.config.log)(&format!(
+            "<- ClientCertificate: '{}' (sha256 {}) chains to CA '{}', is valid now and has clientAuth",
+            client.subject,
+            short_fp(&client.fingerprint),
+            self.config.anchor.subject()
+        ));
+        Ok(ExpectClientCertificateVerify {
+            config: self.config,
+            dh: self.dh,
+            unverified_client: client,
+            client_der: cc.certificate,
+            wrapped_secret: cc.wrapped_secret,
+            transcript: self.transcript,
+        })
+    }
+}
+
+pub struct ExpectClientCertificateVerify {
+    config: ServerConfig,
+    dh: Secret32,
+    /// Valid certificate, but possession of its key is not yet proven.
+    unverified_client: VerifiedCert,
+    client_der: Vec<u8>,
+    wrapped_secret: Vec<u8>,
+    transcript: Transcript,
+}
+
+impl ExpectClientCertificateVerify {
+    pub fn handle(
+        mut self,
+        typ: FrameType,
+        body: &[u8],
+    ) -> Result<ExpectClientFinished, HandshakeError> {
+        let cv: CertificateVerify = expect(FrameType::ClientCertificateVerify, typ, body)?;
+        // 3. Proof of possession: a copy of client.crt without client.key stops here, and a
+        //    replayed flight fails because our random is in the signed transcript.
+        let th = self.transcript.hash();
+        if !crypto::verify(
+            &self.unverified_client.public_key,
+            CLIENT_SIGNATURE_CONTEXT,
+            &th,
+            &cv.signature,
+        ) {
+            return Err(HandshakeError::BadSignature(Role::Client));
+        }
+        absorb(typ, body, &mut self.transcript);
+        (self.config.log)(
+            "<- ClientCertificateVerify: client signature over the transcript verified",
+        );
+
+        // 4. Only now touch the RSA private key (RUSTSEC-2023-0071): an unauthenticated peer
+        //    can never use us as a decryption oracle. Failures become a random secret.
+        let secret = crypto::unwrap_secret(&self.config.identity.key, &self.wrapped_secret);
+        let th = self.transcript.hash();
+        let keys = crypto::derive_keys(&secret, &self.dh, &th);
+        Ok(ExpectClientFinished {
+            config: self.config,
+            unverified_client: self.unverified_client,
+            client_der: self.client_der,
+            keys,
+            transcript: self.transcript,
+        })
+    }
+}
+
+pub struct ExpectClientFinished {
+    config: ServerConfig,
+    unverified_client: VerifiedCert,
+    client_der: Vec<u8>,
+    keys: KeySchedule,
+    transcript: Transcript,
+}
+
+impl ExpectClientFinished {
+    pub fn handle(
+        mut self,
+        typ: FrameType,
+        body: &[u8],
+    ) -> Result<(Established, Vec<u8>), HandshakeError> {
+        let fin: Finished = expect(FrameType::ClientFinished, typ, body)?;
+        // 5. Key confirmation from the client, in constant time. A wrong MAC and a failed
+        //    unwrap are indistinguishable here.
+        let th = self.transcript.hash();
+        if !crypto::finished_mac_matches(&self.keys.client_finished, &th, &fin.mac) {
+            return Err(HandshakeError::BadFinished(Role::Client));
+        }
+        absorb(typ, body, &mut self.transcript);
+        (self.config.log)("<- ClientFinished: client key confirmed");
+
+        // 6. Our signature over the whole transcript, then our Finished.
+        let mut out = Vec::new();
+        let th = self.transcript.hash();
+        let signature = crypto::sign(self.config.identity.signer(), SERVER_SIGNATURE_CONTEXT, &th)
+            .map_err(|e| HandshakeError::Local(format!("signing failed: {e}")))?;
+        emit(
+            FrameType::ServerCertificateVerify,
+            &CertificateVerify { signature },
+            &mut self.transcript,
+            &mut out,
+        );
+        let th = self.transcript.hash();
+        let mac = crypto::finished_mac(&self.keys.server_finished, &th);
+        emit(
+            FrameType::ServerFinished,
+            &Finished { mac },
+            &mut self.transcript,
+            &mut out,
+        );
+        (self.config.log)("-> ServerCertificateVerify, ServerFinished; channel open (AES-256-GCM)");
+        Ok((
+            Established {
+                send: self.keys.s2c.clone(),
+                recv: self.keys.c2s.clone(),
+                peer: self.unverified_client,
+                peer_der: self.client_der,
+            },
+            out,
+        ))
+    }
+}

@@ -1,0 +1,200 @@
+//! TCP: a transport with deadlines, the accept loop with bounded concurrency, and connecting.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::conn::{self, Channel, ConnError, Transport};
+use crate::handshake::{ClientConfig, ServerConfig};
+use crate::paths::ServeRoot;
+use crate::transfer::{self, ServeOptions};
+use crate::wire::{Alert, Codec, FrameType, encode_frame};
+
+/// Default time a peer has to complete the handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a connection may sit without progress.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_CLIENTS: usize = 64;
+
+/// A TCP stream whose reads obey an absolute deadline (if set) and an idle timeout.
+/// The deadline is what stops a peer that trickles one byte at a time: a per-read timeout
+/// alone would be reset by every byte.
+pub struct TcpTransport {
+    stream: TcpStream,
+    idle: Duration,
+    deadline: Option<Instant>,
+    current_timeout: Option<Duration>,
+}
+
+impl TcpTransport {
+    pub fn new(stream: TcpStream, idle: Duration) -> io::Result<Self> {
+        stream.set_nodelay(true)?;
+        stream.set_write_timeout(Some(idle))?;
+        stream.set_read_timeout(Some(idle))?;
+        Ok(Self {
+            stream,
+            idle,
+            deadline: None,
+            current_timeout: Some(idle),
+        })
+    }
+
+    fn arm(&mut self) -> io::Result<()> {
+        let timeout = match self.deadline {
+            None => self.idle,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+                }
+                left.min(self.idle)
+            }
+        };
+        if self.current_timeout != Some(timeout) {
+            self.stream.set_read_timeout(Some(timeout))?;
+            self.current_timeout = Some(timeout);
+        }
+        Ok(())
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+impl Read for TcpTransport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for TcpTransport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+impl Transport for TcpTransport {
+    fn set_deadline(&mut self, deadline: Option<Instant>) -> io::Result<()> {
+        self.deadline = deadline;
+        Ok(())
+    }
+}
+
+/// Connects and runs the client handshake.
+pub fn connect(
+    addr: &str,
+    config: ClientConfig,
+    timeout: Duration,
+) -> Result<Channel<TcpTransport>, ConnError> {
+    let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(ConnError::Io)?.collect();
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing");
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(s) => {
+                let t = TcpTransport::new(s, DEFAULT_IDLE_TIMEOUT).map_err(ConnError::Io)?;
+                return conn::client_handshake(t, config, Some(Instant::now() + timeout));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(ConnError::Io(last))
+}
+
+/// Server settings, validated before the listener starts.
+pub struct ServerSettings {
+    pub root: ServeRoot,
+    pub config: ServerConfig,
+    pub max_clients: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Decrements the active-connection count however the connection thread ends.
+struct Slot(Arc<AtomicUsize>);
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Accepts connections until `stop` is set, each on its own thread, at most `max_clients` at
+/// once; one more is told `Busy` and closed. A failing connection never stops the server.
+pub fn serve(
+    listener: TcpListener,
+    settings: Arc<ServerSettings>,
+    stop: Arc<AtomicBool>,
+    log: Arc<dyn Fn(&str) + Send + Sync>,
+) -> io::Result<()> {
+    let active = Arc::new(AtomicUsize::new(0));
+    listener.set_nonblocking(true)?;
+    while !stop.load(Ordering::SeqCst) {
+        let (stream, peer) = match listener.accept() {
+            Ok(v) => v,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // Out of file descriptors and the like: wait, then go on serving.
+                log(&format!("accept failed: {e}"));
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let _ = stream.set_nonblocking(false);
+        if active.fetch_add(1, Ordering::SeqCst) >= settings.max_clients {
+            active.fetch_sub(1, Ordering::SeqCst);
+            let mut s = stream;
+            let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = s.write_all(&encode_frame(FrameType::Alert, &Alert::Busy.to_bytes()));
+            log(&format!(
+                "{peer}: refused, already serving {} clients (--max-clients)",
+                settings.max_clients
+            ));
+            continue;
+        }
+        let slot = Slot(active.clone());
+        let settings = settings.clone();
+        let thread_log = log.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("conn-{peer}"))
+            .spawn(move || {
+                let _slot = slot;
+                if let Err(e) = handle_connection(stream, &settings, &*thread_log) {
+                    thread_log(&format!("{peer}: {e}"));
+                }
+            });
+        if let Err(e) = spawned {
+            log(&format!("{peer}: cannot start a thread: {e}"));
+        }
+    }
+    Ok(())
+}
+
+fn handle_connection(
+    stream: TcpStream,
+    settings: &ServerSettings,
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<(), ConnError> {
+    let transport = TcpTransport::new(stream, settings.idle_timeout).map_err(ConnError::Io)?;
+    let deadline = Instant::now() + settings.handshake_timeout;
+    let mut chan = conn::server_handshake(transport, settings.config.clone(), Some(deadline))?;
+    log(&format!("client '{}' authenticated", chan.peer().subject));
+    let opts = ServeOptions {
+        root: &settings.root,
+        identity: &settings.config.identity,
+        idle_timeout: settings.idle_timeout,
+        log,
+    };
+    let result = transfer::serve_requests(&mut chan, &opts);
+    chan.into_inner().shutdown();
+    result
+}

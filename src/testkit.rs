@@ -1,0 +1,171 @@
+//! Fixtures for tests, fuzz targets and benchmarks: a throw-away PKI made once per process.
+//!
+//! RSA key generation is slow, so four 2048-bit keys are generated once (in parallel) and
+//! reused for every certificate; certificates are cheap. Not for production use.
+
+use std::sync::{Arc, LazyLock};
+
+use rsa::RsaPrivateKey;
+
+use crate::handshake::{ClientConfig, LocalIdentity, ServerConfig};
+use crate::pki::{self, CaKeyPair, Identity, LeafOverrides, LeafSpec, Role, San, TrustAnchor};
+
+const DAY: i64 = 86_400;
+
+/// CA key, other CA key, server key, client key.
+static KEYS: LazyLock<Vec<RsaPrivateKey>> = LazyLock::new(|| {
+    let handles: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(|| pki::generate_key(2048)))
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .expect("key generation thread does not panic")
+                .expect("2048-bit RSA key generation succeeds")
+        })
+        .collect()
+});
+
+pub fn ca_key() -> &'static RsaPrivateKey {
+    &KEYS[0]
+}
+pub fn other_ca_key() -> &'static RsaPrivateKey {
+    &KEYS[1]
+}
+pub fn server_key() -> &'static RsaPrivateKey {
+    &KEYS[2]
+}
+pub fn client_key() -> &'static RsaPrivateKey {
+    &KEYS[3]
+}
+
+/// A CA with one server and one client identity.
+pub struct TestPki {
+    pub ca: CaKeyPair,
+    pub anchor: Arc<TrustAnchor>,
+    pub server: Arc<LocalIdentity>,
+    pub client: Arc<LocalIdentity>,
+}
+
+impl TestPki {
+    fn new(name: &str, ca_key: &RsaPrivateKey) -> Self {
+        let now = pki::now_unix();
+        let ca = pki::new_ca(name, ca_key.clone(), now - DAY, now + 365 * DAY)
+            .expect("test CA generation succeeds");
+        let anchor = Arc::new(TrustAnchor::from_der(&ca.cert_der).expect("our CA is an anchor"));
+        let server = leaf(
+            &ca,
+            Role::Server,
+            "localhost",
+            now - DAY,
+            now + 30 * DAY,
+            &Default::default(),
+        );
+        let client = leaf(
+            &ca,
+            Role::Client,
+            "client",
+            now - DAY,
+            now + 30 * DAY,
+            &Default::default(),
+        );
+        Self {
+            ca,
+            anchor,
+            server,
+            client,
+        }
+    }
+
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig::new(self.client.clone(), self.anchor.clone(), "localhost")
+    }
+
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig::new(self.server.clone(), self.anchor.clone())
+    }
+}
+
+/// The main test PKI.
+pub fn pki() -> &'static TestPki {
+    static P: LazyLock<TestPki> = LazyLock::new(|| TestPki::new("minitls test CA", ca_key()));
+    &P
+}
+
+/// An unrelated CA with its own server and client (same leaf keys, different CA).
+pub fn other_pki() -> &'static TestPki {
+    static P: LazyLock<TestPki> = LazyLock::new(|| TestPki::new("other CA", other_ca_key()));
+    &P
+}
+
+/// A CA with the same name as [`pki`]'s but another key: issuer names match, signatures don't.
+pub fn impostor_pki() -> &'static TestPki {
+    static P: LazyLock<TestPki> = LazyLock::new(|| TestPki::new("minitls test CA", other_ca_key()));
+    &P
+}
+
+/// Issues a leaf from `ca` for the role's usual key (server or client key), with the default
+/// server names for servers.
+pub fn leaf(
+    ca: &CaKeyPair,
+    role: Role,
+    common_name: &str,
+    not_before_unix: i64,
+    not_after_unix: i64,
+    overrides: &LeafOverrides,
+) -> Arc<LocalIdentity> {
+    let key = match role {
+        Role::Server => server_key(),
+        Role::Client => client_key(),
+    };
+    leaf_with_key(
+        ca,
+        role,
+        common_name,
+        not_before_unix,
+        not_after_unix,
+        overrides,
+        key,
+    )
+}
+
+/// As [`leaf`], certifying `key`.
+pub fn leaf_with_key(
+    ca: &CaKeyPair,
+    role: Role,
+    common_name: &str,
+    not_before_unix: i64,
+    not_after_unix: i64,
+    overrides: &LeafOverrides,
+    key: &RsaPrivateKey,
+) -> Arc<LocalIdentity> {
+    let sans = match role {
+        Role::Server => San::default_server_names(),
+        Role::Client => Vec::new(),
+    };
+    let spec = LeafSpec {
+        role,
+        common_name: common_name.to_string(),
+        sans,
+        not_before_unix,
+        not_after_unix,
+    };
+    let der = pki::issue_leaf_with(ca, &spec, key, overrides).expect("test leaf issuance succeeds");
+    Arc::new(LocalIdentity::new(Identity {
+        cert_der: der,
+        key: key.clone(),
+    }))
+}
+
+/// The same certificate with a different private key: what an attacker holding only a copy
+/// of the certificate can present.
+pub fn stolen_certificate(
+    victim: &LocalIdentity,
+    attacker_key: &RsaPrivateKey,
+) -> Arc<LocalIdentity> {
+    Arc::new(LocalIdentity::new(Identity {
+        cert_der: victim.cert_der.clone(),
+        key: attacker_key.clone(),
+    }))
+}

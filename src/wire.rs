@@ -1,0 +1,811 @@
+//! Bytes <-> messages: frames, handshake and application messages. No crypto, no I/O.
+//!
+//! Every message implements [`Codec`]: `encode` appends to a `Vec<u8>`, `read` takes a
+//! bounds-checked [`Reader`]. Every length prefix has a named maximum that is checked before
+//! anything is allocated, and [`Codec::decode`] rejects trailing bytes.
+
+use thiserror::Error;
+
+/// Version number carried in the hellos. Bumped for any incompatible change of this file.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// A frame is `type: u8 | length: u32 (big endian) | body`.
+pub const FRAME_HEADER_LEN: usize = 5;
+
+/// Largest certificate (DER) accepted from a peer.
+pub const MAX_CERT_LEN: usize = 16 * 1024;
+/// Largest RSA ciphertext or signature accepted (8192-bit keys).
+pub const MAX_RSA_BLOB_LEN: usize = 1024;
+/// Largest plaintext handshake frame body; more than any valid handshake message.
+pub const MAX_HANDSHAKE_BODY: usize = MAX_CERT_LEN + 2 * MAX_RSA_BLOB_LEN + 64;
+/// Largest application payload carried by one record.
+pub const MAX_RECORD_PAYLOAD: usize = 256 * 1024;
+/// AES-GCM tag length.
+pub const TAG_LEN: usize = 16;
+/// Largest encrypted record body: inner type byte + payload + tag.
+pub const MAX_RECORD_BODY: usize = 1 + MAX_RECORD_PAYLOAD + TAG_LEN;
+/// Longest path in a request or a file statement, in bytes.
+pub const MAX_PATH_LEN: usize = 4096;
+/// Longest human-readable error text a peer may send.
+pub const MAX_ERROR_TEXT: usize = 1024;
+/// Most entries in one listing message.
+pub const MAX_LIST_ENTRIES_PER_MSG: usize = 1024;
+
+/// Frame types. Handshake messages travel in the clear, each in its own frame; after the
+/// handshake everything is a [`FrameType::Record`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameType {
+    ClientHello = 1,
+    ServerHello = 2,
+    ClientCertificate = 3,
+    ClientCertificateVerify = 4,
+    ClientFinished = 5,
+    ServerCertificateVerify = 6,
+    ServerFinished = 7,
+    Alert = 0x15,
+    Record = 0x17,
+}
+
+impl FrameType {
+    pub fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Self::ClientHello,
+            2 => Self::ServerHello,
+            3 => Self::ClientCertificate,
+            4 => Self::ClientCertificateVerify,
+            5 => Self::ClientFinished,
+            6 => Self::ServerCertificateVerify,
+            7 => Self::ServerFinished,
+            0x15 => Self::Alert,
+            0x17 => Self::Record,
+            _ => return None,
+        })
+    }
+
+    /// The largest body a frame of this type may declare: checked before allocating.
+    pub fn max_body(self) -> usize {
+        match self {
+            Self::Record => MAX_RECORD_BODY,
+            Self::Alert => 1,
+            _ => MAX_HANDSHAKE_BODY,
+        }
+    }
+}
+
+/// A parsed frame header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHeader {
+    pub typ: FrameType,
+    pub len: usize,
+}
+
+impl FrameHeader {
+    /// Parses and bounds-checks a header. Unknown types and oversized lengths are errors.
+    pub fn parse(bytes: &[u8; FRAME_HEADER_LEN]) -> Result<Self, DecodeError> {
+        let typ = FrameType::from_u8(bytes[0]).ok_or(DecodeError::UnknownType(bytes[0]))?;
+        let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+        if len > typ.max_body() {
+            return Err(DecodeError::TooLong {
+                what: "frame",
+                len,
+                max: typ.max_body(),
+            });
+        }
+        Ok(Self { typ, len })
+    }
+
+    pub fn encode(typ: FrameType, len: usize) -> [u8; FRAME_HEADER_LEN] {
+        debug_assert!(len <= typ.max_body());
+        let l = (len as u32).to_be_bytes();
+        [typ as u8, l[0], l[1], l[2], l[3]]
+    }
+}
+
+/// Encodes a whole frame (header + body).
+pub fn encode_frame(typ: FrameType, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
+    out.extend_from_slice(&FrameHeader::encode(typ, body.len()));
+    out.extend_from_slice(body);
+    out
+}
+
+/// What can be wrong with bytes from the peer. Deliberately carries no secrets.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("message ended early while reading {0}")]
+    Truncated(&'static str),
+    #[error("{what} is {len} bytes, more than the maximum {max}")]
+    TooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("{0} unexpected trailing bytes")]
+    TrailingBytes(usize),
+    #[error("unknown message type {0}")]
+    UnknownType(u8),
+    #[error("invalid value for {0}")]
+    InvalidValue(&'static str),
+}
+
+/// A bounds-checked cursor over received bytes.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        if self.remaining() < n {
+            return Err(DecodeError::Truncated(what));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    pub fn rest(&mut self) -> &'a [u8] {
+        let s = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        s
+    }
+
+    pub fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    pub fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    pub fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        let b = self.take(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    pub fn i64(&mut self, what: &'static str) -> Result<i64, DecodeError> {
+        Ok(self.u64(what)? as i64)
+    }
+
+    pub fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N, what)?);
+        Ok(a)
+    }
+
+    /// A `u16` length prefix followed by that many bytes, at most `max`.
+    pub fn vec_u16(&mut self, max: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        let len = self.u16(what)? as usize;
+        if len > max {
+            return Err(DecodeError::TooLong { what, len, max });
+        }
+        self.take(len, what)
+    }
+
+    /// A `u16`-prefixed UTF-8 string of at most `max` bytes.
+    pub fn string(&mut self, max: usize, what: &'static str) -> Result<String, DecodeError> {
+        let b = self.vec_u16(max, what)?;
+        String::from_utf8(b.to_vec()).map_err(|_| DecodeError::InvalidValue(what))
+    }
+
+    pub fn expect_end(&self) -> Result<(), DecodeError> {
+        match self.remaining() {
+            0 => Ok(()),
+            n => Err(DecodeError::TrailingBytes(n)),
+        }
+    }
+}
+
+/// Writers for the same encodings.
+pub fn put_u16(out: &mut Vec<u8>, v: u16) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+pub fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+pub fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+/// `u16` length prefix + bytes. Callers only pass values bounded by a named maximum below
+/// 65536; a longer one is a bug in our own code, not in the peer's.
+pub fn put_vec_u16(out: &mut Vec<u8>, v: &[u8]) {
+    let len = u16::try_from(v.len()).expect("our own fields are bounded below 64 KiB");
+    put_u16(out, len);
+    out.extend_from_slice(v);
+}
+
+/// One codec for every message.
+pub trait Codec: Sized {
+    fn encode(&self, out: &mut Vec<u8>);
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError>;
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.encode(&mut v);
+        v
+    }
+
+    /// Decodes a complete body; trailing bytes are an error.
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let v = Self::read(&mut r)?;
+        r.expect_end()?;
+        Ok(v)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handshake messages
+// ---------------------------------------------------------------------------------------------
+
+/// Flight 1, client -> server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientHello {
+    pub version: u16,
+    pub random: [u8; 32],
+    pub x25519: [u8; 32],
+}
+
+impl Codec for ClientHello {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_u16(out, self.version);
+        out.extend_from_slice(&self.random);
+        out.extend_from_slice(&self.x25519);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            version: r.u16("version")?,
+            random: r.array("client random")?,
+            x25519: r.array("client key share")?,
+        })
+    }
+}
+
+/// Flight 2, server -> client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerHello {
+    pub version: u16,
+    pub random: [u8; 32],
+    pub x25519: [u8; 32],
+    pub certificate: Vec<u8>,
+}
+
+impl Codec for ServerHello {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_u16(out, self.version);
+        out.extend_from_slice(&self.random);
+        out.extend_from_slice(&self.x25519);
+        put_vec_u16(out, &self.certificate);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            version: r.u16("version")?,
+            random: r.array("server random")?,
+            x25519: r.array("server key share")?,
+            certificate: r.vec_u16(MAX_CERT_LEN, "server certificate")?.to_vec(),
+        })
+    }
+}
+
+/// Flight 3a: the client's certificate and the secret wrapped to the server's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCertificate {
+    pub certificate: Vec<u8>,
+    pub wrapped_secret: Vec<u8>,
+}
+
+impl Codec for ClientCertificate {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_vec_u16(out, &self.certificate);
+        put_vec_u16(out, &self.wrapped_secret);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            certificate: r.vec_u16(MAX_CERT_LEN, "client certificate")?.to_vec(),
+            wrapped_secret: r.vec_u16(MAX_RSA_BLOB_LEN, "wrapped secret")?.to_vec(),
+        })
+    }
+}
+
+/// A transcript signature (client flight 3b, server flight 4a).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateVerify {
+    pub signature: Vec<u8>,
+}
+
+impl Codec for CertificateVerify {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_vec_u16(out, &self.signature);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            signature: r.vec_u16(MAX_RSA_BLOB_LEN, "signature")?.to_vec(),
+        })
+    }
+}
+
+/// Key confirmation MAC (client flight 3c, server flight 4b).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub mac: [u8; 32],
+}
+
+impl Codec for Finished {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.mac);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            mac: r.array("finished")?,
+        })
+    }
+}
+
+/// Why a handshake was refused. Sent in the clear, so it says only what the peer may know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Alert {
+    /// The peer's certificate failed validation.
+    BadCertificate = 1,
+    /// A signature, a Finished MAC or the key unwrap failed: deliberately one code for all.
+    HandshakeFailure = 2,
+    /// Malformed or unexpected message.
+    ProtocolError = 3,
+    UnsupportedVersion = 4,
+    /// The server is at --max-clients.
+    Busy = 5,
+    /// A deadline passed.
+    Timeout = 6,
+}
+
+impl Alert {
+    pub fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Self::BadCertificate,
+            2 => Self::HandshakeFailure,
+            3 => Self::ProtocolError,
+            4 => Self::UnsupportedVersion,
+            5 => Self::Busy,
+            6 => Self::Timeout,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Alert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::BadCertificate => "bad certificate",
+            Self::HandshakeFailure => "handshake failure",
+            Self::ProtocolError => "protocol error",
+            Self::UnsupportedVersion => "unsupported protocol version",
+            Self::Busy => "server busy (too many clients)",
+            Self::Timeout => "timed out",
+        })
+    }
+}
+
+impl Codec for Alert {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(*self as u8);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let b = r.u8("alert")?;
+        Self::from_u8(b).ok_or(DecodeError::InvalidValue("alert"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Application messages (inside records). The first plaintext byte is the message type.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AppType {
+    Request = 1,
+    FileStart = 2,
+    Data = 3,
+    FileEnd = 4,
+    Listing = 5,
+    ListEnd = 6,
+    Error = 7,
+    /// Authenticated end of stream: without it, an EOF is a truncation.
+    Close = 8,
+}
+
+impl AppType {
+    pub fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Self::Request,
+            2 => Self::FileStart,
+            3 => Self::Data,
+            4 => Self::FileEnd,
+            5 => Self::Listing,
+            6 => Self::ListEnd,
+            7 => Self::Error,
+            8 => Self::Close,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RequestKind {
+    Get = 1,
+    List = 2,
+}
+
+/// Client -> server: what to fetch or list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub kind: RequestKind,
+    pub recursive: bool,
+    /// Byte offset to start sending data from (resume); the signature still covers the whole file.
+    pub offset: u64,
+    pub path: String,
+}
+
+impl Codec for Request {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.kind as u8);
+        out.push(self.recursive as u8);
+        put_u64(out, self.offset);
+        put_vec_u16(out, self.path.as_bytes());
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let kind = match r.u8("request kind")? {
+            1 => RequestKind::Get,
+            2 => RequestKind::List,
+            _ => return Err(DecodeError::InvalidValue("request kind")),
+        };
+        let recursive = match r.u8("recursive flag")? {
+            0 => false,
+            1 => true,
+            _ => return Err(DecodeError::InvalidValue("recursive flag")),
+        };
+        Ok(Self {
+            kind,
+            recursive,
+            offset: r.u64("offset")?,
+            path: r.string(MAX_PATH_LEN, "path")?,
+        })
+    }
+}
+
+/// Server -> client: a file follows as Data messages, then FileEnd.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileStart {
+    /// Path relative to the served root, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    pub mtime: i64,
+    /// Where the data starts (the request's offset, or 0 if the server restarts).
+    pub offset: u64,
+}
+
+impl Codec for FileStart {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_vec_u16(out, self.path.as_bytes());
+        put_u64(out, self.size);
+        put_u64(out, self.mtime as u64);
+        put_u64(out, self.offset);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            path: r.string(MAX_PATH_LEN, "path")?,
+            size: r.u64("size")?,
+            mtime: r.i64("mtime")?,
+            offset: r.u64("offset")?,
+        })
+    }
+}
+
+/// What the server signs about a file: binds path, size and content digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileStatement {
+    pub path: String,
+    pub size: u64,
+    pub sha256: [u8; 32],
+    /// Unix seconds when the server signed; `verify` checks the certificate was valid then.
+    pub signed_at: i64,
+}
+
+impl Codec for FileStatement {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_vec_u16(out, self.path.as_bytes());
+        put_u64(out, self.size);
+        out.extend_from_slice(&self.sha256);
+        put_u64(out, self.signed_at as u64);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            path: r.string(MAX_PATH_LEN, "path")?,
+            size: r.u64("size")?,
+            sha256: r.array("digest")?,
+            signed_at: r.i64("signing time")?,
+        })
+    }
+}
+
+/// Server -> client after the last Data message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileEnd {
+    pub statement: FileStatement,
+    pub signature: Vec<u8>,
+}
+
+impl Codec for FileEnd {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.statement.encode(out);
+        put_vec_u16(out, &self.signature);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            statement: FileStatement::read(r)?,
+            signature: r.vec_u16(MAX_RSA_BLOB_LEN, "signature")?.to_vec(),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EntryKind {
+    File = 1,
+    Dir = 2,
+}
+
+/// One line of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListEntry {
+    pub kind: EntryKind,
+    pub size: u64,
+    pub mtime: i64,
+    pub path: String,
+}
+
+impl Codec for ListEntry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.kind as u8);
+        put_u64(out, self.size);
+        put_u64(out, self.mtime as u64);
+        put_vec_u16(out, self.path.as_bytes());
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let kind = match r.u8("entry kind")? {
+            1 => EntryKind::File,
+            2 => EntryKind::Dir,
+            _ => return Err(DecodeError::InvalidValue("entry kind")),
+        };
+        Ok(Self {
+            kind,
+            size: r.u64("size")?,
+            mtime: r.i64("mtime")?,
+            path: r.string(MAX_PATH_LEN, "path")?,
+        })
+    }
+}
+
+/// A batch of listing entries; ListEnd closes the listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing {
+    pub entries: Vec<ListEntry>,
+}
+
+impl Codec for Listing {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let n = u16::try_from(self.entries.len()).expect("listing batches are bounded");
+        put_u16(out, n);
+        for e in &self.entries {
+            e.encode(out);
+        }
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let n = r.u16("entry count")? as usize;
+        if n > MAX_LIST_ENTRIES_PER_MSG {
+            return Err(DecodeError::TooLong {
+                what: "listing",
+                len: n,
+                max: MAX_LIST_ENTRIES_PER_MSG,
+            });
+        }
+        // Grow as entries actually decode; never trust the count for the allocation.
+        let mut entries = Vec::new();
+        for _ in 0..n {
+            entries.push(ListEntry::read(r)?);
+        }
+        Ok(Self { entries })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ErrorCode {
+    NotFound = 1,
+    PathRefused = 2,
+    IsDirectory = 3,
+    ReadFailed = 4,
+    BadRequest = 5,
+}
+
+impl ErrorCode {
+    pub fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Self::NotFound,
+            2 => Self::PathRefused,
+            3 => Self::IsDirectory,
+            4 => Self::ReadFailed,
+            5 => Self::BadRequest,
+            _ => return None,
+        })
+    }
+}
+
+/// Server -> client: the request failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorMsg {
+    pub code: ErrorCode,
+    pub text: String,
+}
+
+impl Codec for ErrorMsg {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.code as u8);
+        let mut end = self.text.len().min(MAX_ERROR_TEXT);
+        while !self.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        put_vec_u16(out, &self.text.as_bytes()[..end]);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let code = ErrorCode::from_u8(r.u8("error code")?)
+            .ok_or(DecodeError::InvalidValue("error code"))?;
+        Ok(Self {
+            code,
+            text: r.string(MAX_ERROR_TEXT, "error text")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip<T: Codec + PartialEq + std::fmt::Debug>(v: T) {
+        let bytes = v.to_bytes();
+        assert_eq!(T::decode(&bytes).unwrap(), v);
+        // Every strict prefix is truncated, never a panic and never a success.
+        for cut in 0..bytes.len() {
+            assert!(T::decode(&bytes[..cut]).is_err(), "prefix {cut} decoded");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(T::decode(&longer), Err(DecodeError::TrailingBytes(1)));
+    }
+
+    #[test]
+    fn every_message_round_trips_and_rejects_truncation_and_trailing_bytes() {
+        roundtrip(ClientHello {
+            version: 1,
+            random: [7; 32],
+            x25519: [9; 32],
+        });
+        roundtrip(ServerHello {
+            version: 1,
+            random: [1; 32],
+            x25519: [2; 32],
+            certificate: vec![3; 700],
+        });
+        roundtrip(ClientCertificate {
+            certificate: vec![4; 800],
+            wrapped_secret: vec![5; 256],
+        });
+        roundtrip(CertificateVerify {
+            signature: vec![6; 384],
+        });
+        roundtrip(Finished { mac: [8; 32] });
+        roundtrip(Alert::Busy);
+        roundtrip(Request {
+            kind: RequestKind::Get,
+            recursive: true,
+            offset: 99,
+            path: "a/b é.txt".into(),
+        });
+        roundtrip(FileStart {
+            path: "x".into(),
+            size: 5,
+            mtime: -3,
+            offset: 0,
+        });
+        roundtrip(FileEnd {
+            statement: FileStatement {
+                path: "dir/f".into(),
+                size: u64::MAX,
+                sha256: [0xaa; 32],
+                signed_at: 1_700_000_000,
+            },
+            signature: vec![1; 256],
+        });
+        roundtrip(Listing {
+            entries: vec![
+                ListEntry {
+                    kind: EntryKind::Dir,
+                    size: 0,
+                    mtime: 1,
+                    path: "d".into(),
+                },
+                ListEntry {
+                    kind: EntryKind::File,
+                    size: 10,
+                    mtime: 2,
+                    path: "d/f".into(),
+                },
+            ],
+        });
+        roundtrip(ErrorMsg {
+            code: ErrorCode::NotFound,
+            text: "no such file".into(),
+        });
+    }
+
+    #[test]
+    fn frame_header_rejects_oversized_lengths_before_allocation() {
+        let h = FrameHeader::encode(FrameType::Record, MAX_RECORD_BODY);
+        assert!(FrameHeader::parse(&h).is_ok());
+        let mut big = h;
+        big[1..5].copy_from_slice(&((MAX_RECORD_BODY + 1) as u32).to_be_bytes());
+        assert!(matches!(
+            FrameHeader::parse(&big),
+            Err(DecodeError::TooLong { .. })
+        ));
+        let mut hs = FrameHeader::encode(FrameType::ClientHello, 0);
+        hs[1..5].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(FrameHeader::parse(&hs).is_err());
+        assert_eq!(
+            FrameHeader::parse(&[0x99, 0, 0, 0, 0]),
+            Err(DecodeError::UnknownType(0x99))
+        );
+    }
+
+    #[test]
+    fn length_prefixes_over_their_maximum_are_refused() {
+        let mut b = Vec::new();
+        put_u16(&mut b, (MAX_RSA_BLOB_LEN + 1) as u16);
+        b.resize(b.len() + MAX_RSA_BLOB_LEN + 1, 0);
+        assert!(matches!(
+            CertificateVerify::decode(&b),
+            Err(DecodeError::TooLong { .. })
+        ));
+        let mut l = Vec::new();
+        put_u16(&mut l, (MAX_LIST_ENTRIES_PER_MSG + 1) as u16);
+        assert!(matches!(
+            Listing::decode(&l),
+            Err(DecodeError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_path_is_refused() {
+        let mut b = vec![1, 0];
+        put_u64(&mut b, 0);
+        put_vec_u16(&mut b, &[0xff, 0xfe]);
+        assert_eq!(Request::decode(&b), Err(DecodeError::InvalidValue("path")));
+    }
+}
