@@ -1,0 +1,557 @@
+//! Records, requests and signed files over in-memory pipes: a real server loop, a real client,
+//! and hostile peers on either side.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use minitls::conn::{self, Channel, ConnError};
+use minitls::crypto;
+use minitls::handshake::{ClientConfig, ServerConfig};
+use minitls::mem::{self, MemEnd, Queue};
+use minitls::paths::ServeRoot;
+use minitls::record::RecordError;
+use minitls::sigfile::{self, VerifyError};
+use minitls::testkit::{self, pki as test_pki};
+use minitls::transfer::{self, NoProgress, ServeOptions, TransferError};
+use minitls::wire::{
+    AppType, Codec, ErrorCode, ErrorMsg, FRAME_HEADER_LEN, FileEnd, FileStart, FileStatement,
+    Request, RequestKind,
+};
+
+struct Pair {
+    client: Channel<MemEnd>,
+    server: Channel<MemEnd>,
+    /// Bytes from client to server, reachable while in flight.
+    c2s: Arc<Queue>,
+}
+
+fn establish_with(c: ClientConfig, s: ServerConfig) -> Pair {
+    let (a, b) = mem::pair();
+    let c2s = a.outbox.clone();
+    let server = std::thread::spawn(move || conn::server_handshake(b, s, None));
+    let client = conn::client_handshake(a, c, None).expect("client handshake");
+    let server = server.join().unwrap().expect("server handshake");
+    Pair {
+        client,
+        server,
+        c2s,
+    }
+}
+
+fn establish() -> Pair {
+    establish_with(test_pki().client_config(), test_pki().server_config())
+}
+
+fn split_frames(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= FRAME_HEADER_LEN {
+        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        out.push(rest[..FRAME_HEADER_LEN + len].to_vec());
+        rest = &rest[FRAME_HEADER_LEN + len..];
+    }
+    out
+}
+
+/// The client sends three messages; `alter` rewrites the frames in flight; returns what the
+/// server made of them.
+fn deliver_altered(alter: impl FnOnce(&mut Vec<Vec<u8>>)) -> Vec<Result<Vec<u8>, String>> {
+    let mut p = establish();
+    for i in 0..3u8 {
+        p.client.send(AppType::Data, &[i; 10]).unwrap();
+    }
+    p.client.flush().unwrap();
+    let mut frames = split_frames(&p.c2s.take_all());
+    assert_eq!(frames.len(), 3);
+    alter(&mut frames);
+    for f in &frames {
+        p.c2s.put(f);
+    }
+    p.c2s.close();
+    let mut got = Vec::new();
+    loop {
+        match p.server.recv() {
+            Ok((_, payload)) => got.push(Ok(payload.to_vec())),
+            Err(e) => {
+                got.push(Err(e.to_string()));
+                break;
+            }
+        }
+    }
+    got
+}
+
+fn bad_record(r: &Result<Vec<u8>, String>) -> bool {
+    matches!(r, Err(e) if e == &RecordError::BadRecord.to_string())
+}
+
+#[test]
+fn records_arrive_in_order_and_an_eof_without_close_is_a_truncation() {
+    let got = deliver_altered(|_| {});
+    assert_eq!(
+        got[..3],
+        [Ok(vec![0; 10]), Ok(vec![1; 10]), Ok(vec![2; 10])]
+    );
+    assert_eq!(got[3], Err(ConnError::Truncated.to_string()));
+}
+
+#[test]
+fn a_flipped_bit_in_a_record_is_detected() {
+    for pos in [0usize, 4, 5, 10, 31] {
+        let got = deliver_altered(|f| f[1][pos] ^= 0x01);
+        assert_eq!(got[0], Ok(vec![0; 10]));
+        assert!(got[1].is_err(), "flip at {pos} accepted: {got:?}");
+        assert_eq!(got.len(), 2, "nothing after the bad record is released");
+    }
+}
+
+#[test]
+fn dropped_reordered_and_replayed_records_are_detected() {
+    let dropped = deliver_altered(|f| {
+        f.remove(1);
+    });
+    assert!(bad_record(&dropped[1]), "{dropped:?}");
+    let reordered = deliver_altered(|f| f.swap(0, 1));
+    assert!(bad_record(&reordered[0]), "{reordered:?}");
+    let replayed = deliver_altered(|f| {
+        let again = f[0].clone();
+        f.insert(1, again);
+    });
+    assert!(bad_record(&replayed[1]), "{replayed:?}");
+}
+
+#[test]
+fn a_record_cut_short_is_a_truncation_not_a_short_message() {
+    let got = deliver_altered(|f| {
+        f.truncate(2);
+        let l = f[1].len();
+        f[1].truncate(l - 3);
+    });
+    assert_eq!(got[0], Ok(vec![0; 10]));
+    assert_eq!(got[1], Err(ConnError::Truncated.to_string()));
+}
+
+#[test]
+fn a_record_from_another_connection_is_refused() {
+    let mut a = establish();
+    let mut b = establish();
+    a.client.send(AppType::Data, b"hello").unwrap();
+    a.client.flush().unwrap();
+    b.c2s.put(&a.c2s.take_all());
+    assert!(matches!(
+        b.server.recv(),
+        Err(ConnError::Record(RecordError::BadRecord))
+    ));
+}
+
+#[test]
+fn an_oversized_record_length_is_refused_before_reading_it() {
+    let mut p = establish();
+    p.c2s.put(&[0x17, 0x7f, 0xff, 0xff, 0xff]);
+    assert!(matches!(p.server.recv(), Err(ConnError::Decode(_))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real server loop over a temp directory.
+// ---------------------------------------------------------------------------------------------
+
+struct Served {
+    client: Channel<MemEnd>,
+    server: JoinHandle<Result<(), ConnError>>,
+    _root: tempfile::TempDir,
+    root_path: PathBuf,
+    out: tempfile::TempDir,
+}
+
+fn served(setup: impl FnOnce(&Path)) -> Served {
+    let root = tempfile::tempdir().unwrap();
+    let root_path = root.path().join("public");
+    std::fs::create_dir(&root_path).unwrap();
+    setup(&root_path);
+    let Pair { client, server, .. } = establish();
+    let serve_root = ServeRoot::new(&root_path).unwrap();
+    let server = std::thread::spawn(move || {
+        let mut server = server;
+        let opts = ServeOptions {
+            root: &serve_root,
+            identity: &test_pki().server,
+            idle_timeout: Duration::from_secs(10),
+            log: &|_| {},
+        };
+        transfer::serve_requests(&mut server, &opts)
+    });
+    Served {
+        client,
+        server,
+        _root: root,
+        root_path,
+        out: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Served {
+    fn finish(mut self) {
+        transfer::close(&mut self.client).unwrap();
+        self.server.join().unwrap().unwrap();
+    }
+}
+
+fn dir_entries(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(p)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn content(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+#[test]
+fn a_file_arrives_intact_with_a_signature_that_verifies_offline() {
+    // Larger than one record, not a multiple of the record size.
+    let data = content(700_001);
+    let d = data.clone();
+    let mut s = served(move |root| {
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/big.bin"), &d).unwrap();
+    });
+    let got =
+        transfer::fetch_file(&mut s.client, "sub/big.bin", s.out.path(), &mut NoProgress).unwrap();
+    assert_eq!(got.path, s.out.path().join("big.bin"));
+    assert_eq!(std::fs::read(&got.path).unwrap(), data);
+    assert_eq!(got.sha256, crypto::sha256(&data));
+    assert_eq!(
+        dir_entries(s.out.path()),
+        ["big.bin", "big.bin.minitls-sig"],
+        "no temporary files remain"
+    );
+    let v = sigfile::verify_file(&got.path, &test_pki().anchor).unwrap();
+    assert_eq!(v.statement.path, "sub/big.bin");
+    assert_eq!(v.statement.size, data.len() as u64);
+    // Two requests on one connection work, and an empty file too.
+    std::fs::write(s.root_path.join("empty"), b"").unwrap();
+    let e = transfer::fetch_file(&mut s.client, "empty", s.out.path(), &mut NoProgress).unwrap();
+    assert_eq!(e.size, 0);
+    s.finish();
+}
+
+#[test]
+fn a_received_file_changed_afterwards_fails_verification() {
+    let mut s = served(|root| std::fs::write(root.join("f.txt"), b"original text\n").unwrap());
+    let got = transfer::fetch_file(&mut s.client, "f.txt", s.out.path(), &mut NoProgress).unwrap();
+    let anchor = &test_pki().anchor;
+    sigfile::verify_file(&got.path, anchor).unwrap();
+
+    std::fs::write(&got.path, b"Original text\n").unwrap();
+    assert!(matches!(
+        sigfile::verify_file(&got.path, anchor),
+        Err(VerifyError::DigestMismatch)
+    ));
+    std::fs::write(&got.path, b"original text\nmore\n").unwrap();
+    assert!(matches!(
+        sigfile::verify_file(&got.path, anchor),
+        Err(VerifyError::SizeMismatch { .. })
+    ));
+    // Editing the sidecar to match the new content breaks the signature instead.
+    std::fs::write(&got.path, b"original text\n").unwrap();
+    let sig = std::fs::read_to_string(&got.signature_path).unwrap();
+    let edited = sig.replace("path: f.txt", "path: g.txt");
+    std::fs::write(&got.signature_path, edited).unwrap();
+    assert!(matches!(
+        sigfile::verify_file(&got.path, anchor),
+        Err(VerifyError::BadSignature)
+    ));
+    std::fs::write(&got.signature_path, &sig).unwrap();
+    sigfile::verify_file(&got.path, anchor).unwrap();
+    // A different CA does not vouch for this server.
+    assert!(matches!(
+        sigfile::verify_file(&got.path, &testkit::other_pki().anchor),
+        Err(VerifyError::Certificate(_))
+    ));
+    std::fs::remove_file(&got.signature_path).unwrap();
+    assert!(matches!(
+        sigfile::verify_file(&got.path, anchor),
+        Err(VerifyError::NoSidecar(_))
+    ));
+    s.finish();
+}
+
+fn remote_error(r: Result<impl std::fmt::Debug, TransferError>) -> (ErrorCode, String) {
+    match r {
+        Err(TransferError::Remote { code, text }) => (code, text),
+        other => panic!("expected a refusal from the server, got {other:?}"),
+    }
+}
+
+#[test]
+fn missing_files_and_directories_are_clear_errors_and_nothing_is_written() {
+    let mut s = served(|root| std::fs::create_dir(root.join("dir")).unwrap());
+    let (code, text) = remote_error(transfer::fetch_file(
+        &mut s.client,
+        "nope.txt",
+        s.out.path(),
+        &mut NoProgress,
+    ));
+    assert_eq!(code, ErrorCode::NotFound);
+    assert!(text.contains("nope.txt"), "{text}");
+    let (code, text) = remote_error(transfer::fetch_file(
+        &mut s.client,
+        "dir",
+        s.out.path(),
+        &mut NoProgress,
+    ));
+    assert_eq!(code, ErrorCode::IsDirectory);
+    assert!(text.contains("-r"), "{text}");
+    assert!(dir_entries(s.out.path()).is_empty());
+    s.finish();
+}
+
+/// Sends a raw request, bypassing the client's own path checks, and returns the reply type.
+fn raw_get(chan: &mut Channel<MemEnd>, path: &str) -> (AppType, Vec<u8>) {
+    chan.send_msg(
+        AppType::Request,
+        &Request {
+            kind: RequestKind::Get,
+            recursive: false,
+            offset: 0,
+            path: path.to_string(),
+        },
+    )
+    .unwrap();
+    chan.flush().unwrap();
+    let (t, p) = chan.recv().unwrap();
+    (t, p.to_vec())
+}
+
+#[test]
+fn the_server_refuses_paths_outside_its_root() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), b"top secret").unwrap();
+    let target = outside.path().to_path_buf();
+    let mut s = served(move |root| {
+        std::fs::write(root.join("ok.txt"), b"fine").unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(target.join("secret"), root.join("link")).unwrap();
+            std::os::unix::fs::symlink(&target, root.join("dirlink")).unwrap();
+            std::os::unix::fs::symlink(root.join("ok.txt"), root.join("inside")).unwrap();
+        }
+    });
+    let secret = outside.path().join("secret");
+    let absolute = secret.to_str().unwrap().to_string();
+    for bad in [
+        "../secret",
+        "a/../../secret",
+        absolute.as_str(),
+        "link",
+        "dirlink/secret",
+        "ok.txt\0",
+        "a//ok.txt",
+        "./ok.txt",
+    ] {
+        let (t, p) = raw_get(&mut s.client, bad);
+        assert_eq!(t, AppType::Error, "{bad:?} was served");
+        let e = ErrorMsg::decode(&p).unwrap();
+        assert_eq!(e.code, ErrorCode::PathRefused, "{bad:?}: {}", e.text);
+    }
+    // The client refuses to even ask for such paths.
+    assert!(matches!(
+        transfer::fetch_file(&mut s.client, "../secret", s.out.path(), &mut NoProgress),
+        Err(TransferError::BadRequestPath { .. })
+    ));
+    // A symlink that stays inside the root is served.
+    let got = transfer::fetch_file(&mut s.client, "inside", s.out.path(), &mut NoProgress).unwrap();
+    assert_eq!(std::fs::read(got.path).unwrap(), b"fine");
+    s.finish();
+}
+
+#[test]
+fn listing_shows_files_and_directories_but_nothing_outside() {
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().to_path_buf();
+    let mut s = served(move |root| {
+        std::fs::write(root.join("a.txt"), b"aaa").unwrap();
+        std::fs::create_dir(root.join("d")).unwrap();
+        std::fs::write(root.join("d/b.txt"), b"b").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&target, root.join("out")).unwrap();
+    });
+    let top = transfer::list(&mut s.client, "", false).unwrap();
+    let names: Vec<_> = top.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(names, ["a.txt", "d"]);
+    assert_eq!(top[0].size, 3);
+    let all = transfer::list(&mut s.client, ".", true).unwrap();
+    let names: Vec<_> = all.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(names, ["a.txt", "d", "d/b.txt"]);
+    let sub = transfer::list(&mut s.client, "d/", false).unwrap();
+    assert_eq!(sub[0].path, "d/b.txt");
+    s.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// A hostile server: a correctly authenticated peer that sends lies.
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `script` as the server side of a fetch of "f.txt" and returns the client's result and
+/// what is left in its output directory.
+fn fetch_from_hostile(
+    script: impl FnOnce(&mut Channel<MemEnd>) + Send + 'static,
+) -> (Result<transfer::Fetched, TransferError>, Vec<String>) {
+    let Pair {
+        mut client, server, ..
+    } = establish();
+    let h = std::thread::spawn(move || {
+        let mut server = server;
+        let (t, _) = server.recv().unwrap();
+        assert_eq!(t, AppType::Request);
+        script(&mut server);
+        let _ = server.flush();
+        // Dropping the channel closes the pipe.
+    });
+    let out = tempfile::tempdir().unwrap();
+    let r = transfer::fetch_file(&mut client, "f.txt", out.path(), &mut NoProgress);
+    h.join().unwrap();
+    let left = dir_entries(out.path());
+    (r, left)
+}
+
+fn signed_end(path: &str, data: &[u8], key: &minitls::handshake::LocalIdentity) -> FileEnd {
+    let statement = FileStatement {
+        path: path.to_string(),
+        size: data.len() as u64,
+        sha256: crypto::sha256(data),
+        signed_at: minitls::pki::now_unix(),
+    };
+    let signature = crypto::sign(
+        key.signer(),
+        crypto::FILE_SIGNATURE_CONTEXT,
+        &sigfile::statement_digest(&statement),
+    )
+    .unwrap();
+    FileEnd {
+        statement,
+        signature,
+    }
+}
+
+fn start(path: &str, size: u64) -> FileStart {
+    FileStart {
+        path: path.into(),
+        size,
+        mtime: 0,
+        offset: 0,
+    }
+}
+
+fn integrity_failure(r: &Result<transfer::Fetched, TransferError>) -> bool {
+    matches!(r, Err(TransferError::Integrity(_)))
+}
+
+#[test]
+fn a_file_signed_by_another_key_is_refused_and_nothing_is_left() {
+    let (r, left) = fetch_from_hostile(|s| {
+        let data = b"evil";
+        s.send_msg(AppType::FileStart, &start("f.txt", 4)).unwrap();
+        s.send(AppType::Data, data).unwrap();
+        let wrong_signer = testkit::stolen_certificate(&test_pki().server, testkit::other_ca_key());
+        s.send_msg(AppType::FileEnd, &signed_end("f.txt", data, &wrong_signer))
+            .unwrap();
+    });
+    assert!(integrity_failure(&r), "{r:?}");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn data_that_does_not_match_the_signed_digest_is_refused() {
+    let (r, left) = fetch_from_hostile(|s| {
+        s.send_msg(AppType::FileStart, &start("f.txt", 4)).unwrap();
+        s.send(AppType::Data, b"evil").unwrap();
+        s.send_msg(
+            AppType::FileEnd,
+            &signed_end("f.txt", b"good", &test_pki().server),
+        )
+        .unwrap();
+    });
+    assert!(integrity_failure(&r), "{r:?}");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_signature_for_another_path_is_refused() {
+    let (r, left) = fetch_from_hostile(|s| {
+        s.send_msg(AppType::FileStart, &start("f.txt", 4)).unwrap();
+        s.send(AppType::Data, b"data").unwrap();
+        s.send_msg(
+            AppType::FileEnd,
+            &signed_end("other.txt", b"data", &test_pki().server),
+        )
+        .unwrap();
+    });
+    assert!(integrity_failure(&r), "{r:?}");
+    assert!(left.is_empty());
+}
+
+#[test]
+fn more_data_than_announced_is_refused() {
+    let (r, left) = fetch_from_hostile(|s| {
+        s.send_msg(AppType::FileStart, &start("f.txt", 2)).unwrap();
+        s.send(AppType::Data, b"data").unwrap();
+    });
+    assert!(integrity_failure(&r), "{r:?}");
+    assert!(left.is_empty());
+}
+
+#[test]
+fn a_connection_cut_mid_file_leaves_nothing_at_the_final_path() {
+    let (r, left) = fetch_from_hostile(|s| {
+        s.send_msg(AppType::FileStart, &start("f.txt", 1000))
+            .unwrap();
+        s.send(AppType::Data, &[1; 500]).unwrap();
+    });
+    assert!(
+        matches!(r, Err(TransferError::Conn(ConnError::Truncated))),
+        "{r:?}"
+    );
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_server_answering_with_another_file_is_refused() {
+    let (r, left) = fetch_from_hostile(|s| {
+        s.send_msg(AppType::FileStart, &start("../../etc/passwd", 4))
+            .unwrap();
+    });
+    assert!(matches!(r, Err(TransferError::Protocol(_))), "{r:?}");
+    assert!(left.is_empty());
+}
+
+#[test]
+fn a_silent_server_hits_the_deadline() {
+    let Pair {
+        mut client,
+        server: _server_stays_open,
+        ..
+    } = establish();
+    client
+        .set_deadline(Some(Instant::now() + Duration::from_millis(100)))
+        .unwrap();
+    assert!(matches!(client.recv(), Err(ConnError::Timeout)));
+}
+
+#[test]
+fn a_peer_that_never_finishes_the_handshake_hits_the_deadline() {
+    let (a, _b) = mem::pair();
+    let t = Instant::now();
+    let r = conn::server_handshake(
+        a,
+        test_pki().server_config(),
+        Some(Instant::now() + Duration::from_millis(200)),
+    );
+    assert!(matches!(r, Err(ConnError::Timeout)));
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
