@@ -1,0 +1,231 @@
+//! Error types of the PKI module: `CertError` for a rejected certificate, `PkiError` for the rest.
+
+use std::io;
+use std::path::PathBuf;
+
+use super::Role;
+use super::time::format_unix_utc;
+
+/// Why a certificate was rejected.
+///
+/// One variant per check, so the message names the check that failed. The input comes from the
+/// network; building this error never panics and its messages never echo raw peer bytes beyond
+/// names already parsed as strings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertError {
+    /// The bytes are not a DER X.509 certificate.
+    #[error("certificate is malformed: {0}")]
+    Malformed(String),
+    /// Something follows the certificate inside the same buffer.
+    #[error("certificate is malformed: {0} trailing bytes after the DER certificate")]
+    TrailingData(usize),
+    /// The signature algorithm is not RSA PKCS#1 v1.5 with SHA-256, SHA-384 or SHA-512.
+    #[error(
+        "certificate uses an unsupported signature algorithm {0} \
+         (only RSA PKCS#1 v1.5 with SHA-256/384/512 is accepted)"
+    )]
+    UnsupportedAlgorithm(String),
+    /// The algorithm inside the signed part differs from the one outside it.
+    #[error("certificate is malformed: the signed and the outer signature algorithms differ")]
+    AlgorithmMismatch,
+    /// The issuer name is not the configured CA's subject.
+    #[error(
+        "certificate is not signed by the configured CA: it was issued by \"{issuer}\", \
+         the CA is \"{ca}\""
+    )]
+    WrongIssuer {
+        /// Issuer named in the certificate.
+        issuer: String,
+        /// Subject of the configured CA.
+        ca: String,
+    },
+    /// The signature does not verify with the CA's public key.
+    #[error("certificate is not signed by the configured CA (signature check failed)")]
+    NotSignedByCa,
+    /// The configured CA certificate is past its notAfter date.
+    #[error("the configured CA certificate expired on {}", format_unix_utc(*not_after))]
+    CaExpired {
+        /// The CA's notAfter (Unix seconds).
+        not_after: i64,
+    },
+    /// The configured CA certificate is not valid yet.
+    #[error("the configured CA certificate is not valid before {}", format_unix_utc(*not_before))]
+    CaNotYetValid {
+        /// The CA's notBefore (Unix seconds).
+        not_before: i64,
+    },
+    /// The certificate is past its notAfter date.
+    #[error("certificate expired on {}", format_unix_utc(*not_after))]
+    Expired {
+        /// The certificate's notAfter (Unix seconds).
+        not_after: i64,
+    },
+    /// The certificate's notBefore date is in the future.
+    #[error("certificate is not valid before {}", format_unix_utc(*not_before))]
+    NotYetValid {
+        /// The certificate's notBefore (Unix seconds).
+        not_before: i64,
+    },
+    /// A CA certificate was presented where an end-entity certificate belongs.
+    #[error("certificate is a CA certificate (basicConstraints CA=true), not a {role} certificate")]
+    IsCa {
+        /// The role the certificate was presented for.
+        role: Role,
+    },
+    /// The key is not an RSA key.
+    #[error("certificate key is not an RSA key (algorithm {0})")]
+    NotRsa(String),
+    /// The RSA key is shorter than 2048 bits.
+    #[error("certificate RSA key is too small: {bits} bits (at least 2048 required)")]
+    KeyTooSmall {
+        /// Size of the modulus.
+        bits: usize,
+    },
+    /// The RSA key is longer than 8192 bits.
+    #[error("certificate RSA key is too large: {bits} bits (at most 8192 accepted)")]
+    KeyTooLarge {
+        /// Size of the modulus.
+        bits: usize,
+    },
+    /// The extended key usage does not allow this role.
+    #[error(
+        "certificate is not allowed for use as a {role}: its extended key usage lacks {}",
+        role.eku_name()
+    )]
+    WrongUsage {
+        /// The role the certificate was presented for.
+        role: Role,
+    },
+    /// The keyUsage extension is present and forbids what this role does with the key.
+    #[error("certificate key usage does not allow {needed}, which a {role} certificate needs")]
+    KeyUsageForbids {
+        /// The role the certificate was presented for.
+        role: Role,
+        /// The missing key usage bit(s).
+        needed: &'static str,
+    },
+    /// No subject alternative name matches the expected server name.
+    #[error(
+        "certificate does not name \"{expected}\" (its names: {}); \
+         use --server-name with one of them or re-issue the certificate with that name",
+        if found.is_empty() { "none".to_string() } else { found.join(", ") }
+    )]
+    NameMismatch {
+        /// The name the client asked for.
+        expected: String,
+        /// The subject alternative names in the certificate.
+        found: Vec<String>,
+    },
+    /// A critical extension this verifier does not understand.
+    #[error("certificate has an unsupported critical extension {0}")]
+    UnsupportedCriticalExtension(String),
+}
+
+/// Errors of loading, generating and storing keys and certificates.
+///
+/// Each message names the file or input concerned and, where there is one, the fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PkiError {
+    /// A file could not be read.
+    #[error("cannot read {}: {} ({fix})", path.display(), io_reason(source))]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+        /// How to get the file.
+        fix: String,
+    },
+    /// A file or directory could not be written.
+    #[error("cannot write {}: {}", path.display(), io_reason(source))]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Refusing to overwrite a file without `--force`.
+    #[error("{} already exists; pass --force to {action}", path.display())]
+    AlreadyExists {
+        /// The existing file.
+        path: PathBuf,
+        /// What `--force` would do, e.g. "replace the CA".
+        action: &'static str,
+    },
+    /// A credential file is missing and cannot be made here.
+    #[error("{} is missing; {fix}", path.display())]
+    Missing {
+        /// The missing file.
+        path: PathBuf,
+        /// What to do about it.
+        fix: String,
+    },
+    /// PEM text could not be decoded.
+    #[error("invalid PEM: {0}")]
+    Pem(String),
+    /// A certificate could not be parsed or is unusable.
+    #[error("invalid certificate: {0}")]
+    BadCertificate(String),
+    /// The CA certificate is not usable as a trust anchor.
+    #[error("not a usable CA certificate: {0}")]
+    BadAnchor(String),
+    /// A private key could not be parsed or is unusable.
+    #[error("invalid private key: {0}")]
+    BadKey(String),
+    /// The private key belongs to a different certificate.
+    #[error(
+        "the private key does not match the certificate (use the key written together with \
+         it, or re-issue both with `minitls ca issue --force`)"
+    )]
+    KeyMismatch,
+    /// An RSA key size other than 2048, 3072 or 4096 bits was requested.
+    #[error("unsupported RSA key size {0} bits; use 2048, 3072 or 4096")]
+    KeySize(usize),
+    /// A subject alternative name could not be parsed.
+    #[error("invalid name {input:?}: {reason}; use DNS:host or IP:address")]
+    BadSan {
+        /// The text given.
+        input: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A validity period that cannot be encoded or is empty.
+    #[error("invalid validity period: {0}")]
+    Validity(String),
+    /// RSA key generation failed.
+    #[error("RSA key generation failed: {0}")]
+    KeyGeneration(String),
+    /// Building or signing a certificate failed.
+    #[error("certificate generation failed: {0}")]
+    Generate(String),
+    /// An error about the contents of a particular file.
+    #[error("{}: {source}", path.display())]
+    InFile {
+        /// The file whose contents are wrong.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: Box<PkiError>,
+    },
+}
+
+impl PkiError {
+    /// Attaches the file the error is about.
+    pub(crate) fn in_file(self, path: impl Into<PathBuf>) -> PkiError {
+        PkiError::InFile {
+            path: path.into(),
+            source: Box::new(self),
+        }
+    }
+}
+
+/// The OS error text without Rust's " (os error 2)" suffix, which means nothing to users.
+fn io_reason(err: &io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error ") {
+        Some(pos) => text[..pos].to_string(),
+        None => text,
+    }
+}

@@ -1,0 +1,102 @@
+//! PKI: the private CA, issuing and storing credentials, and verifying peer certificates.
+//!
+//! minitls trusts exactly one CA, and every peer presents exactly one certificate signed directly
+//! by it; there are no intermediate CAs, so "chain validation" is one signature and the checks
+//! around it (see [`verify_certificate`]). Certificates are parsed with x509-parser and signatures
+//! verified with the `rsa` crate over the received to-be-signed bytes; rcgen (ring backend) only
+//! writes certificates.
+//!
+//! What the checks defend against:
+//! - signature by the CA's key over the exact TBS bytes: certificates forged or altered in flight;
+//! - issuer name and no trailing bytes: confusion about which certificate was checked;
+//! - one accepted algorithm family, the same inside and outside the signed part: algorithm
+//!   substitution (a signature checked under a weaker hash than the one signed);
+//! - validity period (of the leaf and of the CA): use of stale credentials;
+//! - not a CA, extended key usage by role: a client certificate used to impersonate the server
+//!   (and the CA certificate used as anyone);
+//! - subject alternative name against `--server-name`: a valid server certificate for another
+//!   host;
+//! - 2048..=8192-bit RSA keys: factorable keys, and verification cost an attacker could inflate.
+//!
+//! This module depends only on external crates and std; it has its own error types.
+
+mod describe;
+mod error;
+mod identity;
+mod issue;
+mod pem;
+mod store;
+mod time;
+mod verify;
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use describe::{describe_certificate_der, describe_certificate_pem};
+pub use error::{CertError, PkiError};
+pub use identity::Identity;
+pub use issue::{
+    ALLOWED_KEY_BITS, CaKeyPair, ExtKeyUsage, LeafOverrides, LeafSpec, San, generate_key,
+    issue_leaf, issue_leaf_with, new_ca,
+};
+pub use pem::{der_to_pem, pem_to_der, private_key_from_pem, private_key_to_pem};
+pub use store::{
+    CaDir, DEFAULT_CA_DAYS, DEFAULT_CA_DIR, DEFAULT_CLIENT_NAME, DEFAULT_KEY_BITS,
+    DEFAULT_LEAF_DAYS, DEFAULT_SERVER_NAME, InitOptions, load_anchor_file, load_identity_files,
+};
+pub use time::{format_unix_utc, now_unix};
+pub use verify::{
+    MAX_RSA_BITS, MIN_RSA_BITS, TrustAnchor, VerifiedCert, fingerprint_hex, verify_certificate,
+};
+
+/// Which end of a connection a certificate belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The serving end: extended key usage serverAuth, names checked by clients.
+    Server,
+    /// The fetching end: extended key usage clientAuth.
+    Client,
+}
+
+impl Role {
+    /// The extended key usage a certificate needs for this role.
+    pub fn eku_name(self) -> &'static str {
+        match self {
+            Role::Server => "serverAuth",
+            Role::Client => "clientAuth",
+        }
+    }
+
+    /// The other end.
+    pub fn peer(self) -> Role {
+        match self {
+            Role::Server => Role::Client,
+            Role::Client => Role::Server,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Server => "server",
+            Role::Client => "client",
+        })
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    /// Parses `server` or `client`.
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
+            "server" => Ok(Role::Server),
+            "client" => Ok(Role::Client),
+            other => Err(format!("unknown role {other:?}; use server or client")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,577 @@
+//! Certificate verification: the trust anchor (our CA) and the checks a peer certificate must pass.
+//!
+//! Parsing is x509-parser's; every signature is checked with the `rsa` crate over the exact
+//! to-be-signed bytes received, never over a re-encoding.
+
+use std::net::IpAddr;
+
+use rsa::RsaPublicKey;
+use rsa::pkcs1v15::Pkcs1v15Sign;
+use rsa::pkcs8::DecodePublicKey;
+use sha2::{Digest, Sha256, Sha384, Sha512};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::oid_registry::{
+    OID_PKCS1_RSAENCRYPTION, OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA,
+    OID_PKCS1_SHA512WITHRSA, OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER, OID_X509_EXT_BASIC_CONSTRAINTS,
+    OID_X509_EXT_EXTENDED_KEY_USAGE, OID_X509_EXT_KEY_USAGE, OID_X509_EXT_SUBJECT_ALT_NAME,
+    OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
+};
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo, X509Name};
+
+use super::Role;
+use super::error::{CertError, PkiError};
+use super::pem::pem_to_der;
+
+/// Smallest RSA modulus accepted in any certificate, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
+/// Largest RSA modulus accepted in any certificate, in bits (bounds the cost of a verification).
+pub const MAX_RSA_BITS: usize = 8192;
+
+/// A parsed, checked CA certificate: basicConstraints CA=true, an RSA key of 2048 to 8192 bits,
+/// a valid self-signature, and no critical extension we do not understand.
+#[derive(Clone, Debug)]
+pub struct TrustAnchor {
+    der: Vec<u8>,
+    subject: String,
+    subject_raw: Vec<u8>,
+    subject_normalized: NormalizedName,
+    public_key: RsaPublicKey,
+    fingerprint: [u8; 32],
+    not_before_unix: i64,
+    not_after_unix: i64,
+}
+
+impl TrustAnchor {
+    /// Parses and checks a PEM CA certificate (exactly one `CERTIFICATE` block).
+    pub fn from_pem(pem: &str) -> Result<TrustAnchor, PkiError> {
+        TrustAnchor::from_der(&pem_to_der(pem)?)
+    }
+
+    /// Parses and checks a DER CA certificate.
+    pub fn from_der(der: &[u8]) -> Result<TrustAnchor, PkiError> {
+        let bad = |e: CertError| PkiError::BadAnchor(e.to_string());
+        let cert = parse_single(der).map_err(bad)?;
+        check_extensions(&cert).map_err(bad)?;
+        let hash = signature_hash(&cert).map_err(bad)?;
+        match cert.basic_constraints() {
+            Ok(Some(bc)) if bc.value.ca => {}
+            Ok(_) => {
+                return Err(PkiError::BadAnchor(format!(
+                    "\"{}\" is not a CA (basicConstraints CA=true is missing); \
+                     pass the CA's own certificate (ca.crt), not a server or client certificate",
+                    name_to_string(cert.subject())
+                )));
+            }
+            Err(e) => return Err(PkiError::BadAnchor(format!("basicConstraints: {e}"))),
+        }
+        if let Ok(Some(ku)) = cert.key_usage()
+            && !ku.value.key_cert_sign()
+        {
+            return Err(PkiError::BadAnchor(
+                "its key usage does not allow signing certificates (keyCertSign)".into(),
+            ));
+        }
+        let public_key = rsa_public_key(cert.public_key()).map_err(bad)?;
+        if !names_equal(cert.issuer(), cert.subject()) {
+            return Err(PkiError::BadAnchor(format!(
+                "it is not self-signed (issued by \"{}\"); pass the root CA certificate",
+                name_to_string(cert.issuer())
+            )));
+        }
+        if !signature_valid(&cert, hash, &public_key) {
+            return Err(PkiError::BadAnchor(
+                "its self-signature does not verify (the file is corrupt or altered)".into(),
+            ));
+        }
+        Ok(TrustAnchor {
+            der: der.to_vec(),
+            subject: name_to_string(cert.subject()),
+            subject_raw: cert.subject().as_raw().to_vec(),
+            subject_normalized: normalize_name(cert.subject()),
+            public_key,
+            fingerprint: sha256_fingerprint(der),
+            not_before_unix: cert.validity().not_before.timestamp(),
+            not_after_unix: cert.validity().not_after.timestamp(),
+        })
+    }
+
+    /// The CA's subject as a human readable distinguished name, e.g. `CN=minitls CA 1a2b3c4d`.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// SHA-256 of the CA certificate's DER encoding.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
+    }
+
+    /// The CA certificate in DER.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The CA's public key.
+    pub fn public_key(&self) -> &RsaPublicKey {
+        &self.public_key
+    }
+
+    /// Start of the CA's validity period (Unix seconds).
+    pub fn not_before_unix(&self) -> i64 {
+        self.not_before_unix
+    }
+
+    /// End of the CA's validity period (Unix seconds).
+    pub fn not_after_unix(&self) -> i64 {
+        self.not_after_unix
+    }
+
+    /// Whether `name` is this CA's subject, byte for byte or after RFC 5280-style normalisation.
+    pub(crate) fn is_subject(&self, name: &X509Name<'_>) -> bool {
+        name.as_raw() == self.subject_raw.as_slice()
+            || normalize_name(name) == self.subject_normalized
+    }
+}
+
+/// What a peer certificate that passed every check tells us.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedCert {
+    /// The peer's RSA public key.
+    pub public_key: RsaPublicKey,
+    /// The peer's subject, human readable.
+    pub subject: String,
+    /// SHA-256 of the peer certificate's DER.
+    pub fingerprint: [u8; 32],
+    /// End of the validity period (Unix seconds).
+    pub not_after_unix: i64,
+    /// Start of the validity period (Unix seconds).
+    pub not_before_unix: i64,
+}
+
+/// Checks a peer certificate (DER, from the network) against the anchor.
+///
+/// In order: the anchor is within its validity period; exactly one well-formed DER certificate
+/// with no trailing bytes, no duplicate or unparseable extensions and no unknown critical ones;
+/// signature algorithm RSA PKCS#1 v1.5 with SHA-256/384/512, the same inside and outside the
+/// signed part; issuer = the anchor's subject; signature over the received TBS bytes verifies
+/// with the anchor's key; `now_unix` within [notBefore, notAfter]; not a CA; an RSA key of
+/// 2048..=8192 bits; extended key usage serverAuth (server) or clientAuth (client); keyUsage, if
+/// present, allows digitalSignature (and keyEncipherment for a server, whose key wraps the
+/// session secret); and, when `server_name` is given, a matching DNS or IP subject alternative
+/// name (the common name is never used).
+pub fn verify_certificate(
+    anchor: &TrustAnchor,
+    cert_der: &[u8],
+    role: Role,
+    server_name: Option<&str>,
+    now_unix: i64,
+) -> Result<VerifiedCert, CertError> {
+    // 1. The CA itself must be valid now; nothing it signed counts otherwise.
+    if now_unix < anchor.not_before_unix {
+        return Err(CertError::CaNotYetValid {
+            not_before: anchor.not_before_unix,
+        });
+    }
+    if now_unix > anchor.not_after_unix {
+        return Err(CertError::CaExpired {
+            not_after: anchor.not_after_unix,
+        });
+    }
+
+    // 2. Structure: one certificate, sane extensions, an algorithm we accept.
+    let cert = parse_single(cert_der)?;
+    check_extensions(&cert)?;
+    let hash = signature_hash(&cert)?;
+
+    // 3. Chain to the anchor: issuer name, then the signature itself.
+    if !anchor.is_subject(cert.issuer()) {
+        return Err(CertError::WrongIssuer {
+            issuer: name_to_string(cert.issuer()),
+            ca: anchor.subject.clone(),
+        });
+    }
+    if !signature_valid(&cert, hash, &anchor.public_key) {
+        return Err(CertError::NotSignedByCa);
+    }
+
+    // 4. Validity period.
+    let not_before = cert.validity().not_before.timestamp();
+    let not_after = cert.validity().not_after.timestamp();
+    if now_unix < not_before {
+        return Err(CertError::NotYetValid { not_before });
+    }
+    if now_unix > not_after {
+        return Err(CertError::Expired { not_after });
+    }
+
+    // 5. An end-entity certificate, not a CA.
+    match cert.basic_constraints() {
+        Ok(Some(bc)) if bc.value.ca => return Err(CertError::IsCa { role }),
+        Ok(_) => {}
+        Err(e) => return Err(CertError::Malformed(format!("basicConstraints: {e}"))),
+    }
+
+    // 6. The key.
+    let public_key = rsa_public_key(cert.public_key())?;
+
+    // 7. What the key may be used for.
+    let eku_ok = match cert.extended_key_usage() {
+        Ok(Some(eku)) => match role {
+            Role::Server => eku.value.server_auth,
+            Role::Client => eku.value.client_auth,
+        },
+        Ok(None) => false,
+        Err(e) => return Err(CertError::Malformed(format!("extendedKeyUsage: {e}"))),
+    };
+    if !eku_ok {
+        return Err(CertError::WrongUsage { role });
+    }
+    match cert.key_usage() {
+        Ok(Some(ku)) => {
+            if !ku.value.digital_signature() {
+                return Err(CertError::KeyUsageForbids {
+                    role,
+                    needed: "digitalSignature",
+                });
+            }
+            if role == Role::Server && !ku.value.key_encipherment() {
+                return Err(CertError::KeyUsageForbids {
+                    role,
+                    needed: "keyEncipherment",
+                });
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return Err(CertError::Malformed(format!("keyUsage: {e}"))),
+    }
+
+    // 8. The name the client asked for.
+    if let Some(expected) = server_name {
+        check_name(&cert, expected)?;
+    }
+
+    Ok(VerifiedCert {
+        public_key,
+        subject: name_to_string(cert.subject()),
+        fingerprint: sha256_fingerprint(cert_der),
+        not_after_unix: not_after,
+        not_before_unix: not_before,
+    })
+}
+
+/// Renders a SHA-256 fingerprint as upper-case hex pairs joined by colons, as
+/// `openssl x509 -noout -fingerprint -sha256` prints it.
+pub fn fingerprint_hex(fp: &[u8; 32]) -> String {
+    let mut out = String::with_capacity(fp.len() * 3);
+    for (i, b) in fp.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        out.push_str(&format!("{b:02X}"));
+    }
+    out
+}
+
+pub(crate) fn sha256_fingerprint(der: &[u8]) -> [u8; 32] {
+    Sha256::digest(der).into()
+}
+
+/// Hash functions allowed with RSA PKCS#1 v1.5 certificate signatures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SigHash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// Parses exactly one DER certificate: anything after it is an error.
+pub(crate) fn parse_single(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
+    match X509Certificate::from_der(der) {
+        Ok(([], cert)) => Ok(cert),
+        Ok((rest, _)) => Err(CertError::TrailingData(rest.len())),
+        Err(e) => Err(CertError::Malformed(e.to_string())),
+    }
+}
+
+/// Extensions we understand well enough to honour when they are marked critical.
+fn is_known_critical(oid: &x509_parser::der_parser::oid::Oid<'_>) -> bool {
+    [
+        OID_X509_EXT_BASIC_CONSTRAINTS,
+        OID_X509_EXT_KEY_USAGE,
+        OID_X509_EXT_EXTENDED_KEY_USAGE,
+        OID_X509_EXT_SUBJECT_ALT_NAME,
+        OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
+        OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER,
+    ]
+    .iter()
+    .any(|known| known == oid)
+}
+
+/// Rejects duplicate or unparseable extensions (x509-parser would otherwise treat a broken
+/// basicConstraints as absent) and critical extensions we would silently ignore.
+pub(crate) fn check_extensions(cert: &X509Certificate<'_>) -> Result<(), CertError> {
+    cert.extensions_map()
+        .map_err(|e| CertError::Malformed(format!("extensions: {e}")))?;
+    for ext in cert.extensions() {
+        if let ParsedExtension::ParseError { error } = ext.parsed_extension() {
+            return Err(CertError::Malformed(format!(
+                "extension {} cannot be parsed: {error}",
+                ext.oid.to_id_string()
+            )));
+        }
+        if ext.critical && !is_known_critical(&ext.oid) {
+            return Err(CertError::UnsupportedCriticalExtension(
+                ext.oid.to_id_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The signature algorithm, which must be the same inside and outside the signed part and be
+/// RSA PKCS#1 v1.5 with SHA-256/384/512 (parameters NULL or absent).
+pub(crate) fn signature_hash(cert: &X509Certificate<'_>) -> Result<SigHash, CertError> {
+    let outer = &cert.signature_algorithm;
+    if !same_algorithm(outer, &cert.tbs_certificate.signature) {
+        return Err(CertError::AlgorithmMismatch);
+    }
+    let hash = if outer.algorithm == OID_PKCS1_SHA256WITHRSA {
+        SigHash::Sha256
+    } else if outer.algorithm == OID_PKCS1_SHA384WITHRSA {
+        SigHash::Sha384
+    } else if outer.algorithm == OID_PKCS1_SHA512WITHRSA {
+        SigHash::Sha512
+    } else {
+        return Err(CertError::UnsupportedAlgorithm(algorithm_name(outer)));
+    };
+    if !params_null_or_absent(outer) {
+        return Err(CertError::Malformed(
+            "unexpected signature algorithm parameters".into(),
+        ));
+    }
+    Ok(hash)
+}
+
+fn algorithm_name(alg: &AlgorithmIdentifier<'_>) -> String {
+    let id = alg.algorithm.to_id_string();
+    let name = match id.as_str() {
+        "1.2.840.113549.1.1.4" => "md5WithRSAEncryption",
+        "1.2.840.113549.1.1.5" => "sha1WithRSAEncryption",
+        "1.2.840.113549.1.1.10" => "RSASSA-PSS",
+        "1.2.840.113549.1.1.14" => "sha224WithRSAEncryption",
+        "1.2.840.10045.4.3.2" => "ecdsa-with-SHA256",
+        "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
+        "1.3.101.112" => "Ed25519",
+        _ => return id,
+    };
+    format!("{name} ({id})")
+}
+
+fn same_algorithm(a: &AlgorithmIdentifier<'_>, b: &AlgorithmIdentifier<'_>) -> bool {
+    a.algorithm == b.algorithm
+        && match (&a.parameters, &b.parameters) {
+            (None, None) => true,
+            (Some(x), Some(y)) => x.header.tag() == y.header.tag() && x.data == y.data,
+            _ => false,
+        }
+}
+
+fn params_null_or_absent(alg: &AlgorithmIdentifier<'_>) -> bool {
+    match &alg.parameters {
+        None => true,
+        Some(p) => {
+            p.header.tag() == x509_parser::der_parser::asn1_rs::Tag::Null && p.data.is_empty()
+        }
+    }
+}
+
+/// Verifies the certificate's signature over its raw TBS bytes with `key`.
+pub(crate) fn signature_valid(
+    cert: &X509Certificate<'_>,
+    hash: SigHash,
+    key: &RsaPublicKey,
+) -> bool {
+    let sig = &cert.signature_value;
+    if sig.unused_bits != 0 {
+        return false;
+    }
+    let tbs = cert.tbs_certificate.as_ref();
+    let result = match hash {
+        SigHash::Sha256 => key.verify(
+            Pkcs1v15Sign::new::<Sha256>(),
+            &Sha256::digest(tbs),
+            &sig.data,
+        ),
+        SigHash::Sha384 => key.verify(
+            Pkcs1v15Sign::new::<Sha384>(),
+            &Sha384::digest(tbs),
+            &sig.data,
+        ),
+        SigHash::Sha512 => key.verify(
+            Pkcs1v15Sign::new::<Sha512>(),
+            &Sha512::digest(tbs),
+            &sig.data,
+        ),
+    };
+    result.is_ok()
+}
+
+/// Bit length of a big-endian unsigned integer (leading zero bytes allowed).
+pub(crate) fn modulus_bits(bytes: &[u8]) -> usize {
+    match bytes.iter().position(|&b| b != 0) {
+        None => 0,
+        Some(i) => (bytes.len() - i) * 8 - bytes[i].leading_zeros() as usize,
+    }
+}
+
+/// Extracts an RSA public key of an accepted size from a SubjectPublicKeyInfo.
+pub(crate) fn rsa_public_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<RsaPublicKey, CertError> {
+    if spki.algorithm.algorithm != OID_PKCS1_RSAENCRYPTION {
+        return Err(CertError::NotRsa(algorithm_name(&spki.algorithm)));
+    }
+    let bits = match spki.parsed() {
+        Ok(x509_parser::public_key::PublicKey::RSA(k)) => modulus_bits(k.modulus),
+        Ok(_) => return Err(CertError::NotRsa(algorithm_name(&spki.algorithm))),
+        Err(e) => return Err(CertError::Malformed(format!("RSA public key: {e}"))),
+    };
+    if bits < MIN_RSA_BITS {
+        return Err(CertError::KeyTooSmall { bits });
+    }
+    if bits > MAX_RSA_BITS {
+        return Err(CertError::KeyTooLarge { bits });
+    }
+    RsaPublicKey::from_public_key_der(spki.raw)
+        .map_err(|e| CertError::Malformed(format!("RSA public key: {e}")))
+}
+
+/// Subject alternative names as `DNS:x` / `IP:y` strings, for messages and `ca show`.
+pub(crate) fn san_strings(cert: &X509Certificate<'_>) -> Vec<String> {
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .map(|name| match name {
+            GeneralName::DNSName(d) => format!("DNS:{}", printable(d)),
+            GeneralName::IPAddress(bytes) => match ip_from_bytes(bytes) {
+                Some(ip) => format!("IP:{ip}"),
+                None => "IP:<invalid>".to_string(),
+            },
+            GeneralName::RFC822Name(e) => format!("email:{}", printable(e)),
+            GeneralName::URI(u) => format!("URI:{}", printable(u)),
+            other => printable(&format!("{other:?}")),
+        })
+        .collect()
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+/// Matches `expected` against the SANs: as an IP address if it parses as one, else as a DNS
+/// name compared case-insensitively (one trailing dot ignored). No wildcards, no CN fallback.
+fn check_name(cert: &X509Certificate<'_>, expected: &str) -> Result<(), CertError> {
+    let mismatch = || CertError::NameMismatch {
+        expected: expected.to_string(),
+        found: san_strings(cert),
+    };
+    let san = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san,
+        Ok(None) => return Err(mismatch()),
+        Err(e) => return Err(CertError::Malformed(format!("subjectAltName: {e}"))),
+    };
+    let bare = expected
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(expected);
+    let names = &san.value.general_names;
+    let found = if let Ok(ip) = bare.parse::<IpAddr>() {
+        names.iter().any(|n| match n {
+            GeneralName::IPAddress(bytes) => ip_from_bytes(bytes) == Some(ip),
+            _ => false,
+        })
+    } else {
+        let want = expected.strip_suffix('.').unwrap_or(expected);
+        !want.is_empty()
+            && names.iter().any(|n| match n {
+                GeneralName::DNSName(d) => {
+                    d.strip_suffix('.').unwrap_or(d).eq_ignore_ascii_case(want)
+                }
+                _ => false,
+            })
+    };
+    if found { Ok(()) } else { Err(mismatch()) }
+}
+
+/// A distinguished name reduced for comparison: per RDN, sorted (attribute OID, value) pairs
+/// with values case-folded and whitespace collapsed (RFC 5280 §7.1, simplified).
+type NormalizedName = Vec<Vec<(String, String)>>;
+
+fn normalize_name(name: &X509Name<'_>) -> NormalizedName {
+    name.iter()
+        .map(|rdn| {
+            let mut attrs: Vec<(String, String)> = rdn
+                .iter()
+                .map(|atv| {
+                    let value = match atv.as_str() {
+                        Ok(s) => s
+                            .split_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                            .to_lowercase(),
+                        Err(_) => {
+                            let hex: String =
+                                atv.as_slice().iter().map(|b| format!("{b:02x}")).collect();
+                            format!("#{hex}")
+                        }
+                    };
+                    (atv.attr_type().to_id_string(), value)
+                })
+                .collect();
+            attrs.sort();
+            attrs
+        })
+        .collect()
+}
+
+/// Whether two names are equal, byte for byte or after normalisation.
+pub(crate) fn names_equal(a: &X509Name<'_>, b: &X509Name<'_>) -> bool {
+    a.as_raw() == b.as_raw() || normalize_name(a) == normalize_name(b)
+}
+
+/// Human readable DN (`CN=..., O=...`), made safe for a terminal.
+pub(crate) fn name_to_string(name: &X509Name<'_>) -> String {
+    let s = name.to_string();
+    if s.is_empty() {
+        "<empty name>".to_string()
+    } else {
+        printable(&s)
+    }
+}
+
+/// Longest peer-supplied string echoed into a message.
+const MAX_ECHOED_CHARS: usize = 200;
+
+/// Peer-supplied text for messages: control characters escaped (no terminal escape
+/// sequences from the network reach a user's screen) and the length bounded.
+pub(crate) fn printable(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == MAX_ECHOED_CHARS {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
