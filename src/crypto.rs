@@ -21,6 +21,8 @@ pub const CLIENT_SIGNATURE_CONTEXT: &[u8] = b"minitls v1, client CertificateVeri
 pub const SERVER_SIGNATURE_CONTEXT: &[u8] = b"minitls v1, server CertificateVerify";
 /// Context for the server's signature over a file statement.
 pub const FILE_SIGNATURE_CONTEXT: &[u8] = b"minitls v1, signed file statement";
+/// Context for the server's signature over the manifest of a directory tree.
+pub const MANIFEST_SIGNATURE_CONTEXT: &[u8] = b"minitls v1, signed tree manifest";
 
 /// HKDF-Expand labels of the key schedule.
 pub const LABEL_C2S_KEY: &[u8] = b"minitls v1 c2s key";

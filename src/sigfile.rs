@@ -25,15 +25,21 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::crypto::{self, FILE_SIGNATURE_CONTEXT};
-use crate::pki::{self, CertError, Role, TrustAnchor};
-use crate::wire::{Codec, FileStatement};
+use crate::crypto::{self, FILE_SIGNATURE_CONTEXT, MANIFEST_SIGNATURE_CONTEXT};
+use crate::paths;
+use crate::pki::{self, CertError, Role, TrustAnchor, VerifiedCert};
+use crate::wire::{Codec, EntryKind, FileStatement, ManifestEntry, put_u64, put_vec_u16};
 
 const MAGIC: &str = "minitls-signature v1";
+const MANIFEST_MAGIC: &str = "minitls-manifest v1";
 /// Suffix of the sidecar file.
 pub const SIG_SUFFIX: &str = ".minitls-sig";
+/// Suffix of a tree's manifest, kept beside the tree's top directory.
+pub const MANIFEST_SUFFIX: &str = ".minitls-manifest";
 /// A sidecar larger than this is not ours.
 const MAX_SIDECAR_LEN: u64 = 64 * 1024;
+/// A manifest larger than this is not ours (a million entries of long names).
+const MAX_MANIFEST_LEN: u64 = 1 << 30;
 
 /// A signed statement with the certificate that signed it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,9 +55,162 @@ pub fn statement_digest(st: &FileStatement) -> [u8; 32] {
 }
 
 pub fn sidecar_path(file: &Path) -> PathBuf {
-    let mut s = file.as_os_str().to_owned();
-    s.push(SIG_SUFFIX);
+    with_suffix(file, SIG_SUFFIX)
+}
+
+/// Where the manifest of the tree rooted at `dir` is kept: beside it, `DIR.minitls-manifest`.
+pub fn manifest_path(dir: &Path) -> PathBuf {
+    with_suffix(dir, MANIFEST_SUFFIX)
+}
+
+fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
     PathBuf::from(s)
+}
+
+/// The manifest of a tree is hashed incrementally, entry by entry in transfer order, by the
+/// server as it sends and by the client as it receives, so neither holds it to sign or check:
+/// `vec16<root> | entries... | count u64 | signed_at i64`.
+pub struct ManifestHasher {
+    h: Sha256,
+    count: u64,
+    buf: Vec<u8>,
+}
+
+impl ManifestHasher {
+    pub fn new(root: &str) -> Self {
+        let mut buf = Vec::new();
+        put_vec_u16(&mut buf, root.as_bytes());
+        let mut h = Sha256::new();
+        h.update(&buf);
+        Self { h, count: 0, buf }
+    }
+
+    pub fn add(&mut self, e: &ManifestEntry) {
+        self.buf.clear();
+        e.encode(&mut self.buf);
+        self.h.update(&self.buf);
+        self.count += 1;
+    }
+
+    pub fn finish(mut self, signed_at: i64) -> [u8; 32] {
+        self.buf.clear();
+        put_u64(&mut self.buf, self.count);
+        put_u64(&mut self.buf, signed_at as u64);
+        self.h.update(&self.buf);
+        self.h.finalize().into()
+    }
+}
+
+/// A signed manifest with the certificate that signed it, as kept beside a received tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedManifest {
+    pub root: String,
+    pub signed_at: i64,
+    pub entries: Vec<ManifestEntry>,
+    pub signature: Vec<u8>,
+    pub signer_der: Vec<u8>,
+}
+
+impl SignedManifest {
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = ManifestHasher::new(&self.root);
+        for e in &self.entries {
+            h.add(e);
+        }
+        h.finish(self.signed_at)
+    }
+
+    /// `kind size sha256 path` a line; the path comes last because it may hold spaces
+    /// (never a newline: control characters are refused in names).
+    pub fn to_text(&self) -> String {
+        let mut t = format!(
+            "{MANIFEST_MAGIC}\nroot: {}\nsigned-at: {}\nsignature: {}\nentries: {}\n",
+            self.root,
+            self.signed_at,
+            hex(&self.signature),
+            self.entries.len()
+        );
+        for e in &self.entries {
+            let k = match e.kind {
+                EntryKind::File => 'f',
+                EntryKind::Dir => 'd',
+            };
+            t.push_str(&format!("{k} {} {} {}\n", e.size, hex(&e.sha256), e.path));
+        }
+        t.push_str(&pki::der_to_pem(&self.signer_der));
+        t
+    }
+
+    pub fn parse(text: &str) -> Result<Self, VerifyError> {
+        let bad = |what: &str| VerifyError::BadSidecar(format!("manifest: {what}"));
+        let mut lines = text.lines();
+        if lines.next() != Some(MANIFEST_MAGIC) {
+            return Err(bad("first line is not 'minitls-manifest v1'"));
+        }
+        let mut field = |name: &str| -> Result<String, VerifyError> {
+            let line = lines.next().ok_or_else(|| bad(name))?;
+            line.strip_prefix(name)
+                .and_then(|r| r.strip_prefix(": "))
+                .map(str::to_string)
+                .ok_or_else(|| bad(name))
+        };
+        let root = field("root")?;
+        let signed_at = field("signed-at")?.parse().map_err(|_| bad("signed-at"))?;
+        let signature = unhex(&field("signature")?).ok_or_else(|| bad("signature"))?;
+        let count: usize = field("entries")?.parse().map_err(|_| bad("entries"))?;
+        let mut entries = Vec::new();
+        for _ in 0..count {
+            let line = lines.next().ok_or_else(|| bad("entry list ends early"))?;
+            let mut parts = line.splitn(4, ' ');
+            let kind = match parts.next() {
+                Some("f") => EntryKind::File,
+                Some("d") => EntryKind::Dir,
+                _ => return Err(bad("entry kind")),
+            };
+            let size = parts
+                .next()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| bad("entry size"))?;
+            let sha = parts
+                .next()
+                .and_then(unhex)
+                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                .ok_or_else(|| bad("entry digest"))?;
+            let path = parts.next().ok_or_else(|| bad("entry path"))?.to_string();
+            entries.push(ManifestEntry {
+                kind,
+                path,
+                size,
+                sha256: sha,
+            });
+        }
+        let pem: String = lines.collect::<Vec<_>>().join("\n");
+        let signer_der = pki::pem_to_der(&pem).map_err(|_| bad("server certificate"))?;
+        Ok(Self {
+            root,
+            signed_at,
+            entries,
+            signature,
+            signer_der,
+        })
+    }
+
+    /// Checks the signer and the signature (not the files).
+    pub fn check_signature(&self, anchor: &TrustAnchor) -> Result<VerifiedCert, VerifyError> {
+        let signer =
+            pki::verify_certificate(anchor, &self.signer_der, Role::Server, None, self.signed_at)?;
+        if !crypto::verify(
+            &signer.public_key,
+            MANIFEST_SIGNATURE_CONTEXT,
+            &self.digest(),
+            &self.signature,
+        ) {
+            return Err(VerifyError::BadSignature);
+        }
+        Ok(signer)
+    }
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -137,6 +296,12 @@ pub enum VerifyError {
     SizeMismatch { expected: u64, actual: u64 },
     #[error("file content does not match the signed SHA-256: the file was altered")]
     DigestMismatch,
+    #[error("{0} is not listed in the tree's signed manifest")]
+    NotInManifest(PathBuf),
+    #[error("{0} is listed in the signed manifest but missing")]
+    Missing(PathBuf),
+    #[error("{0}: {1}")]
+    Altered(PathBuf, String),
 }
 
 /// What a successful check established.
@@ -147,25 +312,69 @@ pub struct Verified {
     pub signer_fingerprint: [u8; 32],
 }
 
-/// Checks `file` against its sidecar, offline. The signing certificate must chain to
-/// `anchor` and have been valid (with serverAuth) at the signing time.
-pub fn verify_file(file: &Path, anchor: &TrustAnchor) -> Result<Verified, VerifyError> {
-    let sidecar = sidecar_path(file);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| VerifyError::Io { path, source }
+/// Reads a sidecar or manifest of at most `max` bytes.
+fn read_bounded(path: &Path, max: u64) -> Result<Option<String>, VerifyError> {
+    let io = |source| VerifyError::Io {
+        path: path.to_path_buf(),
+        source,
     };
-    let meta = match fs::metadata(&sidecar) {
+    let meta = match fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(VerifyError::NoSidecar(file.to_path_buf()));
-        }
-        Err(e) => return Err(io(&sidecar)(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
     };
-    if meta.len() > MAX_SIDECAR_LEN {
-        return Err(VerifyError::BadSidecar("too large".into()));
+    if meta.len() > max {
+        return Err(VerifyError::BadSidecar(format!(
+            "{} is too large",
+            path.display()
+        )));
     }
-    let text = fs::read_to_string(&sidecar).map_err(io(&sidecar))?;
+    fs::read_to_string(path).map(Some).map_err(io)
+}
+
+/// Size and SHA-256 of a file's content.
+pub fn hash_file(file: &Path) -> Result<(u64, [u8; 32]), VerifyError> {
+    let io = |source| VerifyError::Io {
+        path: file.to_path_buf(),
+        source,
+    };
+    let mut f = fs::File::open(file).map_err(io)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((size, h.finalize().into()))
+}
+
+fn check_content(file: &Path, size: u64, sha256: &[u8; 32]) -> Result<(), VerifyError> {
+    let (actual, digest) = hash_file(file)?;
+    if actual != size {
+        return Err(VerifyError::SizeMismatch {
+            expected: size,
+            actual,
+        });
+    }
+    if &digest != sha256 {
+        return Err(VerifyError::DigestMismatch);
+    }
+    Ok(())
+}
+
+/// Checks `file` offline against its own sidecar (`FILE.minitls-sig`, from a single-file
+/// fetch) or, failing that, against the manifest of a tree it was fetched in
+/// (`DIR.minitls-manifest` beside one of its parent directories). The signing certificate must
+/// chain to `anchor` and have been valid (with serverAuth) when it signed.
+pub fn verify_file(file: &Path, anchor: &TrustAnchor) -> Result<Verified, VerifyError> {
+    let Some(text) = read_bounded(&sidecar_path(file), MAX_SIDECAR_LEN)? else {
+        return verify_in_tree(file, anchor);
+    };
     let signed = SignedStatement::parse(&text)?;
 
     // 1. The signer must be a server certificate of our CA, valid when it signed.
@@ -186,33 +395,109 @@ pub fn verify_file(file: &Path, anchor: &TrustAnchor) -> Result<Verified, Verify
         return Err(VerifyError::BadSignature);
     }
     // 3. The file must be exactly what was signed.
-    let mut f = fs::File::open(file).map_err(io(file))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(io(file))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        h.update(&buf[..n]);
-    }
-    if size != signed.statement.size {
-        return Err(VerifyError::SizeMismatch {
-            expected: signed.statement.size,
-            actual: size,
-        });
-    }
-    let digest: [u8; 32] = h.finalize().into();
-    if digest != signed.statement.sha256 {
-        return Err(VerifyError::DigestMismatch);
-    }
+    check_content(file, signed.statement.size, &signed.statement.sha256)?;
     Ok(Verified {
         statement: signed.statement,
         signer_subject: signer.subject,
         signer_fingerprint: signer.fingerprint,
     })
+}
+
+/// Finds the manifest of a tree containing `file` and checks the file against its entry.
+fn verify_in_tree(file: &Path, anchor: &TrustAnchor) -> Result<Verified, VerifyError> {
+    let mut rel: Vec<String> = Vec::new();
+    let mut cur = file.to_path_buf();
+    loop {
+        let Some(name) = cur.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            break;
+        };
+        rel.insert(0, name);
+        let Some(parent) = cur.parent().map(Path::to_path_buf) else {
+            break;
+        };
+        if parent.as_os_str().is_empty() {
+            break;
+        }
+        if let Some(text) = read_bounded(&manifest_path(&parent), MAX_MANIFEST_LEN)? {
+            let m = SignedManifest::parse(&text)?;
+            let signer = m.check_signature(anchor)?;
+            let wanted = rel.join("/");
+            let entry = m
+                .entries
+                .iter()
+                .find(|e| e.path == wanted && e.kind == EntryKind::File)
+                .ok_or_else(|| VerifyError::NotInManifest(file.to_path_buf()))?;
+            check_content(file, entry.size, &entry.sha256)?;
+            return Ok(Verified {
+                statement: FileStatement {
+                    path: format!("{}/{}", m.root, entry.path),
+                    size: entry.size,
+                    sha256: entry.sha256,
+                    signed_at: m.signed_at,
+                },
+                signer_subject: signer.subject,
+                signer_fingerprint: signer.fingerprint,
+            });
+        }
+        cur = parent;
+    }
+    Err(VerifyError::NoSidecar(file.to_path_buf()))
+}
+
+/// What a tree check established.
+#[derive(Debug)]
+pub struct TreeVerified {
+    pub root: String,
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+    pub signed_at: i64,
+    pub signer_subject: String,
+}
+
+/// Checks every entry of the tree fetched into `dir` against `DIR.minitls-manifest`.
+pub fn verify_tree(dir: &Path, anchor: &TrustAnchor) -> Result<TreeVerified, VerifyError> {
+    let mpath = manifest_path(dir);
+    let text = read_bounded(&mpath, MAX_MANIFEST_LEN)?
+        .ok_or_else(|| VerifyError::NoSidecar(dir.to_path_buf()))?;
+    let m = SignedManifest::parse(&text)?;
+    let signer = m.check_signature(anchor)?;
+    let mut out = TreeVerified {
+        root: m.root.clone(),
+        files: 0,
+        dirs: 0,
+        bytes: 0,
+        signed_at: m.signed_at,
+        signer_subject: signer.subject,
+    };
+    for e in &m.entries {
+        // A tampered manifest cannot get here (signature), but stay strict anyway.
+        let parts = paths::parse_relative(&e.path, false)
+            .map_err(|_| VerifyError::BadSidecar(format!("unsafe path {:?}", e.path)))?;
+        let p = parts.iter().fold(dir.to_path_buf(), |p, c| p.join(c));
+        match e.kind {
+            EntryKind::Dir => {
+                if !p.is_dir() {
+                    return Err(VerifyError::Missing(p));
+                }
+                out.dirs += 1;
+            }
+            EntryKind::File => {
+                if !p.is_file() {
+                    return Err(VerifyError::Missing(p));
+                }
+                check_content(&p, e.size, &e.sha256).map_err(|err| match err {
+                    VerifyError::DigestMismatch | VerifyError::SizeMismatch { .. } => {
+                        VerifyError::Altered(p.clone(), err.to_string())
+                    }
+                    other => other,
+                })?;
+                out.files += 1;
+                out.bytes += e.size;
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -429,6 +429,7 @@ pub fn fetch_file<S: Transport>(
             kind: RequestKind::Get,
             recursive: false,
             offset: 0,
+            prefix_sha256: [0; 32],
             path: requested.clone(),
         },
     )?;
@@ -542,6 +543,7 @@ pub fn list<S: Transport>(
             kind: RequestKind::List,
             recursive,
             offset: 0,
+            prefix_sha256: [0; 32],
             path: parts.join("/"),
         },
     )?;

@@ -428,6 +428,16 @@ pub enum AppType {
     Error = 7,
     /// Authenticated end of stream: without it, an EOF is a truncation.
     Close = 8,
+    /// A directory transfer follows: counts for progress.
+    TreeStart = 9,
+    /// A directory inside the tree (sent before anything in it).
+    TreeDir = 10,
+    /// The end of one file of a tree: the server's digest of it.
+    FileDone = 11,
+    /// An entry the server did not send (symlink, unreadable, special file).
+    Skipped = 12,
+    /// The end of a tree: the signature over the manifest of everything sent.
+    TreeEnd = 13,
 }
 
 impl AppType {
@@ -441,6 +451,11 @@ impl AppType {
             6 => Self::ListEnd,
             7 => Self::Error,
             8 => Self::Close,
+            9 => Self::TreeStart,
+            10 => Self::TreeDir,
+            11 => Self::FileDone,
+            12 => Self::Skipped,
+            13 => Self::TreeEnd,
             _ => return None,
         })
     }
@@ -460,6 +475,9 @@ pub struct Request {
     pub recursive: bool,
     /// Byte offset to start sending data from (resume); the signature still covers the whole file.
     pub offset: u64,
+    /// SHA-256 of the client's first `offset` bytes (zeros when `offset` is 0). The server
+    /// resumes only if its file starts with the same bytes, and otherwise starts over at 0.
+    pub prefix_sha256: [u8; 32],
     pub path: String,
 }
 
@@ -468,6 +486,7 @@ impl Codec for Request {
         out.push(self.kind as u8);
         out.push(self.recursive as u8);
         put_u64(out, self.offset);
+        out.extend_from_slice(&self.prefix_sha256);
         put_vec_u16(out, self.path.as_bytes());
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -485,6 +504,7 @@ impl Codec for Request {
             kind,
             recursive,
             offset: r.u64("offset")?,
+            prefix_sha256: r.array("prefix digest")?,
             path: r.string(MAX_PATH_LEN, "path")?,
         })
     }
@@ -635,6 +655,120 @@ impl Codec for Listing {
     }
 }
 
+/// Server -> client before a directory tree: totals, for progress and sanity limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeStart {
+    /// The requested directory, relative to the served root; entry paths are relative to it.
+    pub root: String,
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+}
+
+impl Codec for TreeStart {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_vec_u16(out, self.root.as_bytes());
+        put_u64(out, self.files);
+        put_u64(out, self.dirs);
+        put_u64(out, self.bytes);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            root: r.string(MAX_PATH_LEN, "tree root")?,
+            files: r.u64("file count")?,
+            dirs: r.u64("directory count")?,
+            bytes: r.u64("byte count")?,
+        })
+    }
+}
+
+/// A path-only message (TreeDir, Skipped).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathMsg {
+    pub path: String,
+}
+
+impl Codec for PathMsg {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_vec_u16(out, self.path.as_bytes());
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            path: r.string(MAX_PATH_LEN, "path")?,
+        })
+    }
+}
+
+/// The end of one file in a tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileDone {
+    pub sha256: [u8; 32],
+}
+
+impl Codec for FileDone {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.sha256);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            sha256: r.array("digest")?,
+        })
+    }
+}
+
+/// The end of a tree: when it was signed and the signature over the manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeEnd {
+    pub signed_at: i64,
+    pub signature: Vec<u8>,
+}
+
+impl Codec for TreeEnd {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.signed_at as u64);
+        put_vec_u16(out, &self.signature);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            signed_at: r.i64("signing time")?,
+            signature: r.vec_u16(MAX_RSA_BLOB_LEN, "signature")?.to_vec(),
+        })
+    }
+}
+
+/// One entry of a signed manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestEntry {
+    pub kind: EntryKind,
+    /// Relative to the manifest's root, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    /// Zeros for directories.
+    pub sha256: [u8; 32],
+}
+
+impl Codec for ManifestEntry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.kind as u8);
+        put_vec_u16(out, self.path.as_bytes());
+        put_u64(out, self.size);
+        out.extend_from_slice(&self.sha256);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let kind = match r.u8("entry kind")? {
+            1 => EntryKind::File,
+            2 => EntryKind::Dir,
+            _ => return Err(DecodeError::InvalidValue("entry kind")),
+        };
+        Ok(Self {
+            kind,
+            path: r.string(MAX_PATH_LEN, "path")?,
+            size: r.u64("size")?,
+            sha256: r.array("digest")?,
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ErrorCode {
@@ -726,6 +860,7 @@ mod tests {
             kind: RequestKind::Get,
             recursive: true,
             offset: 99,
+            prefix_sha256: [0; 32],
             path: "a/b é.txt".into(),
         });
         roundtrip(FileStart {
@@ -758,6 +893,24 @@ mod tests {
                     path: "d/f".into(),
                 },
             ],
+        });
+        roundtrip(TreeStart {
+            root: "a/b".into(),
+            files: 3,
+            dirs: 1,
+            bytes: 1 << 40,
+        });
+        roundtrip(PathMsg { path: "x/y".into() });
+        roundtrip(FileDone { sha256: [3; 32] });
+        roundtrip(TreeEnd {
+            signed_at: 5,
+            signature: vec![2; 384],
+        });
+        roundtrip(ManifestEntry {
+            kind: EntryKind::File,
+            path: "sub/f".into(),
+            size: 1,
+            sha256: [4; 32],
         });
         roundtrip(ErrorMsg {
             code: ErrorCode::NotFound,
@@ -805,6 +958,7 @@ mod tests {
     fn invalid_utf8_in_a_path_is_refused() {
         let mut b = vec![1, 0];
         put_u64(&mut b, 0);
+        b.extend_from_slice(&[0; 32]);
         put_vec_u16(&mut b, &[0xff, 0xfe]);
         assert_eq!(Request::decode(&b), Err(DecodeError::InvalidValue("path")));
     }

@@ -319,6 +319,7 @@ fn raw_get(chan: &mut Channel<MemEnd>, path: &str) -> (AppType, Vec<u8>) {
             kind: RequestKind::Get,
             recursive: false,
             offset: 0,
+            prefix_sha256: [0; 32],
             path: path.to_string(),
         },
     )
