@@ -699,6 +699,35 @@ impl Codec for PathMsg {
     }
 }
 
+/// An entry of a tree that the server did not send, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedMsg {
+    pub path: String,
+    pub reason: String,
+}
+
+impl Codec for SkippedMsg {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_vec_u16(out, self.path.as_bytes());
+        put_vec_u16(out, truncate_utf8(&self.reason, MAX_ERROR_TEXT));
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            path: r.string(MAX_PATH_LEN, "path")?,
+            reason: r.string(MAX_ERROR_TEXT, "reason")?,
+        })
+    }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub fn truncate_utf8(s: &str, max: usize) -> &[u8] {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s.as_bytes()[..end]
+}
+
 /// The end of one file in a tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileDone {
@@ -802,11 +831,7 @@ pub struct ErrorMsg {
 impl Codec for ErrorMsg {
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.code as u8);
-        let mut end = self.text.len().min(MAX_ERROR_TEXT);
-        while !self.text.is_char_boundary(end) {
-            end -= 1;
-        }
-        put_vec_u16(out, &self.text.as_bytes()[..end]);
+        put_vec_u16(out, truncate_utf8(&self.text, MAX_ERROR_TEXT));
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let code = ErrorCode::from_u8(r.u8("error code")?)
@@ -901,6 +926,10 @@ mod tests {
             bytes: 1 << 40,
         });
         roundtrip(PathMsg { path: "x/y".into() });
+        roundtrip(SkippedMsg {
+            path: "l".into(),
+            reason: "symbolic link".into(),
+        });
         roundtrip(FileDone { sha256: [3; 32] });
         roundtrip(TreeEnd {
             signed_at: 5,

@@ -16,8 +16,8 @@ use minitls::sigfile::{self, VerifyError};
 use minitls::testkit::{self, pki as test_pki};
 use minitls::transfer::{self, NoProgress, ServeOptions, TransferError};
 use minitls::wire::{
-    AppType, Codec, ErrorCode, ErrorMsg, FRAME_HEADER_LEN, FileEnd, FileStart, FileStatement,
-    Request, RequestKind,
+    AppType, Codec, ErrorCode, ErrorMsg, FRAME_HEADER_LEN, FileDone, FileEnd, FileStart,
+    FileStatement, PathMsg, Request, RequestKind, TreeEnd, TreeStart,
 };
 
 struct Pair {
@@ -25,11 +25,14 @@ struct Pair {
     server: Channel<MemEnd>,
     /// Bytes from client to server, reachable while in flight.
     c2s: Arc<Queue>,
+    /// Bytes from server to client.
+    s2c: Arc<Queue>,
 }
 
 fn establish_with(c: ClientConfig, s: ServerConfig) -> Pair {
     let (a, b) = mem::pair();
     let c2s = a.outbox.clone();
+    let s2c = b.outbox.clone();
     let server = std::thread::spawn(move || conn::server_handshake(b, s, None));
     let client = conn::client_handshake(a, c, None).expect("client handshake");
     let server = server.join().unwrap().expect("server handshake");
@@ -37,6 +40,7 @@ fn establish_with(c: ClientConfig, s: ServerConfig) -> Pair {
         client,
         server,
         c2s,
+        s2c,
     }
 }
 
@@ -508,17 +512,54 @@ fn more_data_than_announced_is_refused() {
 }
 
 #[test]
-fn a_connection_cut_mid_file_leaves_nothing_at_the_final_path() {
+fn a_connection_cut_mid_file_leaves_only_a_hidden_partial_file() {
     let (r, left) = fetch_from_hostile(|s| {
         s.send_msg(AppType::FileStart, &start("f.txt", 1000))
             .unwrap();
         s.send(AppType::Data, &[1; 500]).unwrap();
     });
+    let err = r.unwrap_err();
     assert!(
-        matches!(r, Err(TransferError::Conn(ConnError::Truncated))),
+        matches!(err, TransferError::Conn(ConnError::Truncated)),
+        "{err:?}"
+    );
+    assert!(err.is_resumable());
+    // Nothing at the final path: only the verified-so-far data, hidden, for --resume.
+    assert_eq!(left, [".f.txt.minitls-partial"]);
+}
+
+#[test]
+fn a_bad_record_mid_file_leaves_nothing_at_all() {
+    let mut p = establish();
+    // The server's answer is queued before the client asks (pipes never block writers), so
+    // the test can alter it in flight: the last record gets one flipped bit.
+    p.server
+        .send_msg(AppType::FileStart, &start("f.txt", 1000))
+        .unwrap();
+    p.server.send(AppType::Data, &[1; 500]).unwrap();
+    p.server.send(AppType::Data, &[2; 500]).unwrap();
+    p.server.flush().unwrap();
+    let mut bytes = p.s2c.take_all();
+    let n = bytes.len();
+    bytes[n - 3] ^= 1;
+    p.s2c.put(&bytes);
+    p.s2c.close();
+    let out = tempfile::tempdir().unwrap();
+    let r = transfer::fetch_file(&mut p.client, "f.txt", out.path(), &mut NoProgress);
+    assert!(
+        matches!(
+            r,
+            Err(TransferError::Conn(ConnError::Record(
+                RecordError::BadRecord
+            )))
+        ),
         "{r:?}"
     );
-    assert!(left.is_empty(), "{left:?}");
+    assert!(!r.unwrap_err().is_resumable());
+    assert!(
+        dir_entries(out.path()).is_empty(),
+        "an integrity failure leaves nothing"
+    );
 }
 
 #[test]
@@ -555,4 +596,346 @@ fn a_peer_that_never_finishes_the_handshake_hits_the_deadline() {
     );
     assert!(matches!(r, Err(ConnError::Timeout)));
     assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trees and resume.
+// ---------------------------------------------------------------------------------------------
+
+fn fetch_opts(recursive: bool, resume: bool) -> transfer::FetchOptions {
+    transfer::FetchOptions { recursive, resume }
+}
+
+fn awkward_tree(root: &Path) {
+    let t = root.join("tree");
+    std::fs::create_dir_all(t.join("é dir/ünï")).unwrap();
+    std::fs::create_dir_all(t.join("empty/nested-empty")).unwrap();
+    std::fs::write(t.join("a b.txt"), b"spaces").unwrap();
+    std::fs::write(t.join("é dir/ünï/日本.bin"), content(300_000)).unwrap();
+    std::fs::write(t.join("x".repeat(200)), b"long name").unwrap();
+    std::fs::write(t.join("zero"), b"").unwrap();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("/etc/passwd", t.join("link-out")).unwrap();
+        std::os::unix::fs::symlink("a b.txt", t.join("link-in")).unwrap();
+    }
+}
+
+#[test]
+fn a_tree_with_awkward_names_empty_dirs_and_symlinks_arrives_and_verifies() {
+    let mut s = served(awkward_tree);
+    let got = match transfer::fetch(
+        &mut s.client,
+        "tree",
+        s.out.path(),
+        &fetch_opts(true, false),
+        &mut NoProgress,
+    )
+    .unwrap()
+    {
+        transfer::Fetch::Tree(t) => t,
+        other => panic!("{other:?}"),
+    };
+    let src = s.root_path.join("tree");
+    let dst = s.out.path().join("tree");
+    assert_eq!(got.dir, dst);
+    for f in ["a b.txt", "é dir/ünï/日本.bin", &"x".repeat(200), "zero"] {
+        assert_eq!(
+            std::fs::read(dst.join(f)).unwrap(),
+            std::fs::read(src.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert!(dst.join("empty/nested-empty").is_dir());
+    assert_eq!((got.files, got.dirs), (4, 4));
+    // Symlinks are not followed, and reported.
+    assert!(!dst.join("link-out").exists() && !dst.join("link-in").exists());
+    let skipped: Vec<_> = got.skipped.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(skipped, ["link-in", "link-out"]);
+    // No temporary files anywhere; the manifest sits beside the tree.
+    let mut names: Vec<String> = walkdir::WalkDir::new(s.out.path())
+        .into_iter()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.retain(|n| n.starts_with('.') && !n.starts_with(".tmp"));
+    assert!(names.is_empty(), "{names:?}");
+    assert!(got.manifest_path.ends_with("tree.minitls-manifest"));
+
+    let anchor = &test_pki().anchor;
+    let v = sigfile::verify_tree(&dst, anchor).unwrap();
+    assert_eq!((v.files, v.dirs), (4, 4));
+    let one = sigfile::verify_file(&dst.join("é dir/ünï/日本.bin"), anchor).unwrap();
+    assert_eq!(one.statement.path, "tree/é dir/ünï/日本.bin");
+    std::fs::write(dst.join("a b.txt"), b"SPACES").unwrap();
+    assert!(matches!(
+        sigfile::verify_file(&dst.join("a b.txt"), anchor),
+        Err(VerifyError::DigestMismatch)
+    ));
+    assert!(sigfile::verify_tree(&dst, anchor).is_err());
+    s.finish();
+}
+
+#[test]
+fn fetching_a_file_with_recursive_set_fetches_the_file() {
+    let mut s = served(|r| std::fs::write(r.join("f"), b"x").unwrap());
+    let got = transfer::fetch(
+        &mut s.client,
+        "f",
+        s.out.path(),
+        &fetch_opts(true, false),
+        &mut NoProgress,
+    )
+    .unwrap();
+    assert!(matches!(got, transfer::Fetch::File(_)));
+    s.finish();
+}
+
+/// Runs `script` as a server answering a recursive fetch of "t"; returns the client's result
+/// and every path left under the output directory.
+fn fetch_tree_from_hostile(
+    prepare_out: impl FnOnce(&Path),
+    script: impl FnOnce(&mut Channel<MemEnd>) + Send + 'static,
+) -> (
+    Result<transfer::Fetch, TransferError>,
+    Vec<String>,
+    tempfile::TempDir,
+) {
+    let mut p = establish();
+    script(&mut p.server);
+    p.server.flush().unwrap();
+    p.s2c.close();
+    let out = tempfile::tempdir().unwrap();
+    prepare_out(out.path());
+    let r = transfer::fetch(
+        &mut p.client,
+        "t",
+        out.path(),
+        &fetch_opts(true, false),
+        &mut NoProgress,
+    );
+    let left = walkdir::WalkDir::new(out.path())
+        .min_depth(1)
+        .into_iter()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .strip_prefix(out.path())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    (r, left, out)
+}
+
+fn tree_start(files: u64) -> TreeStart {
+    TreeStart {
+        root: "t".into(),
+        files,
+        dirs: 0,
+        bytes: 0,
+    }
+}
+
+fn send_file_entry(s: &mut Channel<MemEnd>, path: &str, data: &[u8]) {
+    s.send_msg(AppType::FileStart, &start(path, data.len() as u64))
+        .unwrap();
+    s.send(AppType::Data, data).unwrap();
+    s.send_msg(
+        AppType::FileDone,
+        &FileDone {
+            sha256: crypto::sha256(data),
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_hostile_server_cannot_write_outside_the_target_with_tree_names() {
+    let outside = tempfile::tempdir().unwrap();
+    for bad in [
+        "../evil",
+        "../../evil",
+        "/tmp/evil",
+        "a/../../evil",
+        "a\\..\\evil",
+        "C:evil",
+        "",
+        ".",
+        "a//b",
+        "a/./b",
+        "esc\u{1b}[31m",
+        "nul\0",
+    ] {
+        let (r, left, _out) = fetch_tree_from_hostile(
+            |_| {},
+            move |s| {
+                s.send_msg(AppType::TreeStart, &tree_start(1)).unwrap();
+                send_file_entry(s, bad, b"pwned");
+            },
+        );
+        assert!(
+            matches!(r, Err(TransferError::UnsafeName { .. })),
+            "{bad:?}: {r:?}"
+        );
+        assert!(left.is_empty(), "{bad:?} left {left:?}");
+    }
+    // A symlink already under the target is never written through.
+    let target = outside.path().to_path_buf();
+    let (r, left, _out) = fetch_tree_from_hostile(
+        move |out| {
+            std::fs::create_dir(out.join("t")).unwrap();
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(&target, out.join("t/link")).unwrap();
+        },
+        |s| {
+            s.send_msg(AppType::TreeStart, &tree_start(1)).unwrap();
+            send_file_entry(s, "link/evil", b"pwned");
+        },
+    );
+    assert!(matches!(r, Err(TransferError::Refused(_))), "{r:?}");
+    assert_eq!(left, ["t", "t/link"]);
+    assert!(dir_entries(outside.path()).is_empty());
+    // Nor may the tree's top directory itself be a symlink.
+    let target = outside.path().to_path_buf();
+    let (r, _, _out) = fetch_tree_from_hostile(
+        move |out| {
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(&target, out.join("t")).unwrap();
+        },
+        |s| {
+            s.send_msg(AppType::TreeStart, &tree_start(1)).unwrap();
+            send_file_entry(s, "f", b"pwned");
+        },
+    );
+    assert!(matches!(r, Err(TransferError::Refused(_))), "{r:?}");
+    assert!(dir_entries(outside.path()).is_empty());
+}
+
+#[test]
+fn duplicate_names_and_a_foreign_root_are_refused() {
+    let (r, left, _o) = fetch_tree_from_hostile(
+        |_| {},
+        |s| {
+            s.send_msg(AppType::TreeStart, &tree_start(2)).unwrap();
+            send_file_entry(s, "f", b"one");
+            send_file_entry(s, "f", b"two");
+        },
+    );
+    assert!(matches!(r, Err(TransferError::Protocol(_))), "{r:?}");
+    assert!(left.is_empty(), "{left:?}");
+    let (r, left, _o) = fetch_tree_from_hostile(
+        |_| {},
+        |s| {
+            let mut ts = tree_start(0);
+            ts.root = "other".into();
+            s.send_msg(AppType::TreeStart, &ts).unwrap();
+        },
+    );
+    assert!(matches!(r, Err(TransferError::Protocol(_))), "{r:?}");
+    assert!(left.is_empty());
+}
+
+#[test]
+fn a_tree_whose_manifest_signature_fails_leaves_nothing() {
+    let (r, left, _o) = fetch_tree_from_hostile(
+        |_| {},
+        |s| {
+            s.send_msg(AppType::TreeStart, &tree_start(1)).unwrap();
+            s.send_msg(AppType::TreeDir, &PathMsg { path: "d".into() })
+                .unwrap();
+            send_file_entry(s, "d/f", b"data");
+            s.send_msg(
+                AppType::TreeEnd,
+                &TreeEnd {
+                    signed_at: 0,
+                    signature: vec![0; 256],
+                },
+            )
+            .unwrap();
+        },
+    );
+    assert!(matches!(r, Err(TransferError::Integrity(_))), "{r:?}");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_file_whose_digest_differs_from_the_servers_fails_the_tree() {
+    let (r, left, _o) = fetch_tree_from_hostile(
+        |_| {},
+        |s| {
+            s.send_msg(AppType::TreeStart, &tree_start(1)).unwrap();
+            s.send_msg(AppType::FileStart, &start("f", 4)).unwrap();
+            s.send(AppType::Data, b"data").unwrap();
+            s.send_msg(AppType::FileDone, &FileDone { sha256: [0; 32] })
+                .unwrap();
+        },
+    );
+    assert!(matches!(r, Err(TransferError::Integrity(_))), "{r:?}");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn fetch_resume(s: &mut Served, name: &str, resume: bool) -> transfer::Fetched {
+    match transfer::fetch(
+        &mut s.client,
+        name,
+        s.out.path(),
+        &fetch_opts(false, resume),
+        &mut NoProgress,
+    )
+    .unwrap()
+    {
+        transfer::Fetch::File(f) => f,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn resume_sends_only_the_missing_part_and_verifies_the_whole_file() {
+    let data = content(3_000_000);
+    let d = data.clone();
+    let mut s = served(move |r| std::fs::write(r.join("big"), &d).unwrap());
+    let partial = s.out.path().join(".big.minitls-partial");
+    std::fs::write(&partial, &data[..1_234_567]).unwrap();
+    let got = fetch_resume(&mut s, "big", true);
+    assert_eq!(got.resumed_from, 1_234_567);
+    assert_eq!(std::fs::read(&got.path).unwrap(), data);
+    assert!(!partial.exists());
+    sigfile::verify_file(&got.path, &test_pki().anchor).unwrap();
+    s.finish();
+}
+
+#[test]
+fn resume_starts_over_when_the_source_changed() {
+    let data = content(1_000_000);
+    let d = data.clone();
+    let mut s = served(move |r| std::fs::write(r.join("big"), &d).unwrap());
+    let partial = s.out.path().join(".big.minitls-partial");
+    // The partial file holds bytes the server's file does not start with.
+    let mut stale = data[..500_000].to_vec();
+    stale[1000] ^= 0xff;
+    std::fs::write(&partial, &stale).unwrap();
+    let got = fetch_resume(&mut s, "big", true);
+    assert_eq!(got.resumed_from, 0);
+    assert_eq!(std::fs::read(&got.path).unwrap(), data);
+    // A partial longer than the file also starts over.
+    std::fs::write(&partial, content(2_000_000)).unwrap();
+    let got = fetch_resume(&mut s, "big", true);
+    assert_eq!(got.resumed_from, 0);
+    assert_eq!(std::fs::read(&got.path).unwrap(), data);
+    s.finish();
+}
+
+#[test]
+fn a_plain_fetch_replaces_a_partial_file() {
+    let data = content(100_000);
+    let d = data.clone();
+    let mut s = served(move |r| std::fs::write(r.join("big"), &d).unwrap());
+    let partial = s.out.path().join(".big.minitls-partial");
+    std::fs::write(&partial, &data[..50_000]).unwrap();
+    let got = fetch_resume(&mut s, "big", false);
+    assert_eq!(got.resumed_from, 0);
+    assert_eq!(std::fs::read(&got.path).unwrap(), data);
+    assert!(!partial.exists());
+    s.finish();
 }

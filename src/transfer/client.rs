@@ -1,0 +1,723 @@
+//! The client's side: fetching single files (with resume) and trees, listing, closing.
+//!
+//! Nothing reaches a final path before it is verified. A single file streams into a hidden
+//! partial file `.NAME.minitls-partial` beside its destination; a tree's files stream into
+//! hidden temporary files in their directories. Integrity or protocol failures remove them;
+//! only a single-file transfer cut off by the network keeps its partial file, for `--resume`.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{Progress, TransferError};
+use crate::conn::{Channel, ConnError, Transport};
+use crate::crypto::{self, FILE_SIGNATURE_CONTEXT, MANIFEST_SIGNATURE_CONTEXT};
+use crate::paths::{self, PathError};
+use crate::sigfile::{self, ManifestHasher, SignedManifest, SignedStatement};
+use crate::wire::{
+    AppType, Codec, EntryKind, ErrorMsg, FileDone, FileEnd, FileStart, ListEntry, Listing,
+    ManifestEntry, PathMsg, Request, RequestKind, SkippedMsg, TreeEnd, TreeStart,
+};
+
+/// A hostile server cannot make a client hold more listing entries than this.
+pub const MAX_LIST_ENTRIES_TOTAL: usize = 1_000_000;
+/// Nor more entries in one tree.
+pub const MAX_TREE_ENTRIES: u64 = 1_000_000;
+
+/// How to fetch.
+#[derive(Clone, Debug, Default)]
+pub struct FetchOptions {
+    /// Fetch a directory as a tree (`-r`).
+    pub recursive: bool,
+    /// Continue from `.NAME.minitls-partial` if one is there (`--resume`); otherwise any
+    /// partial file is replaced.
+    pub resume: bool,
+}
+
+/// A file that arrived, verified and in place.
+#[derive(Debug)]
+pub struct Fetched {
+    pub path: PathBuf,
+    pub signature_path: PathBuf,
+    pub size: u64,
+    pub sha256: [u8; 32],
+    /// Bytes that were already here from an interrupted transfer and not sent again.
+    pub resumed_from: u64,
+}
+
+/// A tree that arrived, verified and in place.
+#[derive(Debug)]
+pub struct TreeFetched {
+    pub dir: PathBuf,
+    pub manifest_path: PathBuf,
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+    /// Entries the server did not send, with its reason (symlinks, unreadable files).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// What a fetch produced.
+#[derive(Debug)]
+pub enum Fetch {
+    File(Fetched),
+    Tree(TreeFetched),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TransferError + '_ {
+    move |source| TransferError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn remote_or_protocol<T>(
+    typ: AppType,
+    payload: &[u8],
+    waiting_for: &str,
+) -> Result<T, TransferError> {
+    if typ == AppType::Error {
+        let e = ErrorMsg::decode(payload).map_err(ConnError::from)?;
+        return Err(TransferError::Remote {
+            code: e.code,
+            text: e.text,
+        });
+    }
+    Err(TransferError::Protocol(format!(
+        "got {typ:?} while waiting for {waiting_for}"
+    )))
+}
+
+fn decode<T: Codec>(payload: &[u8]) -> Result<T, TransferError> {
+    Ok(T::decode(payload).map_err(ConnError::from)?)
+}
+
+/// Fetches one regular file into `out_dir` under its last path component.
+pub fn fetch_file<S: Transport>(
+    chan: &mut Channel<S>,
+    remote: &str,
+    out_dir: &Path,
+    progress: &mut dyn Progress,
+) -> Result<Fetched, TransferError> {
+    match fetch(chan, remote, out_dir, &FetchOptions::default(), progress)? {
+        Fetch::File(f) => Ok(f),
+        Fetch::Tree(_) => Err(TransferError::Protocol(
+            "server sent a tree for a non-recursive request".into(),
+        )),
+    }
+}
+
+/// Fetches `remote` (a file, or with `recursive` a directory tree) into `out_dir`:
+/// `a/b.txt` becomes `OUT/b.txt`, a directory `a/d` becomes `OUT/d/...`.
+pub fn fetch<S: Transport>(
+    chan: &mut Channel<S>,
+    remote: &str,
+    out_dir: &Path,
+    opts: &FetchOptions,
+    progress: &mut dyn Progress,
+) -> Result<Fetch, TransferError> {
+    let parts =
+        paths::parse_relative(remote, false).map_err(|source| TransferError::BadRequestPath {
+            path: remote.to_string(),
+            source,
+        })?;
+    let requested = parts.join("/");
+    let name = parts
+        .last()
+        .expect("parse_relative(.., false) returns at least one component")
+        .to_string();
+    fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    let partial_path = out_dir.join(format!(".{name}.minitls-partial"));
+
+    // A partial file from an interrupted transfer: hash it, and ask for the rest.
+    let mut prefix = None;
+    if opts.resume {
+        if let Ok(m) = fs::symlink_metadata(&partial_path) {
+            if m.is_file() && m.len() > 0 {
+                progress.begin(&format!("checking {name} (partial)"), m.len());
+                let (len, hasher) = hash_prefix(&partial_path, progress)?;
+                progress.end();
+                prefix = Some((len, hasher));
+            }
+        }
+    }
+    let (offset, prefix_sha256) = match &prefix {
+        Some((len, h)) => (*len, h.clone().finalize().into()),
+        None => (0, [0; 32]),
+    };
+    chan.send_msg(
+        AppType::Request,
+        &Request {
+            kind: RequestKind::Get,
+            recursive: opts.recursive,
+            offset,
+            prefix_sha256,
+            path: requested.clone(),
+        },
+    )?;
+    chan.flush()?;
+
+    let (typ, payload) = chan.recv()?;
+    match typ {
+        AppType::FileStart => {
+            let start: FileStart = decode(payload)?;
+            receive_single(
+                chan,
+                start,
+                &requested,
+                out_dir,
+                &name,
+                &partial_path,
+                prefix,
+                progress,
+            )
+            .map(Fetch::File)
+        }
+        AppType::TreeStart if opts.recursive => {
+            let start: TreeStart = decode(payload)?;
+            receive_tree(chan, start, &requested, out_dir, &name, progress).map(Fetch::Tree)
+        }
+        _ => remote_or_protocol(typ, payload, "the file"),
+    }
+}
+
+fn hash_prefix(path: &Path, progress: &mut dyn Progress) -> Result<(u64, Sha256), TransferError> {
+    use std::io::Read;
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            return Ok((len, h));
+        }
+        h.update(&buf[..n]);
+        len += n as u64;
+        progress.advance(n as u64);
+    }
+}
+
+/// A file being received. Removed on drop unless kept (network cut) or persisted.
+struct Staged {
+    path: PathBuf,
+    file: Option<File>,
+    keep: bool,
+}
+
+impl Staged {
+    fn write_all(&mut self, data: &[u8]) -> Result<(), TransferError> {
+        let f = self
+            .file
+            .as_mut()
+            .expect("the file stays open until it is closed or persisted");
+        f.write_all(data).map_err(io_err(&self.path))
+    }
+
+    /// Closes the handle (trees hold many staged files, not many descriptors).
+    fn close(&mut self, sync: bool) -> Result<(), TransferError> {
+        if let Some(f) = self.file.take() {
+            if sync {
+                f.sync_all().map_err(io_err(&self.path))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn persist(mut self, dest: &Path) -> Result<(), TransferError> {
+        self.close(false)?;
+        fs::rename(&self.path, dest).map_err(io_err(&self.path))?;
+        self.keep = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        self.file.take();
+        if !self.keep {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A new hidden temporary file in `dir`.
+fn staged_temp(dir: &Path, name: &str) -> Result<Staged, TransferError> {
+    let mut tag = [0u8; 8];
+    rand::fill(&mut tag[..]);
+    let path = dir.join(format!(".{name}.{}.minitls-tmp", sigfile::hex(&tag)));
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    Ok(Staged {
+        path,
+        file: Some(file),
+        keep: false,
+    })
+}
+
+/// Receives Data records into `sink` until another message arrives, which is returned.
+fn receive_data<S: Transport>(
+    chan: &mut Channel<S>,
+    sink: &mut Staged,
+    hasher: &mut Sha256,
+    received: &mut u64,
+    limit: u64,
+    progress: &mut dyn Progress,
+) -> Result<(AppType, Vec<u8>), TransferError> {
+    loop {
+        let (typ, payload) = chan.recv()?;
+        if typ != AppType::Data {
+            return Ok((typ, payload.to_vec()));
+        }
+        *received += payload.len() as u64;
+        if *received > limit {
+            return Err(TransferError::Integrity(format!(
+                "server sent more than the announced {limit} bytes"
+            )));
+        }
+        hasher.update(payload);
+        sink.write_all(payload)?;
+        progress.advance(payload.len() as u64);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn receive_single<S: Transport>(
+    chan: &mut Channel<S>,
+    start: FileStart,
+    requested: &str,
+    out_dir: &Path,
+    name: &str,
+    partial_path: &Path,
+    prefix: Option<(u64, Sha256)>,
+    progress: &mut dyn Progress,
+) -> Result<Fetched, TransferError> {
+    // The server must answer with the file we asked for, from where we asked or from 0.
+    let resume_at = prefix.as_ref().map_or(0, |(len, _)| *len);
+    if start.path != requested || (start.offset != 0 && start.offset != resume_at) {
+        return Err(TransferError::Protocol(format!(
+            "asked for '{requested}' from offset {resume_at}, server sent '{}' from offset {}",
+            start.path, start.offset
+        )));
+    }
+    let (mut hasher, mut received, file) = match prefix {
+        Some((len, h)) if start.offset == len => {
+            let f = fs::OpenOptions::new()
+                .append(true)
+                .open(partial_path)
+                .map_err(io_err(partial_path))?;
+            (h, len, f)
+        }
+        _ => {
+            // Start over: a stale partial (or anything else at that name) is replaced,
+            // never written through.
+            match fs::remove_file(partial_path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_err(partial_path)(e));
+                }
+                _ => {}
+            }
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(partial_path)
+                .map_err(io_err(partial_path))?;
+            (Sha256::new(), 0, f)
+        }
+    };
+    let resumed_from = received;
+    let mut staged = Staged {
+        path: partial_path.to_path_buf(),
+        file: Some(file),
+        keep: false,
+    };
+    progress.begin(name, start.size);
+    progress.advance(received);
+    let result = receive_data(
+        chan,
+        &mut staged,
+        &mut hasher,
+        &mut received,
+        start.size,
+        progress,
+    );
+    progress.end();
+    let (typ, payload) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            // Only a network cut keeps the data, for --resume.
+            staged.keep = e.is_resumable() && received > 0;
+            return Err(e);
+        }
+    };
+    if typ != AppType::FileEnd {
+        return remote_or_protocol(typ, &payload, "file data");
+    }
+    let end: FileEnd = decode(&payload)?;
+    let digest: [u8; 32] = hasher.finalize().into();
+    let st = &end.statement;
+    // 1. The statement must describe exactly what we hold...
+    if st.path != requested {
+        return Err(TransferError::Integrity(format!(
+            "signed path '{}' is not the requested '{requested}'",
+            st.path
+        )));
+    }
+    if st.size != received {
+        return Err(TransferError::Integrity(format!(
+            "received {received} bytes but the server signed {}",
+            st.size
+        )));
+    }
+    if st.sha256 != digest {
+        return Err(TransferError::Integrity(
+            "SHA-256 of the received data does not match the signed digest".into(),
+        ));
+    }
+    // 2. ...and be signed by the server we authenticated in the handshake.
+    if !crypto::verify(
+        &chan.peer().public_key,
+        FILE_SIGNATURE_CONTEXT,
+        &sigfile::statement_digest(st),
+        &end.signature,
+    ) {
+        return Err(TransferError::Integrity(
+            "the server's signature over the file does not verify".into(),
+        ));
+    }
+    // 3. Keep the signature for `minitls verify`, then move the file into place.
+    staged.close(true)?;
+    let dest = out_dir.join(name);
+    let signed = SignedStatement {
+        statement: end.statement.clone(),
+        signature: end.signature,
+        signer_der: chan.peer_der().to_vec(),
+    };
+    let sig_dest = sigfile::sidecar_path(&dest);
+    let mut sig_tmp = staged_temp(out_dir, &format!("{name}{}", sigfile::SIG_SUFFIX))?;
+    sig_tmp.write_all(signed.to_text().as_bytes())?;
+    sig_tmp.persist(&sig_dest)?;
+    staged.persist(&dest)?;
+    Ok(Fetched {
+        path: dest,
+        signature_path: sig_dest,
+        size: received,
+        sha256: digest,
+        resumed_from,
+    })
+}
+
+/// Directories this fetch created, removed again (deepest first) unless committed.
+struct CreatedDirs {
+    dirs: Vec<PathBuf>,
+    committed: bool,
+}
+
+impl Drop for CreatedDirs {
+    fn drop(&mut self) {
+        if !self.committed {
+            for d in self.dirs.iter().rev() {
+                let _ = fs::remove_dir(d);
+            }
+        }
+    }
+}
+
+impl CreatedDirs {
+    /// Makes sure `path` is a real directory: creates it if missing, refuses a symlink or a
+    /// file in its place (never write through a link that is already there).
+    fn ensure(&mut self, path: &Path) -> Result<(), TransferError> {
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(m) => Err(TransferError::Refused(format!(
+                "{} already exists and is {}; move it away first",
+                path.display(),
+                if m.file_type().is_symlink() {
+                    "a symbolic link"
+                } else {
+                    "not a directory"
+                }
+            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(path).map_err(io_err(path))?;
+                self.dirs.push(path.to_path_buf());
+                Ok(())
+            }
+            Err(e) => Err(io_err(path)(e)),
+        }
+    }
+}
+
+fn unsafe_name(name: &str, source: PathError) -> TransferError {
+    TransferError::UnsafeName {
+        name: name.escape_debug().to_string(),
+        source,
+    }
+}
+
+/// Validates a name sent by the server for an entry of the tree rooted at `root`, creating
+/// (or checking) each parent directory, and returns the local path.
+fn tree_path(
+    root: &Path,
+    name: &str,
+    seen: &mut HashSet<String>,
+    ensured: &mut HashSet<String>,
+    created: &mut CreatedDirs,
+) -> Result<PathBuf, TransferError> {
+    let parts = paths::parse_relative(name, false).map_err(|e| unsafe_name(name, e))?;
+    let canonical = parts.join("/");
+    if canonical != name {
+        return Err(unsafe_name(name, PathError::EmptyComponent));
+    }
+    if !seen.insert(canonical) {
+        return Err(TransferError::Protocol(format!(
+            "server sent '{}' twice",
+            name.escape_debug()
+        )));
+    }
+    let mut p = root.to_path_buf();
+    for (i, c) in parts[..parts.len() - 1].iter().enumerate() {
+        p.push(c);
+        let key = parts[..=i].join("/");
+        if !ensured.contains(&key) {
+            created.ensure(&p)?;
+            ensured.insert(key);
+        }
+    }
+    p.push(parts[parts.len() - 1]);
+    Ok(p)
+}
+
+fn receive_tree<S: Transport>(
+    chan: &mut Channel<S>,
+    start: TreeStart,
+    requested: &str,
+    out_dir: &Path,
+    name: &str,
+    progress: &mut dyn Progress,
+) -> Result<TreeFetched, TransferError> {
+    if start.root != requested {
+        return Err(TransferError::Protocol(format!(
+            "asked for '{requested}', server sent the tree '{}'",
+            start.root.escape_debug()
+        )));
+    }
+    if start.files.saturating_add(start.dirs) > MAX_TREE_ENTRIES {
+        return Err(TransferError::Protocol(format!(
+            "tree has more than {MAX_TREE_ENTRIES} entries"
+        )));
+    }
+    let root = out_dir.join(name);
+    let mut created = CreatedDirs {
+        dirs: Vec::new(),
+        committed: false,
+    };
+    created.ensure(&root)?;
+    let mut seen = HashSet::new();
+    let mut ensured = HashSet::new();
+    let mut manifest = ManifestHasher::new(&start.root);
+    let mut entries: Vec<ManifestEntry> = Vec::new();
+    let mut staged: Vec<(Staged, PathBuf)> = Vec::new();
+    let mut skipped = Vec::new();
+    let (mut files, mut dirs, mut bytes) = (0u64, 0u64, 0u64);
+    progress.begin(name, start.bytes);
+    let end: TreeEnd = loop {
+        let (typ, payload) = chan.recv()?;
+        match typ {
+            AppType::TreeDir => {
+                let m: PathMsg = decode(payload)?;
+                let p = tree_path(&root, &m.path, &mut seen, &mut ensured, &mut created)?;
+                created.ensure(&p)?;
+                ensured.insert(m.path.clone());
+                let e = ManifestEntry {
+                    kind: EntryKind::Dir,
+                    path: m.path,
+                    size: 0,
+                    sha256: [0; 32],
+                };
+                manifest.add(&e);
+                entries.push(e);
+                dirs += 1;
+            }
+            AppType::FileStart => {
+                let fs_msg: FileStart = decode(payload)?;
+                if fs_msg.offset != 0 {
+                    return Err(TransferError::Protocol("tree file with an offset".into()));
+                }
+                let dest = tree_path(&root, &fs_msg.path, &mut seen, &mut ensured, &mut created)?;
+                if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
+                    return Err(TransferError::Refused(format!(
+                        "{} already exists and is a directory",
+                        dest.display()
+                    )));
+                }
+                let dir = dest.parent().expect("tree paths have a parent");
+                let file_name = dest
+                    .file_name()
+                    .expect("tree paths end in a name")
+                    .to_string_lossy()
+                    .into_owned();
+                let mut tmp = staged_temp(dir, &file_name)?;
+                let mut hasher = Sha256::new();
+                let mut received = 0u64;
+                let (t, p) = receive_data(
+                    chan,
+                    &mut tmp,
+                    &mut hasher,
+                    &mut received,
+                    fs_msg.size,
+                    progress,
+                )?;
+                match t {
+                    AppType::FileDone => {
+                        let done: FileDone = decode(&p)?;
+                        let sha256: [u8; 32] = hasher.finalize().into();
+                        if done.sha256 != sha256 {
+                            return Err(TransferError::Integrity(format!(
+                                "'{}' does not match the server's digest",
+                                fs_msg.path.escape_debug()
+                            )));
+                        }
+                        tmp.close(false)?;
+                        let e = ManifestEntry {
+                            kind: EntryKind::File,
+                            path: fs_msg.path,
+                            size: received,
+                            sha256,
+                        };
+                        manifest.add(&e);
+                        entries.push(e);
+                        staged.push((tmp, dest));
+                        files += 1;
+                        bytes += received;
+                        progress.file_done(files, start.files);
+                    }
+                    AppType::Skipped => {
+                        // The server could not finish reading it: drop what came.
+                        let s: SkippedMsg = decode(&p)?;
+                        seen.remove(&s.path);
+                        skipped.push(checked_skip(s)?);
+                    }
+                    _ => return remote_or_protocol(t, &p, "the end of a file"),
+                }
+            }
+            AppType::Skipped => {
+                let s: SkippedMsg = decode(payload)?;
+                skipped.push(checked_skip(s)?);
+            }
+            AppType::TreeEnd => break decode(payload)?,
+            _ => return remote_or_protocol(typ, payload, "the tree"),
+        }
+        if files + dirs > MAX_TREE_ENTRIES || skipped.len() as u64 > MAX_TREE_ENTRIES {
+            return Err(TransferError::Protocol(format!(
+                "tree has more than {MAX_TREE_ENTRIES} entries"
+            )));
+        }
+    };
+    progress.end();
+    // One signature covers the whole manifest: every path, size and digest, in order.
+    if !crypto::verify(
+        &chan.peer().public_key,
+        MANIFEST_SIGNATURE_CONTEXT,
+        &manifest.finish(end.signed_at),
+        &end.signature,
+    ) {
+        return Err(TransferError::Integrity(
+            "the server's signature over the tree's manifest does not verify".into(),
+        ));
+    }
+    let signed = SignedManifest {
+        root: start.root,
+        signed_at: end.signed_at,
+        entries,
+        signature: end.signature,
+        signer_der: chan.peer_der().to_vec(),
+    };
+    let manifest_path = sigfile::manifest_path(&root);
+    let mut m_tmp = staged_temp(out_dir, &format!("{name}{}", sigfile::MANIFEST_SUFFIX))?;
+    m_tmp.write_all(signed.to_text().as_bytes())?;
+    m_tmp.close(true)?;
+    m_tmp.persist(&manifest_path)?;
+    for (tmp, dest) in staged {
+        tmp.persist(&dest)?;
+    }
+    created.committed = true;
+    Ok(TreeFetched {
+        dir: root,
+        manifest_path,
+        files,
+        dirs,
+        bytes,
+        skipped,
+    })
+}
+
+/// A skipped entry is only reported, but its name is still checked: it will be printed.
+fn checked_skip(s: SkippedMsg) -> Result<(String, String), TransferError> {
+    if s.path.chars().any(char::is_control) || s.reason.chars().any(char::is_control) {
+        return Err(unsafe_name(&s.path, PathError::BadCharacter));
+    }
+    Ok((s.path, s.reason))
+}
+
+/// Lists a remote path.
+pub fn list<S: Transport>(
+    chan: &mut Channel<S>,
+    remote: &str,
+    recursive: bool,
+) -> Result<Vec<ListEntry>, TransferError> {
+    let parts =
+        paths::parse_relative(remote, true).map_err(|source| TransferError::BadRequestPath {
+            path: remote.to_string(),
+            source,
+        })?;
+    chan.send_msg(
+        AppType::Request,
+        &Request {
+            kind: RequestKind::List,
+            recursive,
+            offset: 0,
+            prefix_sha256: [0; 32],
+            path: parts.join("/"),
+        },
+    )?;
+    chan.flush()?;
+    let mut entries = Vec::new();
+    loop {
+        let (typ, payload) = chan.recv()?;
+        match typ {
+            AppType::Listing => {
+                let l: Listing = decode(payload)?;
+                if entries.len() + l.entries.len() > MAX_LIST_ENTRIES_TOTAL {
+                    return Err(TransferError::Protocol(format!(
+                        "listing has more than {MAX_LIST_ENTRIES_TOTAL} entries"
+                    )));
+                }
+                for e in &l.entries {
+                    paths::parse_relative(&e.path, false)
+                        .map_err(|err| unsafe_name(&e.path, err))?;
+                }
+                entries.extend(l.entries);
+            }
+            AppType::ListEnd => return Ok(entries),
+            _ => return remote_or_protocol(typ, payload, "the listing"),
+        }
+    }
+}
+
+/// Ends the session: our Close, then the server's.
+pub fn close<S: Transport>(chan: &mut Channel<S>) -> Result<(), TransferError> {
+    chan.send_close()?;
+    match chan.recv()? {
+        (AppType::Close, _) => Ok(()),
+        (typ, _) => Err(TransferError::Protocol(format!(
+            "got {typ:?} instead of the server's Close"
+        ))),
+    }
+}

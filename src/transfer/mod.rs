@@ -1,0 +1,82 @@
+//! Requests and signed file streams over an established [`Channel`](crate::conn::Channel).
+//!
+//! Server ([`server`]): answers `Get` with `FileStart`, `Data`..., `FileEnd` (a signed statement
+//! binding path, size and SHA-256), a recursive `Get` of a directory with a tree (one signature
+//! over the manifest of all entries), and `List` with `Listing`... `ListEnd`; anything it
+//! refuses is an `Error` message. Client ([`client`]): streams into hidden files beside the
+//! destination while hashing, checks digests and signatures, keeps the signature for
+//! `minitls verify`, and only then renames into place. The two files mirror each other.
+
+use std::io;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::conn::ConnError;
+use crate::paths::PathError;
+use crate::wire::ErrorCode;
+
+pub mod client;
+pub mod server;
+
+pub use client::{
+    Fetch, FetchOptions, Fetched, MAX_LIST_ENTRIES_TOTAL, TreeFetched, close, fetch, fetch_file,
+    list,
+};
+pub use server::{ServeOptions, serve_requests};
+
+/// Why a fetch or listing failed on the client.
+#[derive(Debug, Error)]
+pub enum TransferError {
+    #[error("{0}")]
+    Conn(#[from] ConnError),
+    #[error("server refused: {text}")]
+    Remote { code: ErrorCode, text: String },
+    #[error("'{path}' is not a valid remote path: {source}")]
+    BadRequestPath {
+        path: String,
+        #[source]
+        source: PathError,
+    },
+    #[error("server sent an unsafe name '{name}': {source}")]
+    UnsafeName {
+        name: String,
+        #[source]
+        source: PathError,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("integrity check failed: {0}; nothing was written")]
+    Integrity(String),
+    #[error("protocol violation by the server: {0}")]
+    Protocol(String),
+    #[error("refusing to write: {0}")]
+    Refused(String),
+}
+
+impl TransferError {
+    /// True when the transfer was cut off by the network and `fetch --resume` can continue it.
+    pub fn is_resumable(&self) -> bool {
+        matches!(
+            self,
+            Self::Conn(ConnError::Truncated | ConnError::Timeout | ConnError::Io(_))
+        )
+    }
+}
+
+/// Receives progress of a transfer (the CLI draws bars; the library stays quiet).
+pub trait Progress {
+    fn begin(&mut self, _name: &str, _total_bytes: u64) {}
+    fn advance(&mut self, _bytes: u64) {}
+    /// For trees: `done` of `total` files are in.
+    fn file_done(&mut self, _done: u64, _total: u64) {}
+    fn end(&mut self) {}
+}
+
+/// Progress that shows nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {}

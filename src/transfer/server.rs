@@ -1,0 +1,475 @@
+//! The server's side of requests: single files (with resume), directory trees, listings.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::conn::{Channel, ConnError, Transport};
+use crate::crypto::{self, FILE_SIGNATURE_CONTEXT, MANIFEST_SIGNATURE_CONTEXT};
+use crate::handshake::LocalIdentity;
+use crate::paths::{self, ResolveError, ServeRoot};
+use crate::pki;
+use crate::sigfile::{self, ManifestHasher};
+use crate::wire::{
+    AppType, Codec, EntryKind, ErrorCode, ErrorMsg, FileDone, FileEnd, FileStart, FileStatement,
+    ListEntry, Listing, MAX_LIST_ENTRIES_PER_MSG, MAX_RECORD_PAYLOAD, ManifestEntry, PathMsg,
+    Request, RequestKind, SkippedMsg, TreeEnd, TreeStart,
+};
+
+/// Per-connection server settings.
+pub struct ServeOptions<'a> {
+    pub root: &'a ServeRoot,
+    pub identity: &'a LocalIdentity,
+    /// A connection with no complete request within this time is closed.
+    pub idle_timeout: Duration,
+    pub log: &'a (dyn Fn(&str) + Sync),
+}
+
+/// Serves requests on an established channel until the client's Close.
+pub fn serve_requests<S: Transport>(
+    chan: &mut Channel<S>,
+    opts: &ServeOptions<'_>,
+) -> Result<(), ConnError> {
+    let mut buf = vec![0u8; MAX_RECORD_PAYLOAD];
+    loop {
+        chan.set_deadline(Some(Instant::now() + opts.idle_timeout))?;
+        let (typ, payload) = chan.recv()?;
+        match typ {
+            AppType::Close => {
+                chan.send_close()?;
+                return Ok(());
+            }
+            AppType::Request => {
+                let req = Request::decode(payload)?;
+                chan.set_deadline(None)?;
+                match req.kind {
+                    RequestKind::Get => send_get(chan, opts, &req, &mut buf)?,
+                    RequestKind::List => send_listing(chan, opts, &req)?,
+                }
+                chan.flush()?;
+            }
+            other => {
+                return Err(ConnError::Protocol(format!(
+                    "client sent {other:?} instead of a request"
+                )));
+            }
+        }
+    }
+}
+
+fn send_error<S: Transport>(
+    chan: &mut Channel<S>,
+    code: ErrorCode,
+    text: String,
+) -> Result<(), ConnError> {
+    chan.send_msg(AppType::Error, &ErrorMsg { code, text })
+}
+
+/// Resolves a request path, answering the client with an error message when refused.
+fn resolve_or_refuse<S: Transport>(
+    chan: &mut Channel<S>,
+    opts: &ServeOptions<'_>,
+    path: &str,
+) -> Result<Option<(PathBuf, String, fs::Metadata)>, ConnError> {
+    let (code, text) = match opts.root.resolve(path) {
+        Ok((p, rel)) => match fs::metadata(&p) {
+            Ok(m) => return Ok(Some((p, rel, m))),
+            Err(e) => (ErrorCode::ReadFailed, format!("{path}: {e}")),
+        },
+        Err(ResolveError::Refused(e)) => (ErrorCode::PathRefused, format!("{path}: {e}")),
+        Err(ResolveError::Io(e)) if e.kind() == io::ErrorKind::NotFound => (
+            ErrorCode::NotFound,
+            format!("{path}: no such file or directory"),
+        ),
+        Err(ResolveError::Io(e)) => (ErrorCode::ReadFailed, format!("{path}: {e}")),
+    };
+    (opts.log)(&format!("refused '{path}': {text}"));
+    send_error(chan, code, text)?;
+    Ok(None)
+}
+
+pub(crate) fn mtime(m: &fs::Metadata) -> i64 {
+    m.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn send_get<S: Transport>(
+    chan: &mut Channel<S>,
+    opts: &ServeOptions<'_>,
+    req: &Request,
+    buf: &mut [u8],
+) -> Result<(), ConnError> {
+    let Some((path, rel, meta)) = resolve_or_refuse(chan, opts, &req.path)? else {
+        return Ok(());
+    };
+    if meta.is_dir() {
+        if req.recursive {
+            return send_tree(chan, opts, &path, &rel, buf);
+        }
+        return send_error(
+            chan,
+            ErrorCode::IsDirectory,
+            format!(
+                "'{}' is a directory; use -r to fetch it recursively",
+                req.path
+            ),
+        );
+    }
+    if !meta.is_file() {
+        return send_error(
+            chan,
+            ErrorCode::BadRequest,
+            format!("'{}' is not a regular file", req.path),
+        );
+    }
+    let mut file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) => return send_error(chan, ErrorCode::ReadFailed, format!("{}: {e}", req.path)),
+    };
+    let size = meta.len();
+    let mut hasher = Sha256::new();
+    // Resume only if our file starts with exactly the bytes the client holds; otherwise
+    // start over (the source changed since the interrupted transfer).
+    let offset = match resume_offset(&mut file, req, size, &mut hasher, buf) {
+        Ok(o) => o,
+        Err(e) => return send_error(chan, ErrorCode::ReadFailed, format!("{}: {e}", req.path)),
+    };
+    chan.send_msg(
+        AppType::FileStart,
+        &FileStart {
+            path: rel.clone(),
+            size,
+            mtime: mtime(&meta),
+            offset,
+        },
+    )?;
+    let sent = match stream_file(chan, &mut file, offset, size, &mut hasher, buf)? {
+        Ok(n) => n,
+        Err(e) => {
+            return send_error(
+                chan,
+                ErrorCode::ReadFailed,
+                format!("{}: read failed: {e}", req.path),
+            );
+        }
+    };
+    let statement = FileStatement {
+        path: rel,
+        size: sent,
+        sha256: hasher.finalize().into(),
+        signed_at: pki::now_unix(),
+    };
+    let signature = sign(
+        opts,
+        FILE_SIGNATURE_CONTEXT,
+        &sigfile::statement_digest(&statement),
+    )?;
+    (opts.log)(&format!(
+        "sent '{}' ({} bytes from offset {offset}, signed)",
+        statement.path, statement.size
+    ));
+    chan.send_msg(
+        AppType::FileEnd,
+        &FileEnd {
+            statement,
+            signature,
+        },
+    )
+}
+
+fn sign(opts: &ServeOptions<'_>, context: &[u8], digest: &[u8; 32]) -> Result<Vec<u8>, ConnError> {
+    crypto::sign(opts.identity.signer(), context, digest)
+        .map_err(|e| ConnError::Protocol(format!("signing failed: {e}")))
+}
+
+/// Hashes the first `req.offset` bytes into `hasher` and returns the offset to resume from:
+/// `req.offset` if they match the client's prefix digest, else 0 (with the hasher and file
+/// rewound).
+fn resume_offset(
+    file: &mut File,
+    req: &Request,
+    size: u64,
+    hasher: &mut Sha256,
+    buf: &mut [u8],
+) -> io::Result<u64> {
+    if req.offset == 0 || req.offset > size {
+        return Ok(0);
+    }
+    let mut left = req.offset;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    if left == 0 && <[u8; 32]>::from(hasher.clone().finalize()) == req.prefix_sha256 {
+        return Ok(req.offset);
+    }
+    *hasher = Sha256::new();
+    file.seek(SeekFrom::Start(0))?;
+    Ok(0)
+}
+
+/// Sends the file from the current position (`pos`) up to `size` bytes as Data records,
+/// hashing everything. Reads at most `size` bytes so a file that grows while we send stays
+/// consistent with FileStart. The outer error is the connection's, the inner the file's.
+fn stream_file<S: Transport>(
+    chan: &mut Channel<S>,
+    file: &mut File,
+    mut pos: u64,
+    size: u64,
+    hasher: &mut Sha256,
+    buf: &mut [u8],
+) -> Result<io::Result<u64>, ConnError> {
+    while pos < size {
+        let want = (size - pos).min(buf.len() as u64) as usize;
+        let n = match file.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Ok(Err(e)),
+        };
+        hasher.update(&buf[..n]);
+        chan.send(AppType::Data, &buf[..n])?;
+        pos += n as u64;
+    }
+    Ok(Ok(pos))
+}
+
+/// One entry of a tree, planned before anything is sent.
+enum Planned {
+    Dir(String),
+    File(String, PathBuf, u64),
+}
+
+/// Walks `dir` (no symlinks followed, sorted by name), then sends every directory and
+/// regular file, and one signature over the manifest of all of them.
+fn send_tree<S: Transport>(
+    chan: &mut Channel<S>,
+    opts: &ServeOptions<'_>,
+    dir: &Path,
+    rel: &str,
+    buf: &mut [u8],
+) -> Result<(), ConnError> {
+    let mut planned = Vec::new();
+    let mut skipped = Vec::new();
+    let (mut files, mut dirs, mut bytes) = (0u64, 0u64, 0u64);
+    let walker = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name();
+    for entry in walker {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                let name = e
+                    .path()
+                    .and_then(|p| p.strip_prefix(dir).ok())
+                    .map_or_else(String::new, |p| p.to_string_lossy().into_owned());
+                skipped.push((name, format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        let sub = entry
+            .path()
+            .strip_prefix(dir)
+            .expect("walkdir yields paths under its root");
+        let Some(name) = sub
+            .to_str()
+            .map(|s| s.replace(std::path::MAIN_SEPARATOR, "/"))
+        else {
+            skipped.push((
+                sub.to_string_lossy().into_owned(),
+                "name is not UTF-8".into(),
+            ));
+            continue;
+        };
+        if let Err(e) = paths::parse_relative(&name, false) {
+            skipped.push((name.escape_debug().to_string(), format!("unsafe name: {e}")));
+            continue;
+        }
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            dirs += 1;
+            planned.push(Planned::Dir(name));
+        } else if ft.is_file() {
+            let size = entry.metadata().map_or(0, |m| m.len());
+            files += 1;
+            bytes += size;
+            planned.push(Planned::File(name, entry.path().to_path_buf(), size));
+        } else if ft.is_symlink() {
+            skipped.push((name, "symbolic link, not followed".into()));
+        } else {
+            skipped.push((name, "not a regular file".into()));
+        }
+    }
+    chan.send_msg(
+        AppType::TreeStart,
+        &TreeStart {
+            root: rel.to_string(),
+            files,
+            dirs,
+            bytes,
+        },
+    )?;
+    for (path, reason) in skipped {
+        chan.send_msg(AppType::Skipped, &SkippedMsg { path, reason })?;
+    }
+    let mut manifest = ManifestHasher::new(rel);
+    let mut sent_files = 0u64;
+    for p in planned {
+        match p {
+            Planned::Dir(path) => {
+                chan.send_msg(AppType::TreeDir, &PathMsg { path: path.clone() })?;
+                manifest.add(&ManifestEntry {
+                    kind: EntryKind::Dir,
+                    path,
+                    size: 0,
+                    sha256: [0; 32],
+                });
+            }
+            Planned::File(path, full, size) => {
+                let mut file = match File::open(&full) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        chan.send_msg(
+                            AppType::Skipped,
+                            &SkippedMsg {
+                                path,
+                                reason: format!("cannot open: {e}"),
+                            },
+                        )?;
+                        continue;
+                    }
+                };
+                chan.send_msg(
+                    AppType::FileStart,
+                    &FileStart {
+                        path: path.clone(),
+                        size,
+                        mtime: file.metadata().map_or(0, |m| mtime(&m)),
+                        offset: 0,
+                    },
+                )?;
+                let mut hasher = Sha256::new();
+                match stream_file(chan, &mut file, 0, size, &mut hasher, buf)? {
+                    Ok(n) => {
+                        let sha256 = hasher.finalize().into();
+                        chan.send_msg(AppType::FileDone, &FileDone { sha256 })?;
+                        manifest.add(&ManifestEntry {
+                            kind: EntryKind::File,
+                            path,
+                            size: n,
+                            sha256,
+                        });
+                        sent_files += 1;
+                    }
+                    Err(e) => chan.send_msg(
+                        AppType::Skipped,
+                        &SkippedMsg {
+                            path,
+                            reason: format!("read failed: {e}"),
+                        },
+                    )?,
+                }
+            }
+        }
+    }
+    let signed_at = pki::now_unix();
+    let signature = sign(
+        opts,
+        MANIFEST_SIGNATURE_CONTEXT,
+        &manifest.finish(signed_at),
+    )?;
+    (opts.log)(&format!(
+        "sent tree '{rel}' ({sent_files} files, {dirs} directories, one signature)"
+    ));
+    chan.send_msg(
+        AppType::TreeEnd,
+        &TreeEnd {
+            signed_at,
+            signature,
+        },
+    )
+}
+
+fn send_listing<S: Transport>(
+    chan: &mut Channel<S>,
+    opts: &ServeOptions<'_>,
+    req: &Request,
+) -> Result<(), ConnError> {
+    let Some((path, rel, meta)) = resolve_or_refuse(chan, opts, &req.path)? else {
+        return Ok(());
+    };
+    let mut entries = Vec::new();
+    if meta.is_dir() {
+        let walker = walkdir::WalkDir::new(&path)
+            .min_depth(1)
+            .max_depth(if req.recursive { usize::MAX } else { 1 })
+            .follow_links(false)
+            .sort_by_file_name();
+        for entry in walker.into_iter().filter_map(Result::ok) {
+            let Ok(sub) = entry.path().strip_prefix(&path) else {
+                continue;
+            };
+            let Some(sub) = sub.to_str() else {
+                continue; // not UTF-8: cannot be named on the wire
+            };
+            let full = if rel.is_empty() {
+                sub.to_string()
+            } else {
+                format!("{rel}/{sub}")
+            };
+            // Symlinks are listed as what they point to, and only if that stays in the root.
+            let Ok((_, _)) = opts.root.resolve(&full) else {
+                continue;
+            };
+            let Ok(m) = fs::metadata(entry.path()) else {
+                continue;
+            };
+            entries.push(list_entry(full, &m));
+        }
+    } else {
+        entries.push(list_entry(rel, &meta));
+    }
+    for chunk in entries.chunks(MAX_LIST_ENTRIES_PER_MSG) {
+        let msg = Listing {
+            entries: chunk.to_vec(),
+        };
+        // A batch of long names could exceed one record: split further if it does.
+        if msg.to_bytes().len() <= MAX_RECORD_PAYLOAD {
+            chan.send_msg(AppType::Listing, &msg)?;
+        } else {
+            for e in chunk {
+                chan.send_msg(
+                    AppType::Listing,
+                    &Listing {
+                        entries: vec![e.clone()],
+                    },
+                )?;
+            }
+        }
+    }
+    chan.send(AppType::ListEnd, &[])
+}
+
+fn list_entry(path: String, m: &fs::Metadata) -> ListEntry {
+    ListEntry {
+        kind: if m.is_dir() {
+            EntryKind::Dir
+        } else {
+            EntryKind::File
+        },
+        size: if m.is_dir() { 0 } else { m.len() },
+        mtime: mtime(m),
+        path,
+    }
+}
