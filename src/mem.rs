@@ -85,11 +85,7 @@ impl Read for MemEnd {
         let mut g = self.inbox.lock();
         loop {
             if !g.buf.is_empty() {
-                let n = out.len().min(g.buf.len());
-                for (o, b) in out.iter_mut().zip(g.buf.drain(..n)) {
-                    *o = b;
-                }
-                return Ok(n);
+                return g.buf.read(out);
             }
             if g.closed {
                 return Ok(0);
