@@ -17,6 +17,18 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a connection may sit without progress.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_CLIENTS: usize = 64;
+/// After a stop signal, how long transfers in flight may take to finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// SIGTERM and SIGINT set `stop`; a second one while stopping exits at once (status 130).
+pub fn stop_on_signals(stop: &Arc<AtomicBool>) -> io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for sig in [SIGTERM, SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    Ok(())
+}
 
 /// A TCP stream whose reads obey an absolute deadline (if set) and an idle timeout.
 /// The deadline is what stops a peer that trickles one byte at a time: a per-read timeout
@@ -126,6 +138,7 @@ impl Drop for Slot {
 
 /// Accepts connections until `stop` is set, each on its own thread, at most `max_clients` at
 /// once; one more is told `Busy` and closed. A failing connection never stops the server.
+/// Once stopped, waits up to [`SHUTDOWN_GRACE`] for connections in flight to finish.
 pub fn serve(
     listener: TcpListener,
     settings: Arc<ServerSettings>,
@@ -175,6 +188,26 @@ pub fn serve(
         if let Err(e) = spawned {
             log(&format!("{peer}: cannot start a thread: {e}"));
         }
+    }
+    drop(listener);
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    let mut announced = false;
+    while active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        if !announced {
+            log(&format!(
+                "stopping: waiting up to {} s for {} connection(s) in flight",
+                SHUTDOWN_GRACE.as_secs(),
+                active.load(Ordering::SeqCst)
+            ));
+            announced = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = active.load(Ordering::SeqCst);
+    if left > 0 {
+        log(&format!("stopped; {left} connection(s) cut off"));
+    } else {
+        log("stopped");
     }
     Ok(())
 }
