@@ -1,0 +1,332 @@
+//! The command line as clap structs: the doc comments are the help text (SPEC §1).
+
+use std::path::PathBuf;
+
+use clap::builder::TypedValueParser;
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
+
+/// Move files between machines that trust one small private certificate authority.
+///
+/// Both ends prove who they are with certificates from that CA, every byte on the wire is
+/// encrypted and authenticated, and every received file keeps the server's signature so that
+/// `minitls verify` can check it later, offline.
+///
+/// Quick start (one machine): `minitls serve` in one terminal, `minitls fetch hello.txt` in
+/// another. Both create a CA and credentials in ca/ if there are none.
+#[derive(Debug, Parser)]
+#[command(name = "minitls", version, propagate_version = true)]
+pub struct Cli {
+    /// Say more: handshake steps, sizes, digests and signers.
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// Say less: no progress bars and no per-connection log lines (errors are still printed).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make and inspect the CA and its certificates.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Serve a directory to clients holding a certificate from the CA.
+    Serve(ServeArgs),
+    /// Fetch a file from a server; it is written only after its signature checks out.
+    Fetch(FetchArgs),
+    /// List files on a server.
+    Ls(LsArgs),
+    /// Check received files against their stored signatures, offline.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create a new CA with a server and a client certificate (never overwrites without --force).
+    Init(CaInitArgs),
+    /// Issue a server or client certificate from an existing CA.
+    Issue(CaIssueArgs),
+    /// Describe certificates: subject, issuer, validity, names, usages, fingerprint.
+    Show(CaShowArgs),
+}
+
+/// Which end a certificate is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// The serving end (extended key usage serverAuth; carries the names clients check).
+    Server,
+    /// The fetching end (extended key usage clientAuth).
+    Client,
+}
+
+#[derive(Debug, Args)]
+pub struct CaInitArgs {
+    /// Directory for ca.crt, ca.key, server.crt, server.key, client.crt, client.key.
+    #[arg(long, default_value = "ca", value_hint = ValueHint::DirPath)]
+    pub dir: PathBuf,
+
+    /// Replace an existing CA and all its credentials.
+    #[arg(long)]
+    pub force: bool,
+
+    /// RSA key size in bits: 2048, 3072 or 4096.
+    #[arg(long, default_value_t = minitls::pki::DEFAULT_KEY_BITS)]
+    pub key_bits: usize,
+
+    /// Validity of the server and client certificates in days (the CA lasts at least 10 years).
+    #[arg(long, default_value_t = minitls::pki::DEFAULT_LEAF_DAYS)]
+    pub days: u32,
+
+    /// A name of the server certificate: DNS:host, IP:address or a bare host or address;
+    /// repeat for several [default: DNS:localhost, IP:127.0.0.1, IP:::1].
+    #[arg(long = "server-name", value_name = "NAME")]
+    pub server_names: Vec<String>,
+
+    /// Common name of the client certificate.
+    #[arg(long, value_name = "NAME", default_value = minitls::pki::DEFAULT_CLIENT_NAME)]
+    pub client_name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CaIssueArgs {
+    /// Whether the certificate is for a server or a client.
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+
+    /// Common name of the certificate; for a server without --san also its DNS (or IP) name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Directory holding ca.crt and ca.key; the new <role>.crt and <role>.key go there too.
+    #[arg(long, default_value = "ca", value_hint = ValueHint::DirPath)]
+    pub dir: PathBuf,
+
+    /// A subject alternative name, DNS:host or IP:address; repeat for several.
+    #[arg(long = "san", value_name = "DNS:host|IP:addr")]
+    pub sans: Vec<String>,
+
+    /// Validity in days (capped at the CA's own).
+    #[arg(long, default_value_t = minitls::pki::DEFAULT_LEAF_DAYS)]
+    pub days: u32,
+
+    /// Replace an existing <role>.crt and <role>.key.
+    #[arg(long)]
+    pub force: bool,
+
+    /// RSA key size in bits: 2048, 3072 or 4096.
+    #[arg(long, default_value_t = minitls::pki::DEFAULT_KEY_BITS)]
+    pub key_bits: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct CaShowArgs {
+    /// PEM certificate files [default: ca.crt, server.crt and client.crt in --dir, those that exist].
+    #[arg(value_name = "CERT_FILE", value_hint = ValueHint::FilePath)]
+    pub files: Vec<PathBuf>,
+
+    /// CA directory to show when no files are named.
+    #[arg(long, default_value = "ca", value_hint = ValueHint::DirPath)]
+    pub dir: PathBuf,
+}
+
+/// Where our certificate, key and the CA certificate come from.
+#[derive(Debug, Args)]
+pub struct CredentialArgs {
+    /// CA directory with ca.crt and <role>.crt/.key; missing credentials are created there.
+    #[arg(
+        long,
+        default_value = "ca",
+        env = "MINITLS_CA_DIR",
+        value_hint = ValueHint::DirPath
+    )]
+    pub ca_dir: PathBuf,
+
+    /// Our certificate (PEM), instead of --ca-dir; needs --key and --ca-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "MINITLS_CERT",
+        requires_all = ["key", "ca_cert"],
+        value_hint = ValueHint::FilePath
+    )]
+    pub cert: Option<PathBuf>,
+
+    /// Our private key (PEM, PKCS#8 or PKCS#1), instead of --ca-dir; needs --cert and --ca-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "MINITLS_KEY",
+        requires_all = ["cert", "ca_cert"],
+        value_hint = ValueHint::FilePath
+    )]
+    pub key: Option<PathBuf>,
+
+    /// The CA certificate (PEM) the peer must chain to, instead of --ca-dir; needs --cert and --key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "MINITLS_CA_CERT",
+        requires_all = ["cert", "key"],
+        value_hint = ValueHint::FilePath
+    )]
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory to serve; nothing outside it is ever sent.
+    #[arg(
+        value_name = "DIR",
+        default_value = "server_public",
+        env = "MINITLS_SERVE_DIR",
+        value_hint = ValueHint::DirPath
+    )]
+    pub dir: PathBuf,
+
+    /// Address to listen on (IP:PORT); port 0 picks a free port, printed once listening.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:4041",
+        env = "MINITLS_LISTEN"
+    )]
+    pub listen: String,
+
+    #[command(flatten)]
+    pub creds: CredentialArgs,
+
+    /// Most clients served at once; one more is told the server is busy.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = minitls::net::DEFAULT_MAX_CLIENTS,
+        env = "MINITLS_MAX_CLIENTS",
+        value_parser = clap::value_parser!(u32).range(1..=65_536).map(|n| n as usize)
+    )]
+    pub max_clients: usize,
+
+    /// Seconds a client has to complete the handshake.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = minitls::net::DEFAULT_HANDSHAKE_TIMEOUT.as_secs(),
+        env = "MINITLS_HANDSHAKE_TIMEOUT",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub handshake_timeout: u64,
+
+    /// Seconds a connection may sit without progress before it is closed.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = minitls::net::DEFAULT_IDLE_TIMEOUT.as_secs(),
+        env = "MINITLS_IDLE_TIMEOUT",
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub idle_timeout: u64,
+}
+
+/// Which server to talk to.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Server address (HOST:PORT).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:4041",
+        env = "MINITLS_SERVER"
+    )]
+    pub server: String,
+
+    /// Name the server certificate must carry (a DNS or IP name in it).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "localhost",
+        env = "MINITLS_SERVER_NAME"
+    )]
+    pub server_name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Path of the file on the server, relative to the served directory (a/b.txt is written as
+    /// OUT/b.txt).
+    #[arg(value_name = "PATH")]
+    pub path: String,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// Directory to write into (created if missing); the signature is kept beside each file.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "client_received",
+        value_hint = ValueHint::DirPath
+    )]
+    pub out: PathBuf,
+
+    #[command(flatten)]
+    pub creds: CredentialArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Directory or file on the server [default: the served directory].
+    #[arg(value_name = "PATH")]
+    pub path: Option<String>,
+
+    /// List subdirectories too.
+    #[arg(short, long)]
+    pub recursive: bool,
+
+    /// Print a JSON array of {"name", "type", "size", "mtime"} objects.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    #[command(flatten)]
+    pub creds: CredentialArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Received files; each needs its FILE.minitls-sig beside it.
+    #[arg(value_name = "FILE", required = true, value_hint = ValueHint::FilePath)]
+    pub files: Vec<PathBuf>,
+
+    /// CA directory whose ca.crt the signer must chain to (nothing is created).
+    #[arg(
+        long,
+        default_value = "ca",
+        env = "MINITLS_CA_DIR",
+        value_hint = ValueHint::DirPath
+    )]
+    pub ca_dir: PathBuf,
+
+    /// The CA certificate (PEM) the signer must chain to, instead of --ca-dir.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "MINITLS_CA_CERT",
+        value_hint = ValueHint::FilePath
+    )]
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

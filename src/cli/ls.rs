@@ -1,0 +1,133 @@
+//! `minitls ls [PATH]`: one line per entry (`d`/`-`, size, mtime, path), or `--json`.
+
+use minitls::paths;
+use minitls::pki::Role;
+use minitls::transfer;
+use minitls::wire::{EntryKind, ListEntry};
+
+use super::args::LsArgs;
+use super::error::{CliError, CliResult, note, out, printable};
+use super::{Global, connect, creds, iso_utc, transfer_error};
+
+pub fn run(args: &LsArgs, global: Global) -> CliResult<()> {
+    let path = args.path.as_deref().unwrap_or("");
+    paths::parse_relative(path, true).map_err(|e| {
+        CliError::new(format!(
+            "'{path}' is not a valid remote path: {e}; name a directory relative to the served \
+             directory, or nothing for its top"
+        ))
+    })?;
+
+    let creds = creds::load(&args.creds, Role::Client, global.quiet)?;
+    let mut chan = connect(&args.server, creds, global)?;
+    let entries = transfer::list(&mut chan, path, args.recursive).map_err(|e| {
+        let shown = if path.is_empty() { "." } else { path };
+        transfer_error(
+            format!("list '{shown}' on {}", args.server.server),
+            e,
+            &mut chan,
+            &args.server,
+        )
+    })?;
+    let closed = transfer::close(&mut chan);
+    if let (Err(e), true) = (closed, global.verbose) {
+        note(&format!("warning: the session did not end cleanly: {e}"));
+    }
+
+    if args.json {
+        out(&to_json(&entries))
+    } else {
+        for e in &entries {
+            out(&to_line(e))?;
+        }
+        Ok(())
+    }
+}
+
+fn to_line(e: &ListEntry) -> String {
+    let kind = match e.kind {
+        EntryKind::Dir => 'd',
+        EntryKind::File => '-',
+    };
+    // Names come from the server: make them harmless for a terminal.
+    format!(
+        "{kind} {:>12} {} {}",
+        e.size,
+        iso_utc(e.mtime),
+        printable(&e.path)
+    )
+}
+
+/// A JSON array of `{"name","type","size","mtime"}`, one object per line.
+fn to_json(entries: &[ListEntry]) -> String {
+    if entries.is_empty() {
+        return "[]".to_string();
+    }
+    let objects: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            let kind = match e.kind {
+                EntryKind::Dir => "dir",
+                EntryKind::File => "file",
+            };
+            format!(
+                "  {{\"name\":{},\"type\":\"{kind}\",\"size\":{},\"mtime\":\"{}\"}}",
+                json_string(&e.path),
+                e.size,
+                iso_utc(e.mtime)
+            )
+        })
+        .collect();
+    format!("[\n{}\n]", objects.join(",\n"))
+}
+
+/// A JSON string literal (RFC 8259): quotes, backslashes and control characters escaped.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            // Other controls, and DEL and the C1 range so that a terminal showing the JSON
+            // cannot be driven by escape sequences in a name.
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_escape_quotes_backslashes_and_controls() {
+        assert_eq!(json_string("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(json_string("x\ny\u{1b}"), r#""x\ny\u001b""#);
+        assert_eq!(json_string("é"), "\"é\"");
+    }
+
+    #[test]
+    fn listings_render_as_lines_and_json() {
+        let e = ListEntry {
+            kind: EntryKind::File,
+            size: 12,
+            mtime: 0,
+            path: "a b.txt".into(),
+        };
+        assert_eq!(to_line(&e), "-           12 1970-01-01T00:00:00Z a b.txt");
+        assert_eq!(
+            to_json(std::slice::from_ref(&e)),
+            "[\n  {\"name\":\"a b.txt\",\"type\":\"file\",\"size\":12,\"mtime\":\"1970-01-01T00:00:00Z\"}\n]"
+        );
+        assert_eq!(to_json(&[]), "[]");
+    }
+}

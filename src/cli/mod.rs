@@ -1,0 +1,190 @@
+//! The command-line front end: argument structs, one module per subcommand, and the helpers
+//! they share (connecting with helpful errors, time formatting). Only the library's public API
+//! is used, so everything here could be rewritten without touching the protocol.
+
+pub mod args;
+pub mod ca;
+pub mod creds;
+pub mod error;
+pub mod fetch;
+pub mod ls;
+pub mod progress;
+pub mod serve;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use minitls::conn::{Channel, ConnError};
+use minitls::handshake::{ClientConfig, HandshakeError};
+use minitls::net::{self, TcpTransport};
+use minitls::pki::{CertError, Role};
+use minitls::transfer::{self, TransferError};
+use minitls::wire::Alert;
+
+use args::{Cli, Command, ServerArgs};
+use creds::Credentials;
+use error::{CliError, CliResult, note};
+
+/// Time allowed for connecting and completing the handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Options every subcommand sees.
+#[derive(Clone, Copy, Debug)]
+pub struct Global {
+    pub verbose: bool,
+    pub quiet: bool,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> CliResult<()> {
+    let global = Global {
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+    };
+    match cli.command {
+        Command::Ca(cmd) => ca::run(cmd, global),
+        Command::Serve(a) => serve::run(&a, global),
+        Command::Fetch(a) => fetch::run(&a, global),
+        Command::Ls(a) => ls::run(&a, global),
+        Command::Verify(a) => verify::run(&a, global),
+    }
+}
+
+/// Connects to the server and runs the handshake as a client; with `-v` each step is printed.
+fn connect(
+    server: &ServerArgs,
+    creds: Credentials,
+    global: Global,
+) -> CliResult<Channel<TcpTransport>> {
+    let mut config = ClientConfig::new(creds.identity, creds.anchor, &server.server_name);
+    if global.verbose {
+        config.log = Arc::new(|step: &str| note(&format!("handshake: {step}")));
+    }
+    net::connect(&server.server, config, CONNECT_TIMEOUT).map_err(|e| {
+        CliError::new(format!(
+            "connect to {}: {e}{}",
+            server.server,
+            conn_hint(&e, server)
+        ))
+    })
+}
+
+/// An error of a request on an established channel, with context and a hint. When the
+/// server refused the request the session is still sound, so it is closed politely (the
+/// server then logs the refusal, not a cut connection).
+fn transfer_error(
+    what: String,
+    e: TransferError,
+    chan: &mut Channel<TcpTransport>,
+    server: &ServerArgs,
+) -> CliError {
+    let hint = match &e {
+        TransferError::Conn(c) => conn_hint(c, server),
+        TransferError::Remote { .. } => {
+            let _ = transfer::close(chan);
+            String::new()
+        }
+        _ => String::new(),
+    };
+    CliError::new(format!("{what}: {e}{hint}"))
+}
+
+/// The likely fix for a connection or handshake failure, as "; ..." to append.
+fn conn_hint(e: &ConnError, server: &ServerArgs) -> String {
+    let addr = &server.server;
+    let hint = match e {
+        ConnError::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                format!("is `minitls serve` running at {addr}? (--server)")
+            }
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+                format!("the server at {addr} dropped the connection; its log says why")
+            }
+            std::io::ErrorKind::InvalidInput => {
+                "give the server as HOST:PORT, e.g. 127.0.0.1:4041 (--server)".to_string()
+            }
+            _ => return String::new(),
+        },
+        ConnError::Timeout => {
+            format!("is {addr} a minitls server, and reachable? (--server)")
+        }
+        ConnError::Truncated => {
+            format!("is {addr} a minitls server? If so, its log says why it hung up")
+        }
+        ConnError::Handshake(h) => match h {
+            HandshakeError::PeerAlert(Alert::BadCertificate) => {
+                "the server rejected our client certificate (its log says why): is it a client \
+                 certificate issued by the server's CA? (--ca-dir / --cert)"
+                    .to_string()
+            }
+            HandshakeError::PeerAlert(Alert::HandshakeFailure) => {
+                "the server could not verify our handshake: do --cert and --key belong together, \
+                 and come from the server's CA? (--ca-dir / --cert / --key)"
+                    .to_string()
+            }
+            HandshakeError::PeerAlert(Alert::Busy) => {
+                "the server is at its --max-clients limit; try again shortly".to_string()
+            }
+            HandshakeError::PeerAlert(Alert::UnsupportedVersion)
+            | HandshakeError::UnsupportedVersion(_) => {
+                "use the same minitls version on both ends".to_string()
+            }
+            HandshakeError::PeerCertificate {
+                role: Role::Server,
+                source: CertError::WrongIssuer { .. } | CertError::NotSignedByCa,
+            } => "is --ca-dir / --ca-cert the CA that issued the server's certificate?".to_string(),
+            _ => return String::new(),
+        },
+        _ => return String::new(),
+    };
+    format!("; {hint}")
+}
+
+/// Formats Unix seconds as ISO-8601 UTC, `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn iso_utc(secs: i64) -> String {
+    const SECS_PER_DAY: i64 = 86_400;
+    let days = secs.div_euclid(SECS_PER_DAY);
+    let rem = secs.rem_euclid(SECS_PER_DAY);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's
+/// civil_from_days). Saturating so that absurd mtimes from a peer cannot overflow.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days.saturating_add(719_468);
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe.saturating_add(era.saturating_mul(400)) + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_utc_formats_known_instants() {
+        assert_eq!(iso_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso_utc(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(iso_utc(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn iso_utc_does_not_panic_on_extreme_values() {
+        let _ = iso_utc(i64::MAX);
+        let _ = iso_utc(i64::MIN);
+    }
+}

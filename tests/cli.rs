@@ -1,0 +1,806 @@
+//! End-to-end tests of the `minitls` binary: real processes, real TCP on 127.0.0.1 (ephemeral
+//! ports), a temporary working directory per test.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{HELLO, Workspace, ca_template, copy_dir, fails, ok, stderr};
+
+/// Deterministic bytes that do not compress or repeat in any simple way.
+fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Lists a directory, or nothing if it does not exist.
+fn entries(dir: &Path) -> Vec<String> {
+    match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fetch and verify
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_fetched_file_arrives_byte_identical_and_verify_accepts_it() {
+    let w = Workspace::new();
+    let big = pseudo_random(3 * 1024 * 1024 + 17, 0x1234_5678);
+    fs::write(w.join("server_public/big.bin"), &big).unwrap();
+    let server = w.serve(&[]);
+    // Exactly one `serving` line, naming the canonical directory and the port picked.
+    let root = w.join("server_public").canonicalize().unwrap();
+    let serving = format!("minitls: serving {} on {}", root.display(), server.addr);
+    assert_eq!(server.log().matches("minitls: serving ").count(), 1);
+    assert!(server.log().contains(&serving), "{}", server.log());
+    assert!(!server.addr.ends_with(":0"), "{}", server.addr);
+
+    let out = ok(&w.run(&["fetch", "hello.txt", "--server", &server.addr]));
+    assert_eq!(out, "client_received/hello.txt\n");
+    assert_eq!(
+        fs::read(w.join("client_received/hello.txt")).unwrap(),
+        HELLO.as_bytes()
+    );
+    assert!(w.join("client_received/hello.txt.minitls-sig").exists());
+
+    // Several megabytes: many records, one signature.
+    ok(&w.run(&["fetch", "big.bin", "--server", &server.addr]));
+    assert!(fs::read(w.join("client_received/big.bin")).unwrap() == big);
+
+    let out = ok(&w.run(&[
+        "verify",
+        "client_received/hello.txt",
+        "client_received/big.bin",
+    ]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "OK client_received/hello.txt ({} bytes, signed by 'CN=localhost' at 20",
+            HELLO.len()
+        )),
+        "{out}"
+    );
+    assert!(lines[0].ends_with("Z)"), "{out}");
+    assert!(lines[1].starts_with(&format!("OK client_received/big.bin ({} bytes", big.len())));
+    // Nothing but the files and their signatures is left behind (no temporary files).
+    let mut left = entries(&w.join("client_received"));
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "big.bin",
+            "big.bin.minitls-sig",
+            "hello.txt",
+            "hello.txt.minitls-sig"
+        ]
+    );
+}
+
+#[test]
+fn fetch_with_verbose_reports_size_digest_and_signer() {
+    let w = Workspace::new();
+    let server = w.serve(&["-v"]);
+    let o = w.run(&["-v", "fetch", "hello.txt", "--server", &server.addr]);
+    assert_eq!(ok(&o), "client_received/hello.txt\n");
+    let err = stderr(&o);
+    assert!(err.contains("handshake: "), "{err}");
+    assert!(err.contains(&format!("{} bytes", HELLO.len())), "{err}");
+    assert!(err.contains("sha256 "), "{err}");
+    assert!(err.contains("signed by 'CN=localhost'"), "{err}");
+    // The server prints its handshake steps with -v too.
+    assert!(
+        server.wait_for_log("handshake: <- ClientHello"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn quiet_fetch_prints_only_the_path_and_a_quiet_server_only_its_serving_line() {
+    let w = Workspace::new();
+    let server = w.serve(&["-q"]);
+    let o = w.run(&["-q", "fetch", "hello.txt", "--server", &server.addr]);
+    assert_eq!(ok(&o), "client_received/hello.txt\n");
+    assert_eq!(stderr(&o), "");
+    // Give a log line time to appear if one were (wrongly) written.
+    assert!(!server.wait_for_log_within("authenticated", Duration::from_millis(300)));
+    assert_eq!(server.log().lines().count(), 1, "{}", server.log());
+}
+
+#[test]
+fn editing_a_received_file_makes_verify_fail_with_exit_status_1() {
+    let w = Workspace::new();
+    let server = w.serve(&[]);
+    ok(&w.run(&["fetch", "hello.txt", "--server", &server.addr]));
+    let file = w.join("client_received/hello.txt");
+
+    // Same size, one byte changed.
+    let mut bytes = fs::read(&file).unwrap();
+    bytes[0] ^= 0x20;
+    fs::write(&file, &bytes).unwrap();
+    let line = fails(&w.run(&["verify", "client_received/hello.txt"]));
+    assert!(line.contains("client_received/hello.txt"), "{line}");
+    assert!(line.contains("does not match the signed SHA-256"), "{line}");
+
+    // One byte appended.
+    bytes[0] ^= 0x20;
+    bytes.push(b'!');
+    fs::write(&file, &bytes).unwrap();
+    let line = fails(&w.run(&["verify", "client_received/hello.txt"]));
+    assert!(line.contains("were signed"), "{line}");
+
+    // Restored: accepted again.
+    bytes.pop();
+    fs::write(&file, &bytes).unwrap();
+    ok(&w.run(&["verify", "client_received/hello.txt"]));
+}
+
+#[test]
+fn verify_names_the_missing_signature_and_the_missing_ca() {
+    let w = Workspace::new();
+    fs::create_dir(w.join("loose")).unwrap();
+    fs::write(w.join("loose/file.txt"), "x").unwrap();
+    let line = fails(&w.run(&["verify", "loose/file.txt"]));
+    assert!(line.contains("loose/file.txt.minitls-sig"), "{line}");
+
+    let line = fails(&w.run(&["verify", "loose/file.txt", "--ca-dir", "nowhere"]));
+    assert!(line.contains("nowhere/ca.crt"), "{line}");
+    assert!(line.contains("--ca-dir"), "{line}");
+    assert!(!w.join("nowhere").exists(), "verify must never create a CA");
+}
+
+#[test]
+fn fetching_a_missing_file_fails_with_one_line_and_writes_nothing() {
+    let w = Workspace::new();
+    let mut server = w.serve(&[]);
+    let line = fails(&w.run(&["fetch", "no-such-file.txt", "--server", &server.addr]));
+    assert!(line.contains("no-such-file.txt"), "{line}");
+    assert!(line.contains("no such file"), "{line}");
+    assert!(entries(&w.join("client_received")).is_empty());
+    // The client closed the session politely after the refusal.
+    assert!(
+        server.wait_for_log("refused 'no-such-file.txt'"),
+        "{}",
+        server.log()
+    );
+    assert!(server.is_running());
+}
+
+#[test]
+fn paths_leading_out_of_the_served_root_are_refused() {
+    let w = Workspace::new();
+    fs::write(w.join("secret.txt"), "top secret").unwrap();
+    std::os::unix::fs::symlink(w.join("secret.txt"), w.join("server_public/out")).unwrap();
+    std::os::unix::fs::symlink(w.path(), w.join("server_public/up")).unwrap();
+    let server = w.serve(&[]);
+
+    let line = fails(&w.run(&["fetch", "../secret.txt", "--server", &server.addr]));
+    assert!(line.contains("'..' components are refused"), "{line}");
+    let line = fails(&w.run(&["fetch", "/etc/passwd", "--server", &server.addr]));
+    assert!(line.contains("absolute paths are refused"), "{line}");
+    // Symlinks are resolved by the server, which refuses what lands outside its root.
+    for path in ["out", "up/secret.txt"] {
+        let line = fails(&w.run(&["fetch", path, "--server", &server.addr]));
+        assert!(
+            line.contains("outside the served directory"),
+            "{path}: {line}"
+        );
+    }
+    assert!(entries(&w.join("client_received")).is_empty());
+    // A listing does not show them either.
+    let listing = ok(&w.run(&["ls", "--server", &server.addr]));
+    assert!(listing.contains("hello.txt"), "{listing}");
+    assert!(
+        !listing.contains(" out\n") && !listing.contains(" up\n"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn fetching_a_directory_without_recursion_is_a_clear_error() {
+    let w = Workspace::new();
+    fs::create_dir(w.join("server_public/sub")).unwrap();
+    fs::write(w.join("server_public/sub/inner.txt"), "inner").unwrap();
+    let server = w.serve(&[]);
+    let line = fails(&w.run(&["fetch", "sub", "--server", &server.addr]));
+    assert!(line.contains("'sub' is a directory"), "{line}");
+    assert!(entries(&w.join("client_received")).is_empty());
+    // The file inside it can be fetched, and lands under its own name.
+    let out = ok(&w.run(&["fetch", "sub/inner.txt", "--server", &server.addr]));
+    assert_eq!(out, "client_received/inner.txt\n");
+}
+
+#[test]
+fn fetch_refuses_an_out_path_that_is_a_file() {
+    let w = Workspace::new();
+    fs::write(w.join("notadir"), "").unwrap();
+    let line = fails(&w.run(&[
+        "fetch",
+        "hello.txt",
+        "--out",
+        "notadir",
+        "--server",
+        "127.0.0.1:9",
+    ]));
+    assert!(line.contains("--out notadir"), "{line}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_wrong_server_name_is_refused_by_the_client() {
+    let w = Workspace::new();
+    let server = w.serve(&[]);
+    let line = fails(&w.run(&[
+        "fetch",
+        "hello.txt",
+        "--server",
+        &server.addr,
+        "--server-name",
+        "files.example.org",
+    ]));
+    assert!(
+        line.contains("does not name \"files.example.org\""),
+        "{line}"
+    );
+    assert!(line.contains("--server-name"), "{line}");
+    assert!(entries(&w.join("client_received")).is_empty());
+    // The certificate's IP name works as a server name too.
+    ok(&w.run(&[
+        "fetch",
+        "hello.txt",
+        "--server",
+        &server.addr,
+        "--server-name",
+        "127.0.0.1",
+    ]));
+}
+
+#[test]
+fn a_client_certificate_from_another_ca_is_refused_and_the_server_keeps_serving() {
+    let w = Workspace::new();
+    copy_dir(ca_template(1), &w.join("other"));
+    let mut server = w.serve(&[]);
+
+    // Trusts the server's CA, but holds a client certificate from another CA.
+    let line = fails(&w.run(&[
+        "fetch",
+        "hello.txt",
+        "--server",
+        &server.addr,
+        "--cert",
+        "other/client.crt",
+        "--key",
+        "other/client.key",
+        "--ca-cert",
+        "ca/ca.crt",
+    ]));
+    assert!(line.contains("rejected our client certificate"), "{line}");
+    assert!(line.contains("--ca-dir"), "{line}");
+    assert!(entries(&w.join("client_received")).is_empty());
+    assert!(
+        server.wait_for_log("client certificate rejected"),
+        "{}",
+        server.log()
+    );
+
+    // The next good client is served.
+    assert!(server.is_running());
+    ok(&w.run(&["fetch", "hello.txt", "--server", &server.addr]));
+}
+
+#[test]
+fn a_client_that_trusts_another_ca_refuses_the_server() {
+    let w = Workspace::new();
+    copy_dir(ca_template(1), &w.join("other"));
+    let mut server = w.serve(&[]);
+    let line = fails(&w.run(&[
+        "fetch",
+        "hello.txt",
+        "--server",
+        &server.addr,
+        "--ca-dir",
+        "other",
+    ]));
+    assert!(line.contains("server certificate rejected"), "{line}");
+    assert!(line.contains("not signed by the configured CA"), "{line}");
+    assert!(line.contains("--ca-dir"), "{line}");
+    assert!(server.is_running());
+}
+
+#[test]
+fn explicit_credential_files_that_are_missing_are_errors_naming_them() {
+    let w = Workspace::without_ca();
+    let line = fails(&w.run(&[
+        "fetch",
+        "hello.txt",
+        "--cert",
+        "missing/client.crt",
+        "--key",
+        "missing/client.key",
+        "--ca-cert",
+        "missing/ca.crt",
+    ]));
+    assert!(line.contains("--cert missing/client.crt"), "{line}");
+    assert!(line.contains("no such file"), "{line}");
+    let line = fails(&w.run(&[
+        "serve",
+        "--cert",
+        "s.crt",
+        "--key",
+        "s.key",
+        "--ca-cert",
+        "ca.crt",
+    ]));
+    assert!(line.contains("--cert s.crt"), "{line}");
+    // Nothing was generated in their place.
+    assert!(!w.join("missing").exists());
+    assert!(!w.join("ca").exists());
+    assert!(!w.join("s.crt").exists());
+
+    // The three flags go together (a usage error from clap, status 2).
+    let o = w.run(&["fetch", "hello.txt", "--cert", "c.crt"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--key"), "{}", stderr(&o));
+    common::assert_no_panic(&stderr(&o));
+}
+
+#[test]
+fn serve_and_fetch_create_missing_credentials_and_say_so() {
+    // The server side: no ca/ at all.
+    let w = Workspace::without_ca();
+    let server = w.serve(&[]);
+    assert!(
+        server.log().contains("no CA found in ca"),
+        "{}",
+        server.log()
+    );
+    for f in [
+        "ca.crt",
+        "ca.key",
+        "server.crt",
+        "server.key",
+        "client.crt",
+        "client.key",
+    ] {
+        assert!(w.join("ca").join(f).exists(), "{f}");
+    }
+    // A client in the same directory finds them and says nothing about credentials.
+    let o = w.run(&["fetch", "hello.txt", "--server", &server.addr]);
+    ok(&o);
+    assert_eq!(stderr(&o), "");
+
+    // A missing leaf is issued from the existing CA.
+    fs::remove_file(w.join("ca/client.crt")).unwrap();
+    fs::remove_file(w.join("ca/client.key")).unwrap();
+    let o = w.run(&["fetch", "hello.txt", "--server", &server.addr]);
+    ok(&o);
+    assert!(
+        stderr(&o).contains("no client certificate found: issued"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A client elsewhere makes its own CA, says so, and is then (rightly) not trusted.
+    let elsewhere = Workspace::without_ca();
+    let o = elsewhere.run(&["fetch", "hello.txt", "--server", &server.addr]);
+    let line = fails(&o);
+    assert!(
+        stderr(&o).starts_with("minitls: no CA found in ca"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(line.contains("not signed by the configured CA"), "{line}");
+}
+
+#[test]
+fn serve_refuses_a_missing_directory_and_names_it() {
+    let w = Workspace::new();
+    let line = fails(&w.run(&["serve", "no-such-dir", "--listen", "127.0.0.1:0"]));
+    assert!(line.contains("no-such-dir"), "{line}");
+    assert!(line.contains("mkdir"), "{line}");
+    let line = fails(&w.run(&[
+        "serve",
+        "server_public/hello.txt",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    assert!(line.contains("not a directory"), "{line}");
+}
+
+#[test]
+fn fetch_without_a_server_suggests_starting_one() {
+    let w = Workspace::new();
+    // A port that was free a moment ago.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let line = fails(&w.run(&["fetch", "hello.txt", "--server", &addr]));
+    assert!(line.contains("minitls serve"), "{line}");
+    assert!(line.contains("--server"), "{line}");
+    assert!(!line.contains("os error"), "{line}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The CA commands
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn ca_init_refuses_to_overwrite_without_force_and_writes_private_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = Workspace::without_ca();
+    let init = ["ca", "init", "--key-bits", "2048"];
+    let out = ok(&w.run(&init));
+    assert!(out.contains("wrote ca/ca.key"), "{out}");
+    assert!(out.contains("SHA-256 fingerprint"), "{out}");
+    for key in ["ca.key", "server.key", "client.key"] {
+        let mode = fs::metadata(w.join("ca").join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{key} has mode {mode:o}");
+    }
+    let first = fs::read(w.join("ca/ca.crt")).unwrap();
+
+    let line = fails(&w.run(&init));
+    assert!(line.contains("already exists"), "{line}");
+    assert!(line.contains("--force"), "{line}");
+    assert_eq!(
+        fs::read(w.join("ca/ca.crt")).unwrap(),
+        first,
+        "the CA was replaced"
+    );
+
+    ok(&w.run(&["ca", "init", "--key-bits", "2048", "--force"]));
+    assert_ne!(
+        fs::read(w.join("ca/ca.crt")).unwrap(),
+        first,
+        "--force did not replace the CA"
+    );
+
+    // Invalid parameters are refused before any work.
+    let line = fails(&w.run(&["ca", "init", "--dir", "x", "--key-bits", "1024"]));
+    assert!(line.contains("--key-bits 1024"), "{line}");
+    assert!(!w.join("x").exists());
+}
+
+#[test]
+fn ca_issue_makes_a_server_certificate_with_the_names_given() {
+    let w = Workspace::new();
+    let issue = [
+        "ca",
+        "issue",
+        "--role",
+        "server",
+        "files.example.org",
+        "--san",
+        "DNS:files.example.org",
+        "--san",
+        "IP:10.0.0.7",
+        "--key-bits",
+        "2048",
+    ];
+    let line = fails(&w.run(&issue));
+    assert!(line.contains("already exists"), "{line}");
+    let mut forced = issue.to_vec();
+    forced.push("--force");
+    let out = ok(&w.run(&forced));
+    assert!(out.contains("wrote ca/server.crt"), "{out}");
+    let shown = ok(&w.run(&["ca", "show", "ca/server.crt"]));
+    assert!(
+        shown.contains("DNS:files.example.org, IP:10.0.0.7"),
+        "{shown}"
+    );
+    assert!(shown.contains("serverAuth"), "{shown}");
+
+    let line = fails(&w.run(&["ca", "issue", "--role", "server", "x", "--san", "IP:nope"]));
+    assert!(line.contains("IP:nope"), "{line}");
+}
+
+#[test]
+fn ca_show_prints_subjects_and_fingerprints() {
+    let w = Workspace::new();
+    let out = ok(&w.run(&["ca", "show"]));
+    for header in ["ca/ca.crt", "ca/server.crt", "ca/client.crt"] {
+        assert!(out.lines().any(|l| l == header), "{header} missing:\n{out}");
+    }
+    assert!(
+        out.contains("subject:") && out.contains("CN=minitls CA "),
+        "{out}"
+    );
+    assert!(
+        out.contains("CN=localhost") && out.contains("CN=client"),
+        "{out}"
+    );
+    assert_eq!(out.matches("SHA-256 fingerprint:").count(), 3, "{out}");
+    // The fingerprint is 32 colon-separated hex bytes.
+    let fp = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("SHA-256 fingerprint:"))
+        .unwrap()
+        .trim();
+    assert_eq!(fp.split(':').count(), 32, "{fp}");
+
+    let out = ok(&w.run(&["ca", "show", "ca/client.crt"]));
+    assert_eq!(out.matches("SHA-256 fingerprint:").count(), 1, "{out}");
+    let line = fails(&w.run(&["ca", "show", "nope.crt"]));
+    assert!(line.contains("nope.crt"), "{line}");
+    let line = fails(&w.run(&["ca", "show", "--dir", "empty"]));
+    assert!(line.contains("ca init"), "{line}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interoperability
+// ---------------------------------------------------------------------------------------------
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        o.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A CA, a server and a client certificate made with the openssl CLI alone.
+fn openssl_pki(dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    fs::write(
+        dir.join("ca.cnf"),
+        "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = openssl test CA\n\
+         [v3_ca]\nbasicConstraints = critical, CA:TRUE\n\
+         keyUsage = critical, keyCertSign, cRLSign\nsubjectKeyIdentifier = hash\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("server.ext"),
+        "basicConstraints = CA:FALSE\nkeyUsage = critical, digitalSignature, keyEncipherment\n\
+         extendedKeyUsage = serverAuth\nsubjectAltName = DNS:localhost, IP:127.0.0.1\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("client.ext"),
+        "basicConstraints = CA:FALSE\nkeyUsage = critical, digitalSignature\n\
+         extendedKeyUsage = clientAuth\n",
+    )
+    .unwrap();
+    #[rustfmt::skip]
+    let steps: [&[&str]; 8] = [
+        &["req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+          "-out", "ca.crt", "-days", "30", "-config", "ca.cnf", "-extensions", "v3_ca"],
+        &["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
+          "-out", "server.csr", "-subj", "/CN=localhost"],
+        &["x509", "-req", "-sha256", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+          "-set_serial", "2", "-days", "30", "-extfile", "server.ext", "-out", "server.crt"],
+        &["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key",
+          "-out", "client.csr", "-subj", "/CN=openssl client"],
+        &["x509", "-req", "-sha256", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+          "-set_serial", "3", "-days", "30", "-extfile", "client.ext", "-out", "client.crt"],
+        // One key as PKCS#1 (BEGIN RSA PRIVATE KEY), the rest PKCS#8.
+        &["rsa", "-in", "server.key", "-out", "server.pkcs1.key", "-traditional"],
+        &["verify", "-CAfile", "ca.crt", "server.crt"],
+        &["verify", "-CAfile", "ca.crt", "client.crt"],
+    ];
+    for step in steps {
+        openssl(dir, step);
+    }
+    let pkcs1 = fs::read_to_string(dir.join("server.pkcs1.key")).unwrap();
+    assert!(
+        pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+        "{pkcs1}"
+    );
+}
+
+#[test]
+fn a_pki_made_with_the_openssl_cli_works_end_to_end() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("skipped: the openssl CLI is not installed (.ci/run installs it)");
+        return;
+    }
+    let w = Workspace::without_ca();
+    openssl_pki(&w.join("ossl"));
+    let server = w.serve(&[
+        "--cert",
+        "ossl/server.crt",
+        "--key",
+        "ossl/server.pkcs1.key",
+        "--ca-cert",
+        "ossl/ca.crt",
+    ]);
+    let creds = [
+        "--cert",
+        "ossl/client.crt",
+        "--key",
+        "ossl/client.key",
+        "--ca-cert",
+        "ossl/ca.crt",
+    ];
+    let mut fetch = vec!["fetch", "hello.txt", "--server", &server.addr];
+    fetch.extend(creds);
+    assert_eq!(ok(&w.run(&fetch)), "client_received/hello.txt\n");
+    assert!(
+        server.wait_for_log("'CN=openssl client' authenticated"),
+        "{}",
+        server.log()
+    );
+    let out = ok(&w.run(&[
+        "verify",
+        "client_received/hello.txt",
+        "--ca-cert",
+        "ossl/ca.crt",
+    ]));
+    assert!(out.contains("signed by 'CN=localhost'"), "{out}");
+    // No minitls CA was created along the way.
+    assert!(!w.join("ca").exists());
+    // The file does not verify against an unrelated CA.
+    copy_dir(ca_template(0), &w.join("ca"));
+    let line = fails(&w.run(&["verify", "client_received/hello.txt"]));
+    assert!(line.contains("not trusted"), "{line}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listing
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn ls_and_ls_json_list_the_served_files() {
+    let w = Workspace::new();
+    fs::create_dir(w.join("server_public/sub")).unwrap();
+    fs::write(w.join("server_public/sub/inner.txt"), "inner!").unwrap();
+    fs::write(w.join("server_public/we\"ird.txt"), "").unwrap();
+    let server = w.serve(&[]);
+    let s = ["--server", server.addr.as_str()];
+
+    let out = ok(&w.run(&[&["ls"][..], &s].concat()));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let hello = lines
+        .iter()
+        .find(|l| l.ends_with(" hello.txt"))
+        .expect(&out);
+    let fields: Vec<&str> = hello.split_whitespace().collect();
+    assert_eq!(fields[0], "-");
+    assert_eq!(fields[1], HELLO.len().to_string());
+    assert!(fields[2].len() == 20 && fields[2].ends_with('Z') && fields[2].contains('T'));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("d ") && l.ends_with(" sub")),
+        "{out}"
+    );
+    assert!(!out.contains("inner.txt"), "not recursive: {out}");
+
+    let out = ok(&w.run(&[&["ls", "-r"][..], &s].concat()));
+    assert!(out.lines().any(|l| l.ends_with(" sub/inner.txt")), "{out}");
+    let out = ok(&w.run(&[&["ls", "sub"][..], &s].concat()));
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.ends_with(" sub/inner.txt\n"), "{out}");
+
+    let json = ok(&w.run(&[&["ls", "--json"][..], &s].concat()));
+    let json = json.trim();
+    assert!(json.starts_with('[') && json.ends_with(']'), "{json}");
+    assert_eq!(json.matches("{\"name\":").count(), 3, "{json}");
+    assert!(
+        json.contains(&format!(
+            "{{\"name\":\"hello.txt\",\"type\":\"file\",\"size\":{},\"mtime\":\"",
+            HELLO.len()
+        )),
+        "{json}"
+    );
+    assert!(
+        json.contains("{\"name\":\"sub\",\"type\":\"dir\",\"size\":0,"),
+        "{json}"
+    );
+    assert!(json.contains(r#""name":"we\"ird.txt""#), "{json}");
+
+    let line = fails(&w.run(&[&["ls", "nothing-here"][..], &s].concat()));
+    assert!(line.contains("nothing-here"), "{line}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load and hostile peers
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_server_at_max_clients_turns_the_next_client_away_and_then_serves_again() {
+    let w = Workspace::new();
+    let mut server = w.serve(&["--max-clients", "1", "--handshake-timeout", "2"]);
+    // A connection that says nothing holds the only slot.
+    let silent = TcpStream::connect(&server.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let line = fails(&w.run(&["fetch", "hello.txt", "--server", &server.addr]));
+    assert!(line.contains("busy"), "{line}");
+    assert!(line.contains("--max-clients"), "{line}");
+    assert!(server.wait_for_log("--max-clients"), "{}", server.log());
+
+    // Once it is gone (closed by us, or by the 2 s handshake deadline), the slot is free.
+    drop(silent);
+    let mut last = None;
+    for _ in 0..30 {
+        let o = w.run(&["fetch", "hello.txt", "--server", &server.addr]);
+        if o.status.success() {
+            last = None;
+            break;
+        }
+        last = Some(stderr(&o));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        last.is_none(),
+        "the server did not recover: {last:?}\n{}",
+        server.log()
+    );
+    assert!(server.is_running());
+}
+
+#[test]
+fn a_silent_client_is_dropped_at_the_handshake_deadline() {
+    let w = Workspace::new();
+    let server = w.serve(&["--handshake-timeout", "1"]);
+    let mut silent = TcpStream::connect(&server.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = Vec::new();
+    // The server gives up after ~1 s: we see the end of the stream, not our 10 s timeout.
+    let started = std::time::Instant::now();
+    let _ = silent.read_to_end(&mut buf);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_raw_client_sending_garbage_does_not_stop_the_server() {
+    let w = Workspace::new();
+    let mut server = w.serve(&["--handshake-timeout", "2"]);
+    let junk: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        &[0xff; 64],
+        &[0x01, 0xff, 0xff, 0xff, 0xff],
+        &pseudo_random(100_000, 7),
+    ];
+    for bytes in junk {
+        let mut s = TcpStream::connect(&server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(bytes);
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    // Connect and hang up at once, too.
+    drop(TcpStream::connect(&server.addr).unwrap());
+
+    assert!(server.is_running(), "{}", server.log());
+    ok(&w.run(&["fetch", "hello.txt", "--server", &server.addr]));
+    common::assert_no_panic(&server.log());
+}
