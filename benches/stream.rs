@@ -71,7 +71,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
-    let data: Vec<u8> = (0..TOTAL).map(|i| (i * 31 >> 7) as u8).collect();
+    let data: Vec<u8> = (0..TOTAL).map(|i| ((i * 31) >> 7) as u8).collect();
     std::fs::write(root.join("big"), &data).unwrap();
     drop(data);
     let (a, b) = mem::pair();

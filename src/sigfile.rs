@@ -218,7 +218,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -407,10 +407,7 @@ pub fn verify_file(file: &Path, anchor: &TrustAnchor) -> Result<Verified, Verify
 fn verify_in_tree(file: &Path, anchor: &TrustAnchor) -> Result<Verified, VerifyError> {
     let mut rel: Vec<String> = Vec::new();
     let mut cur = file.to_path_buf();
-    loop {
-        let Some(name) = cur.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-            break;
-        };
+    while let Some(name) = cur.file_name().map(|n| n.to_string_lossy().into_owned()) {
         rel.insert(0, name);
         let Some(parent) = cur.parent().map(Path::to_path_buf) else {
             break;

@@ -134,15 +134,15 @@ pub fn fetch<S: Transport>(
 
     // A partial file from an interrupted transfer: hash it, and ask for the rest.
     let mut prefix = None;
-    if opts.resume {
-        if let Ok(m) = fs::symlink_metadata(&partial_path) {
-            if m.is_file() && m.len() > 0 {
-                progress.begin(&format!("checking {name} (partial)"), m.len());
-                let (len, hasher) = hash_prefix(&partial_path, progress)?;
-                progress.end();
-                prefix = Some((len, hasher));
-            }
-        }
+    if let Ok(m) = fs::symlink_metadata(&partial_path)
+        && opts.resume
+        && m.is_file()
+        && m.len() > 0
+    {
+        progress.begin(&format!("checking {name} (partial)"), m.len());
+        let (len, hasher) = hash_prefix(&partial_path, progress)?;
+        progress.end();
+        prefix = Some((len, hasher));
     }
     let (offset, prefix_sha256) = match &prefix {
         Some((len, h)) => (*len, h.clone().finalize().into()),
