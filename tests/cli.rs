@@ -804,3 +804,90 @@ fn a_raw_client_sending_garbage_does_not_stop_the_server() {
     ok(&w.run(&["fetch", "hello.txt", "--server", &server.addr]));
     common::assert_no_panic(&server.log());
 }
+
+#[test]
+fn fetch_r_brings_a_whole_tree_and_verify_checks_it_against_one_manifest() {
+    let w = Workspace::new();
+    let t = w.join("server_public/tree");
+    fs::create_dir_all(t.join("sub dir/empty")).unwrap();
+    fs::write(t.join("a.txt"), "a").unwrap();
+    fs::write(t.join("sub dir/ü.bin"), pseudo_random(70_000, 7)).unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("a.txt", t.join("link")).unwrap();
+    let server = w.serve(&[]);
+    let o = w.run(&["fetch", "-r", "tree", "--server", &server.addr]);
+    assert_eq!(ok(&o), "client_received/tree\n");
+    assert!(
+        stderr(&o).contains("skipped link: symbolic link"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        fs::read(w.join("client_received/tree/sub dir/ü.bin")).unwrap(),
+        pseudo_random(70_000, 7)
+    );
+    assert!(w.join("client_received/tree/sub dir/empty").is_dir());
+    assert!(w.join("client_received/tree.minitls-manifest").exists());
+    let out = ok(&w.run(&[
+        "verify",
+        "client_received/tree",
+        "client_received/tree/a.txt",
+    ]));
+    assert!(
+        out.starts_with("OK client_received/tree (2 files, 2 directories"),
+        "{out}"
+    );
+    fs::write(w.join("client_received/tree/a.txt"), "A").unwrap();
+    fails(&w.run(&["verify", "client_received/tree"]));
+    fails(&w.run(&["verify", "client_received/tree/a.txt"]));
+}
+
+#[test]
+fn a_fetch_killed_mid_file_is_continued_by_resume_without_resending_what_arrived() {
+    let w = Workspace::new();
+    let big = pseudo_random(96 * 1024 * 1024, 99);
+    fs::write(w.join("server_public/big.bin"), &big).unwrap();
+    let server = w.serve(&[]);
+    let mut child = common::minitls(w.path())
+        .args(["-q", "fetch", "big.bin", "--server", &server.addr])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = w.join("client_received/.big.bin.minitls-partial");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while fs::metadata(&partial).map_or(0, |m| m.len()) < 4 * 1024 * 1024 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no partial data appeared"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "fetch finished too fast to interrupt"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let kept = fs::metadata(&partial).unwrap().len();
+    assert!(!w.join("client_received/big.bin").exists());
+    assert!(kept > 0 && kept < big.len() as u64, "{kept}");
+
+    let o = w.run(&[
+        "-v",
+        "fetch",
+        "--resume",
+        "big.bin",
+        "--server",
+        &server.addr,
+    ]);
+    ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("resumed: {kept} bytes were already here")),
+        "{err}"
+    );
+    assert!(fs::read(w.join("client_received/big.bin")).unwrap() == big);
+    assert!(!partial.exists());
+    ok(&w.run(&["verify", "client_received/big.bin"]));
+}

@@ -258,6 +258,17 @@ pub struct FetchArgs {
     #[arg(value_name = "PATH")]
     pub path: String,
 
+    /// Fetch a directory and everything under it (a/d is written as OUT/d/...); one signed
+    /// manifest, kept as OUT/d.minitls-manifest, covers the whole tree.
+    #[arg(short, long)]
+    pub recursive: bool,
+
+    /// Continue an interrupted fetch of a single file from its hidden partial file
+    /// (OUT/.NAME.minitls-partial); the whole file is still verified. Without it, a partial
+    /// file is replaced.
+    #[arg(long)]
+    pub resume: bool,
+
     #[command(flatten)]
     pub server: ServerArgs,
 

@@ -30,20 +30,59 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
     let creds = creds::load(&args.creds, Role::Client, global.quiet)?;
     let mut chan = connect(&args.server, creds, global)?;
     let mut bars = Bars::new(global.quiet);
-    let fetched =
-        transfer::fetch_file(&mut chan, &args.path, &args.out, &mut bars).map_err(|e| {
-            transfer_error(
-                format!("fetch '{}' from {}", args.path, args.server.server),
-                e,
-                &mut chan,
-                &args.server,
-            )
-        })?;
+    let opts = transfer::FetchOptions {
+        recursive: args.recursive,
+        resume: args.resume,
+    };
+    let result = transfer::fetch(&mut chan, &args.path, &args.out, &opts, &mut bars);
     drop(bars);
-    // The file is verified and in place; a sloppy goodbye does not undo that.
+    let fetched = result.map_err(|e| {
+        let resumable = e.is_resumable() && !args.recursive;
+        let mut err = transfer_error(
+            format!("fetch '{}' from {}", args.path, args.server.server),
+            e,
+            &mut chan,
+            &args.server,
+        );
+        if resumable {
+            err = CliError::new(format!(
+                "{err}; the data received so far is kept: run `minitls fetch --resume {}` to continue",
+                args.path
+            ));
+        }
+        err
+    })?;
+    // The data is verified and in place; a sloppy goodbye does not undo that.
     let closed = transfer::close(&mut chan);
     if let (Err(e), true) = (closed, global.verbose) {
         note(&format!("warning: the session did not end cleanly: {e}"));
+    }
+    let fetched = match fetched {
+        transfer::Fetch::File(f) => f,
+        transfer::Fetch::Tree(t) => {
+            out(&t.dir.display().to_string())?;
+            for (path, reason) in &t.skipped {
+                note(&format!("skipped {path}: {reason}"));
+            }
+            if global.verbose {
+                note(&format!(
+                    "{}: {} files, {} directories, {} bytes, one signed manifest in {}",
+                    t.dir.display(),
+                    t.files,
+                    t.dirs,
+                    t.bytes,
+                    t.manifest_path.display()
+                ));
+            }
+            return Ok(());
+        }
+    };
+    if global.verbose && fetched.resumed_from > 0 {
+        note(&format!(
+            "resumed: {} bytes were already here, {} crossed the network",
+            fetched.resumed_from,
+            fetched.size - fetched.resumed_from
+        ));
     }
 
     out(&fetched.path.display().to_string())?;

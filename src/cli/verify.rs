@@ -11,6 +11,25 @@ pub fn run(args: &VerifyArgs, _global: Global) -> CliResult<()> {
     let anchor = load_anchor(args)?;
     let mut failed = 0usize;
     for file in &args.files {
+        // A directory fetched with -r is checked whole against its manifest.
+        if file.is_dir() {
+            match sigfile::verify_tree(file, &anchor) {
+                Ok(t) => out(&format!(
+                    "OK {} ({} files, {} directories, {} bytes, signed by '{}' at {})",
+                    file.display(),
+                    t.files,
+                    t.dirs,
+                    t.bytes,
+                    printable(&t.signer_subject),
+                    iso_utc(t.signed_at)
+                ))?,
+                Err(e) => {
+                    failed += 1;
+                    report(&CliError::new(format!("verify {}: {e}", file.display())));
+                }
+            }
+            continue;
+        }
         match sigfile::verify_file(file, &anchor) {
             Ok(v) => out(&format!(
                 "OK {} ({} bytes, signed by '{}' at {})",
