@@ -13,6 +13,7 @@ const TEMPLATE: &str =
 pub struct Bars {
     enabled: bool,
     bar: Option<ProgressBar>,
+    name: String,
 }
 
 impl Bars {
@@ -21,6 +22,7 @@ impl Bars {
         Self {
             enabled: !quiet && std::io::stderr().is_terminal(),
             bar: None,
+            name: String::new(),
         }
     }
 }
@@ -36,8 +38,16 @@ impl Progress for Bars {
         if let Ok(style) = ProgressStyle::with_template(TEMPLATE) {
             bar.set_style(style.progress_chars("=> "));
         }
-        bar.set_message(super::error::printable(name));
+        self.name = super::error::printable(name);
+        bar.set_message(self.name.clone());
         self.bar = Some(bar);
+    }
+
+    /// Trees: "NAME 123/10000" files done of the total, beside the byte bar.
+    fn file_done(&mut self, done: u64, total: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{} {done}/{total}", self.name));
+        }
     }
 
     fn advance(&mut self, bytes: u64) {
