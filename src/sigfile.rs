@@ -149,13 +149,7 @@ impl SignedManifest {
         if lines.next() != Some(MANIFEST_MAGIC) {
             return Err(bad("first line is not 'minitls-manifest v1'"));
         }
-        let mut field = |name: &str| -> Result<String, VerifyError> {
-            let line = lines.next().ok_or_else(|| bad(name))?;
-            line.strip_prefix(name)
-                .and_then(|r| r.strip_prefix(": "))
-                .map(str::to_string)
-                .ok_or_else(|| bad(name))
-        };
+        let mut field = |name: &str| next_field(&mut lines, name).ok_or_else(|| bad(name));
         let root = field("root")?;
         let signed_at = field("signed-at")?.parse().map_err(|_| bad("signed-at"))?;
         let signature = unhex(&field("signature")?).ok_or_else(|| bad("signature"))?;
@@ -217,6 +211,15 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The value of the next line if it reads `NAME: value`.
+fn next_field(lines: &mut std::str::Lines<'_>, name: &str) -> Option<String> {
+    lines
+        .next()?
+        .strip_prefix(name)?
+        .strip_prefix(": ")
+        .map(str::to_string)
+}
+
 fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
@@ -247,13 +250,7 @@ impl SignedStatement {
         if lines.next() != Some(MAGIC) {
             return Err(bad("first line is not 'minitls-signature v1'"));
         }
-        let mut field = |name: &str| -> Result<String, VerifyError> {
-            let line = lines.next().ok_or_else(|| bad(name))?;
-            line.strip_prefix(name)
-                .and_then(|r| r.strip_prefix(": "))
-                .map(str::to_string)
-                .ok_or_else(|| bad(name))
-        };
+        let mut field = |name: &str| next_field(&mut lines, name).ok_or_else(|| bad(name));
         let path = field("path")?;
         let size = field("size")?.parse().map_err(|_| bad("size"))?;
         let sha = unhex(&field("sha256")?).ok_or_else(|| bad("sha256"))?;
