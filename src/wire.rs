@@ -592,6 +592,16 @@ pub enum EntryKind {
     Dir = 2,
 }
 
+impl EntryKind {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8("entry kind")? {
+            1 => Ok(Self::File),
+            2 => Ok(Self::Dir),
+            _ => Err(DecodeError::InvalidValue("entry kind")),
+        }
+    }
+}
+
 /// One line of a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListEntry {
@@ -609,11 +619,7 @@ impl Codec for ListEntry {
         put_vec_u16(out, self.path.as_bytes());
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let kind = match r.u8("entry kind")? {
-            1 => EntryKind::File,
-            2 => EntryKind::Dir,
-            _ => return Err(DecodeError::InvalidValue("entry kind")),
-        };
+        let kind = EntryKind::read(r)?;
         Ok(Self {
             kind,
             size: r.u64("size")?,
@@ -784,11 +790,7 @@ impl Codec for ManifestEntry {
         out.extend_from_slice(&self.sha256);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let kind = match r.u8("entry kind")? {
-            1 => EntryKind::File,
-            2 => EntryKind::Dir,
-            _ => return Err(DecodeError::InvalidValue("entry kind")),
-        };
+        let kind = EntryKind::read(r)?;
         Ok(Self {
             kind,
             path: r.string(MAX_PATH_LEN, "path")?,
