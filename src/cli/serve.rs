@@ -75,8 +75,10 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
     });
-    // Nothing sets the flag yet: the server runs until the process is stopped (Ctrl-C).
+    // SIGTERM or Ctrl-C stops accepting and lets transfers in flight finish (up to
+    // net::SHUTDOWN_GRACE); a second signal exits at once.
     let stop = Arc::new(AtomicBool::new(false));
+    net::stop_on_signals(&stop).context(|| "install the SIGTERM/SIGINT handlers".to_string())?;
     let log: Arc<dyn Fn(&str) + Send + Sync> = if global.quiet {
         Arc::new(|_: &str| {})
     } else {
