@@ -83,6 +83,7 @@ fn main() {
             root: &root,
             identity: &p.server,
             idle_timeout: Duration::from_secs(60),
+            cache: None,
             log: &|_| {},
         };
         transfer::serve_requests(&mut chan, &opts).unwrap();

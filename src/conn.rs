@@ -169,6 +169,23 @@ pub fn server_handshake<S: Transport>(
     }
 }
 
+/// A decrypted message that owns its record buffer (see [`Channel::recv_owned`]).
+pub struct OwnedMsg {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl OwnedMsg {
+    pub fn payload(&self) -> &[u8] {
+        &self.buf[1..1 + self.len]
+    }
+
+    /// The buffer back, for reuse as a `spare`.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
 /// An established, mutually authenticated channel carrying application messages.
 pub struct Channel<S> {
     stream: S,
@@ -212,6 +229,23 @@ impl<S: Transport> Channel<S> {
         Ok(())
     }
 
+    /// Sends one record whose payload `fill` reads straight into the send buffer (at most
+    /// `max` bytes). Returns `fill`'s result; nothing is sent if it fails or returns 0.
+    pub fn send_with(
+        &mut self,
+        typ: AppType,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> Result<io::Result<usize>, ConnError> {
+        let n = self
+            .sealer
+            .seal_with(typ as u8, max, &mut self.wbuf, fill)?;
+        if self.wbuf.len() >= WRITE_BUFFER {
+            self.flush()?;
+        }
+        Ok(n)
+    }
+
     pub fn send_msg<T: Codec>(&mut self, typ: AppType, msg: &T) -> Result<(), ConnError> {
         let bytes = msg.to_bytes();
         if bytes.len() > MAX_RECORD_PAYLOAD {
@@ -245,6 +279,19 @@ impl<S: Transport> Channel<S> {
         let typ = AppType::from_u8(inner)
             .ok_or_else(|| ConnError::Protocol(format!("unknown message type {inner}")))?;
         Ok((typ, payload))
+    }
+
+    /// Like [`recv`](Self::recv), but hands over the buffer the message was decrypted in, so
+    /// that it can go to another thread without a copy; `spare` (any capacity) takes its place
+    /// for the next record.
+    pub fn recv_owned(&mut self, spare: Vec<u8>) -> Result<(AppType, OwnedMsg), ConnError> {
+        let (typ, len) = {
+            let (typ, payload) = self.recv()?;
+            (typ, payload.len())
+        };
+        // `Opener::open` returns the plaintext after the inner type byte.
+        let buf = std::mem::replace(&mut self.rbuf, spare);
+        Ok((typ, OwnedMsg { buf, len }))
     }
 
     /// Sends the authenticated end of stream and flushes.

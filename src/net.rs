@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::conn::{self, Channel, ConnError, Transport};
 use crate::handshake::{ClientConfig, ServerConfig};
 use crate::paths::ServeRoot;
-use crate::transfer::{self, ServeOptions};
+use crate::transfer::{self, ServeOptions, StatementCache};
 use crate::wire::{Alert, Codec, FrameType, encode_frame};
 
 /// Default time a peer has to complete the handshake.
@@ -146,6 +146,7 @@ pub fn serve(
     log: Arc<dyn Fn(&str) + Send + Sync>,
 ) -> io::Result<()> {
     let active = Arc::new(AtomicUsize::new(0));
+    let cache = Arc::new(StatementCache::new());
     listener.set_nonblocking(true)?;
     while !stop.load(Ordering::SeqCst) {
         let (stream, peer) = match listener.accept() {
@@ -176,12 +177,13 @@ pub fn serve(
         }
         let slot = Slot(active.clone());
         let settings = settings.clone();
+        let cache = cache.clone();
         let thread_log = log.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("conn-{peer}"))
             .spawn(move || {
                 let _slot = slot;
-                if let Err(e) = handle_connection(stream, &settings, &*thread_log) {
+                if let Err(e) = handle_connection(stream, &settings, &cache, &*thread_log) {
                     thread_log(&format!("{peer}: {e}"));
                 }
             });
@@ -215,6 +217,7 @@ pub fn serve(
 fn handle_connection(
     stream: TcpStream,
     settings: &ServerSettings,
+    cache: &StatementCache,
     log: &(dyn Fn(&str) + Sync),
 ) -> Result<(), ConnError> {
     let transport = TcpTransport::new(stream, settings.idle_timeout).map_err(ConnError::Io)?;
@@ -225,6 +228,7 @@ fn handle_connection(
         root: &settings.root,
         identity: &settings.config.identity,
         idle_timeout: settings.idle_timeout,
+        cache: Some(cache),
         log,
     };
     let result = transfer::serve_requests(&mut chan, &opts);

@@ -14,7 +14,7 @@ use minitls::paths::ServeRoot;
 use minitls::record::RecordError;
 use minitls::sigfile::{self, VerifyError};
 use minitls::testkit::{self, pki as test_pki};
-use minitls::transfer::{self, NoProgress, ServeOptions, TransferError};
+use minitls::transfer::{self, NoProgress, ServeOptions, StatementCache, TransferError};
 use minitls::wire::{
     AppType, Codec, ErrorCode, ErrorMsg, FRAME_HEADER_LEN, FileDone, FileEnd, FileStart,
     FileStatement, PathMsg, Request, RequestKind, TreeEnd, TreeStart,
@@ -178,10 +178,12 @@ fn served(setup: impl FnOnce(&Path)) -> Served {
     let serve_root = ServeRoot::new(&root_path).unwrap();
     let server = std::thread::spawn(move || {
         let mut server = server;
+        let cache = StatementCache::new();
         let opts = ServeOptions {
             root: &serve_root,
             identity: &test_pki().server,
             idle_timeout: Duration::from_secs(10),
+            cache: Some(&cache),
             log: &|_| {},
         };
         transfer::serve_requests(&mut server, &opts)
@@ -937,5 +939,100 @@ fn a_plain_fetch_replaces_a_partial_file() {
     assert_eq!(got.resumed_from, 0);
     assert_eq!(std::fs::read(&got.path).unwrap(), data);
     assert!(!partial.exists());
+    s.finish();
+}
+
+// Files of 4 MiB and more are hashed and written on a second thread: the same guarantees hold.
+const LARGE: u64 = 6 << 20;
+
+#[test]
+fn a_large_transfer_cut_mid_file_keeps_exactly_what_arrived() {
+    let chunk = vec![7u8; 256 * 1024];
+    let mut p = establish();
+    p.server
+        .send_msg(AppType::FileStart, &start("f.txt", LARGE))
+        .unwrap();
+    for _ in 0..10 {
+        p.server.send(AppType::Data, &chunk).unwrap();
+    }
+    p.server.flush().unwrap();
+    p.s2c.close();
+    let out = tempfile::tempdir().unwrap();
+    let r = transfer::fetch_file(&mut p.client, "f.txt", out.path(), &mut NoProgress);
+    assert!(r.unwrap_err().is_resumable());
+    assert_eq!(dir_entries(out.path()), [".f.txt.minitls-partial"]);
+    // Everything that arrived was written before the error was returned.
+    let partial = std::fs::read(out.path().join(".f.txt.minitls-partial")).unwrap();
+    assert_eq!(partial, [7u8; 256 * 1024].repeat(10));
+}
+
+#[test]
+fn a_large_transfer_with_too_much_data_or_a_bad_record_leaves_nothing() {
+    let chunk = vec![7u8; 256 * 1024];
+    let c = chunk.clone();
+    let (r, left) = fetch_from_hostile(move |s| {
+        s.send_msg(AppType::FileStart, &start("f.txt", LARGE))
+            .unwrap();
+        for _ in 0..25 {
+            s.send(AppType::Data, &c).unwrap();
+        }
+    });
+    assert!(integrity_failure(&r), "{r:?}");
+    assert!(left.is_empty(), "{left:?}");
+
+    let mut p = establish();
+    p.server
+        .send_msg(AppType::FileStart, &start("f.txt", LARGE))
+        .unwrap();
+    for _ in 0..8 {
+        p.server.send(AppType::Data, &chunk).unwrap();
+    }
+    p.server.flush().unwrap();
+    let mut bytes = p.s2c.take_all();
+    let n = bytes.len();
+    bytes[n - 100] ^= 1;
+    p.s2c.put(&bytes);
+    p.s2c.close();
+    let out = tempfile::tempdir().unwrap();
+    let r = transfer::fetch_file(&mut p.client, "f.txt", out.path(), &mut NoProgress);
+    assert!(
+        matches!(
+            r,
+            Err(TransferError::Conn(ConnError::Record(
+                RecordError::BadRecord
+            )))
+        ),
+        "{r:?}"
+    );
+    assert!(dir_entries(out.path()).is_empty());
+}
+
+#[test]
+fn an_unchanged_file_is_served_again_from_the_signed_statement_cache_and_a_changed_one_is_not() {
+    let data = content(LARGE as usize + 12_345);
+    let d = data.clone();
+    let mut s = served(move |root| std::fs::write(root.join("big.bin"), &d).unwrap());
+    let first =
+        transfer::fetch_file(&mut s.client, "big.bin", s.out.path(), &mut NoProgress).unwrap();
+    let sig1 = std::fs::read(&first.signature_path).unwrap();
+    // Second time: the cached statement and signature, the same bytes, still verifying.
+    let second =
+        transfer::fetch_file(&mut s.client, "big.bin", s.out.path(), &mut NoProgress).unwrap();
+    assert_eq!(std::fs::read(&second.path).unwrap(), data);
+    assert_eq!(
+        std::fs::read(&second.signature_path).unwrap(),
+        sig1,
+        "the signature was reused"
+    );
+    sigfile::verify_file(&second.path, &test_pki().anchor).unwrap();
+    // Rewritten with other bytes of the same size: a new version, hashed and signed anew.
+    let mut changed = data.clone();
+    changed[LARGE as usize] ^= 0xff;
+    std::fs::write(s.root_path.join("big.bin"), &changed).unwrap();
+    let third =
+        transfer::fetch_file(&mut s.client, "big.bin", s.out.path(), &mut NoProgress).unwrap();
+    assert_eq!(std::fs::read(&third.path).unwrap(), changed);
+    assert_ne!(std::fs::read(&third.signature_path).unwrap(), sig1);
+    sigfile::verify_file(&third.path, &test_pki().anchor).unwrap();
     s.finish();
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::{Progress, TransferError};
-use crate::conn::{Channel, ConnError, Transport};
+use crate::conn::{Channel, ConnError, OwnedMsg, Transport};
 use crate::crypto::{self, FILE_SIGNATURE_CONTEXT, MANIFEST_SIGNATURE_CONTEXT};
 use crate::paths::{self, PathError};
 use crate::sigfile::{self, ManifestHasher, SignedManifest, SignedStatement};
@@ -258,7 +258,12 @@ fn staged_temp(dir: &Path, name: &str) -> Result<Staged, TransferError> {
     })
 }
 
+/// Files at least this large are hashed and written on a second thread (see [`WriteBehind`]);
+/// smaller ones are not worth starting a thread for.
+const WRITE_BEHIND_MIN: u64 = 4 << 20;
+
 /// Receives Data records into `sink` until another message arrives, which is returned.
+/// Every byte is hashed into `hasher` and counted in `received`, which may not exceed `limit`.
 fn receive_data<S: Transport>(
     chan: &mut Channel<S>,
     sink: &mut Staged,
@@ -267,20 +272,127 @@ fn receive_data<S: Transport>(
     limit: u64,
     progress: &mut dyn Progress,
 ) -> Result<(AppType, Vec<u8>), TransferError> {
+    if limit.saturating_sub(*received) >= WRITE_BEHIND_MIN {
+        return receive_data_behind(chan, sink, hasher, received, limit, progress);
+    }
     loop {
         let (typ, payload) = chan.recv()?;
         if typ != AppType::Data {
             return Ok((typ, payload.to_vec()));
         }
-        *received += payload.len() as u64;
-        if *received > limit {
-            return Err(TransferError::Integrity(format!(
-                "server sent more than the announced {limit} bytes"
-            )));
-        }
+        count(received, payload.len(), limit)?;
         hasher.update(payload);
         sink.write_all(payload)?;
         progress.advance(payload.len() as u64);
+    }
+}
+
+fn count(received: &mut u64, n: usize, limit: u64) -> Result<(), TransferError> {
+    *received += n as u64;
+    if *received > limit {
+        return Err(TransferError::Integrity(format!(
+            "server sent more than the announced {limit} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// [`receive_data`] with the hashing and writing on a [`WriteBehind`] thread, while this one
+/// reads and decrypts. However the loop ends, the thread is finished first, so that the file
+/// holds every authenticated byte that arrived (what `--resume` continues from) and a write
+/// error (a full disk) is reported as such.
+fn receive_data_behind<S: Transport>(
+    chan: &mut Channel<S>,
+    sink: &mut Staged,
+    hasher: &mut Sha256,
+    received: &mut u64,
+    limit: u64,
+    progress: &mut dyn Progress,
+) -> Result<(AppType, Vec<u8>), TransferError> {
+    let file = sink
+        .file
+        .take()
+        .expect("the file stays open until it is closed or persisted");
+    let mut behind = WriteBehind::start(file, std::mem::take(hasher));
+    let result = loop {
+        let (typ, msg) = match chan.recv_owned(behind.spare()) {
+            Ok(v) => v,
+            Err(e) => break Err(e.into()),
+        };
+        if typ != AppType::Data {
+            break Ok((typ, msg.payload().to_vec()));
+        }
+        let n = msg.payload().len();
+        if let Err(e) = count(received, n, limit) {
+            break Err(e);
+        }
+        if !behind.push(msg) {
+            break Ok((AppType::Data, Vec::new())); // the writer stopped: its error follows
+        }
+        progress.advance(n as u64);
+    };
+    let (file, h) = behind.finish().map_err(io_err(&sink.path))?;
+    sink.file = Some(file);
+    *hasher = h;
+    result
+}
+
+/// Hashes and writes received records on a second thread. Buffers go back and forth through
+/// two small channels, so at most a few records (about a MiB) are in flight.
+struct WriteBehind {
+    jobs: Option<std::sync::mpsc::SyncSender<OwnedMsg>>,
+    spares: std::sync::mpsc::Receiver<Vec<u8>>,
+    worker: Option<std::thread::JoinHandle<io::Result<(File, Sha256)>>>,
+}
+
+impl WriteBehind {
+    const DEPTH: usize = 4;
+
+    fn start(mut file: File, mut hasher: Sha256) -> Self {
+        let (jobs, inbox) = std::sync::mpsc::sync_channel::<OwnedMsg>(Self::DEPTH);
+        let (give_back, spares) = std::sync::mpsc::sync_channel(Self::DEPTH + 2);
+        let worker = std::thread::spawn(move || {
+            for msg in inbox {
+                hasher.update(msg.payload());
+                file.write_all(msg.payload())?;
+                let _ = give_back.try_send(msg.into_buffer());
+            }
+            Ok((file, hasher))
+        });
+        Self {
+            jobs: Some(jobs),
+            spares,
+            worker: Some(worker),
+        }
+    }
+
+    /// A buffer the writer has finished with, or a new one.
+    fn spare(&self) -> Vec<u8> {
+        self.spares.try_recv().unwrap_or_default()
+    }
+
+    /// Queues a record; false if the writer has stopped (after a write error).
+    fn push(&mut self, msg: OwnedMsg) -> bool {
+        self.jobs.as_ref().is_some_and(|j| j.send(msg).is_ok())
+    }
+
+    /// Waits for everything queued to be written; returns the file and the hash of
+    /// everything written, or the first write error.
+    fn finish(mut self) -> io::Result<(File, Sha256)> {
+        self.jobs.take();
+        match self.worker.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(v)) => v,
+            _ => Err(io::Error::other("the writer thread failed")),
+        }
+    }
+}
+
+impl Drop for WriteBehind {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
     }
 }
 

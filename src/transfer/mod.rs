@@ -16,9 +16,11 @@ use crate::conn::ConnError;
 use crate::paths::PathError;
 use crate::wire::ErrorCode;
 
+pub mod cache;
 pub mod client;
 pub mod server;
 
+pub use cache::StatementCache;
 pub use client::{
     Fetch, FetchOptions, Fetched, MAX_LIST_ENTRIES_TOTAL, TreeFetched, close, fetch, fetch_file,
     list,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::cache::{FileVersion, SignedEntry, StatementCache};
 use crate::conn::{Channel, ConnError, Transport};
 use crate::crypto::{self, FILE_SIGNATURE_CONTEXT, MANIFEST_SIGNATURE_CONTEXT};
 use crate::handshake::LocalIdentity;
@@ -25,6 +26,9 @@ pub struct ServeOptions<'a> {
     pub identity: &'a LocalIdentity,
     /// A connection with no complete request within this time is closed.
     pub idle_timeout: Duration,
+    /// Signed statements of unchanged files, reused instead of hashing and signing again.
+    /// Shared by every connection of a server; `None` hashes and signs every time.
+    pub cache: Option<&'a StatementCache>,
     pub log: &'a (dyn Fn(&str) + Sync),
 }
 
@@ -109,7 +113,7 @@ fn send_get<S: Transport>(
     };
     if meta.is_dir() {
         if req.recursive {
-            return send_tree(chan, opts, &path, &rel, buf);
+            return send_tree(chan, opts, &path, &rel);
         }
         return send_error(
             chan,
@@ -131,7 +135,11 @@ fn send_get<S: Transport>(
         Ok(f) => f,
         Err(e) => return send_error(chan, ErrorCode::ReadFailed, format!("{}: {e}", req.path)),
     };
+    // The version of the file we opened (fstat, not the path: it may be replaced meanwhile).
+    let meta = file.metadata().unwrap_or(meta);
     let size = meta.len();
+    let version = FileVersion::of(&path, &meta);
+    let cached = opts.cache.and_then(|c| c.get(&version));
     let mut hasher = Sha256::new();
     // Resume only if our file starts with exactly the bytes the client holds; otherwise
     // start over (the source changed since the interrupted transfer).
@@ -148,7 +156,13 @@ fn send_get<S: Transport>(
             offset,
         },
     )?;
-    let sent = match stream_file(chan, &mut file, offset, size, &mut hasher, buf)? {
+    // With a signed statement for this very version, the data need not be hashed again.
+    let hashing = if cached.is_some() {
+        None
+    } else {
+        Some(&mut hasher)
+    };
+    let sent = match stream_file(chan, &mut file, offset, size, hashing)? {
         Ok(n) => n,
         Err(e) => {
             return send_error(
@@ -158,26 +172,62 @@ fn send_get<S: Transport>(
             );
         }
     };
-    let statement = FileStatement {
-        path: rel,
-        size: sent,
-        sha256: hasher.finalize().into(),
-        signed_at: pki::now_unix(),
+    let unchanged = sent == size
+        && file
+            .metadata()
+            .is_ok_and(|m| FileVersion::of(&path, &m) == version);
+    let (entry, reused) = match cached {
+        Some(entry) if unchanged => (entry, true),
+        Some(_) => {
+            // What we sent is not what the cached statement describes: say so rather than
+            // sign something we did not hash.
+            (opts.log)(&format!("'{rel}' changed while being sent"));
+            return send_error(
+                chan,
+                ErrorCode::ReadFailed,
+                format!(
+                    "{}: the file changed while it was being sent; fetch it again",
+                    req.path
+                ),
+            );
+        }
+        None => {
+            let statement = FileStatement {
+                path: rel,
+                size: sent,
+                sha256: hasher.finalize().into(),
+                signed_at: pki::now_unix(),
+            };
+            let signature = sign(
+                opts,
+                FILE_SIGNATURE_CONTEXT,
+                &sigfile::statement_digest(&statement),
+            )?;
+            let entry = SignedEntry {
+                statement,
+                signature,
+            };
+            if let Some(cache) = opts.cache.filter(|_| unchanged) {
+                cache.insert(version, entry.clone());
+            }
+            (entry, false)
+        }
     };
-    let signature = sign(
-        opts,
-        FILE_SIGNATURE_CONTEXT,
-        &sigfile::statement_digest(&statement),
-    )?;
     (opts.log)(&format!(
-        "sent '{}' ({} bytes from offset {offset}, signed)",
-        statement.path, statement.size
+        "sent '{}' ({} bytes from offset {offset}, {})",
+        entry.statement.path,
+        entry.statement.size,
+        if reused {
+            "signature reused: file unchanged"
+        } else {
+            "signed"
+        }
     ));
     chan.send_msg(
         AppType::FileEnd,
         &FileEnd {
-            statement,
-            signature,
+            statement: entry.statement,
+            signature: entry.signature,
         },
     )
 }
@@ -219,27 +269,37 @@ fn resume_offset(
 }
 
 /// Sends the file from the current position (`pos`) up to `size` bytes as Data records,
-/// hashing everything. Reads at most `size` bytes so a file that grows while we send stays
-/// consistent with FileStart. The outer error is the connection's, the inner the file's.
+/// read straight into the send buffer, hashing everything if `hasher` is given. Reads at most
+/// `size` bytes so a file that grows while we send stays consistent with FileStart. The outer
+/// error is the connection's, the inner the file's.
 fn stream_file<S: Transport>(
     chan: &mut Channel<S>,
     file: &mut File,
     mut pos: u64,
     size: u64,
-    hasher: &mut Sha256,
-    buf: &mut [u8],
+    mut hasher: Option<&mut Sha256>,
 ) -> Result<io::Result<u64>, ConnError> {
     while pos < size {
-        let want = (size - pos).min(buf.len() as u64) as usize;
-        let n = match file.read(&mut buf[..want]) {
+        let want = (size - pos).min(MAX_RECORD_PAYLOAD as u64) as usize;
+        let read = chan.send_with(AppType::Data, want, |buf| {
+            loop {
+                match file.read(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Ok(n) => {
+                        if let Some(h) = hasher.as_deref_mut() {
+                            h.update(&buf[..n]);
+                        }
+                        return Ok(n);
+                    }
+                    r => return r,
+                }
+            }
+        })?;
+        match read {
             Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(n) => pos += n as u64,
             Err(e) => return Ok(Err(e)),
-        };
-        hasher.update(&buf[..n]);
-        chan.send(AppType::Data, &buf[..n])?;
-        pos += n as u64;
+        }
     }
     Ok(Ok(pos))
 }
@@ -257,7 +317,6 @@ fn send_tree<S: Transport>(
     opts: &ServeOptions<'_>,
     dir: &Path,
     rel: &str,
-    buf: &mut [u8],
 ) -> Result<(), ConnError> {
     let mut planned = Vec::new();
     let mut skipped = Vec::new();
@@ -360,7 +419,7 @@ fn send_tree<S: Transport>(
                     },
                 )?;
                 let mut hasher = Sha256::new();
-                match stream_file(chan, &mut file, 0, size, &mut hasher, buf)? {
+                match stream_file(chan, &mut file, 0, size, Some(&mut hasher))? {
                     Ok(n) => {
                         let sha256 = hasher.finalize().into();
                         chan.send_msg(AppType::FileDone, &FileDone { sha256 })?;
