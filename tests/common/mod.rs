@@ -26,7 +26,13 @@ pub fn bin() -> &'static str {
 /// A `minitls` command run in `dir`, with no stdin and none of the MINITLS_* variables a
 /// developer's shell might have set.
 pub fn minitls(dir: &Path) -> Command {
-    let mut cmd = Command::new(bin());
+    clean_command(bin(), dir)
+}
+
+/// `program` run in `dir` with no stdin and without the MINITLS_* and backtrace variables (for
+/// wrappers such as `sh -c '...; exec minitls ...'`).
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
     cmd.current_dir(dir).stdin(Stdio::null());
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("MINITLS_") {
@@ -190,10 +196,16 @@ pub struct Server {
 
 impl Server {
     pub fn start(dir: &Path, args: &[&str]) -> Server {
-        let mut child = minitls(dir)
-            .arg("serve")
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
+        Self::start_with(dir, args, |_| {})
+    }
+
+    /// Like [`Server::start`], with `adjust` applied to the command before it is spawned
+    /// (for example to run the server under another uid).
+    pub fn start_with(dir: &Path, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Server {
+        let mut cmd = minitls(dir);
+        cmd.arg("serve").args(args).args(["--listen", "127.0.0.1:0"]);
+        adjust(&mut cmd);
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -253,10 +265,39 @@ impl Server {
         false
     }
 
+    /// The server's process id, to send it signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits at most `limit` for the server to exit and returns its status, or `None` if it
+    /// is still running.
+    pub fn wait_exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the server can be waited for") {
+                return Some(status);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Whether the server process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
+
+/// Sends signal `name` (`TERM`, `STOP`, `CONT`, ...) to process `pid` with kill(1).
+pub fn send_signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args(["-s", name, &pid.to_string()])
+        .status()
+        .expect("kill(1) runs");
+    assert!(status.success(), "kill -s {name} {pid} failed");
 }
 
 impl Drop for Server {
