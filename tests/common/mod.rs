@@ -203,7 +203,9 @@ impl Server {
     /// (for example to run the server under another uid).
     pub fn start_with(dir: &Path, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Server {
         let mut cmd = minitls(dir);
-        cmd.arg("serve").args(args).args(["--listen", "127.0.0.1:0"]);
+        cmd.arg("serve")
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"]);
         adjust(&mut cmd);
         let mut child = cmd
             .stdout(Stdio::null())
