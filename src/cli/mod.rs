@@ -80,7 +80,22 @@ fn transfer_error(
     server: &ServerArgs,
 ) -> CliError {
     let hint = match &e {
+        // After a completed handshake a cut is not a question of "is it a minitls server".
+        TransferError::Conn(ConnError::Truncated) => format!(
+            "; the server at {} hung up mid-transfer (stopped or killed?); its log says why",
+            server.server
+        ),
         TransferError::Conn(c) => conn_hint(c, server),
+        TransferError::Io { source, .. }
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge
+            ) =>
+        {
+            "; the disk is full (or a file size limit was reached): free some space and fetch \
+             again; the incomplete file was removed"
+                .to_string()
+        }
         TransferError::Remote { .. } => {
             let _ = transfer::close(chan);
             String::new()
