@@ -1,0 +1,83 @@
+//! Handshake rate: THREADS client threads each connect, complete a full mutually authenticated
+//! handshake (certificate checks, signatures, key unwrap, Finished both ways), close the session
+//! cleanly and connect again, for SECONDS. Prints the number of completed handshakes per second
+//! the server sustained. Used by `bench/compare.sh`; the client work (one RSA signature and
+//! three verifications per handshake) runs on the same machine as the server, as curl's does in
+//! the anchors' figures.
+//!
+//!   cargo run --release --example handshakes -- ADDR CA_DIR [THREADS] [SECONDS]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use minitls::handshake::{ClientConfig, LocalIdentity};
+use minitls::net;
+use minitls::pki::{CaDir, Role};
+use minitls::transfer;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 2 {
+        eprintln!("usage: handshakes ADDR CA_DIR [THREADS] [SECONDS]");
+        std::process::exit(2);
+    }
+    let addr = args[0].clone();
+    let ca = CaDir::new(&args[1]);
+    let threads: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(4);
+    let seconds: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let (identity, anchor) = match (ca.load_identity(Role::Client), ca.load_anchor()) {
+        (Ok(i), Ok(a)) => (Arc::new(LocalIdentity::new(i)), Arc::new(a)),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!(
+                "handshakes: cannot load client credentials from {}: {e}",
+                args[1]
+            );
+            std::process::exit(1);
+        }
+    };
+
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (identity, anchor) = (identity.clone(), anchor.clone());
+            let (done, failed, stop) = (done.clone(), failed.clone(), stop.clone());
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let config = ClientConfig::new(identity.clone(), anchor.clone(), "localhost");
+                    let ok = net::connect(&addr, config, Duration::from_secs(10))
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut chan| transfer::close(&mut chan).map_err(|e| e.to_string()));
+                    match ok {
+                        Ok(()) => done.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            if failed.fetch_add(1, Ordering::Relaxed) < 3 {
+                                eprintln!("handshakes: {e}");
+                            }
+                            0
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let n = done.load(Ordering::Relaxed);
+    println!(
+        "handshakes {n} failed {} seconds {secs:.2} rate {:.1}",
+        failed.load(Ordering::Relaxed),
+        n as f64 / secs
+    );
+    if n == 0 {
+        std::process::exit(1);
+    }
+}
