@@ -187,7 +187,7 @@ NG_HS_MED=$(median "${NG_HS[@]}")
 
 # --- report -----------------------------------------------------------------------------------
 # ratio_of FIGURE [NTH] : the ratio column of that row of anchors.sh's "minitls compared" table
-row() { awk -F'|' -v f="$1" -v n="${2:-1}" 'index($2, f) == 2 && ++k == n {print}' "$ANCHORS_MD"; }
+row() { awk -F'|' -v f="$1" -v n="${2:-1}" 'index($2, f) > 0 && ++k == n {print}' "$ANCHORS_MD"; }
 col() { row "$1" "${3:-1}" | awk -F'|' -v c="$2" '{gsub(/[ *]/, "", $c); print $c}'; }
 verdict() {  # verdict VALUE OP LIMIT
     awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {
