@@ -25,6 +25,12 @@ fn report(what: &str, bytes: usize, t: Duration) {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` builds and runs this binary too
+    // (unoptimised, without the flag): there it only has to build.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("stream: a benchmark; run it with `cargo bench --bench stream`");
+        return;
+    }
     let chunk = vec![0x5au8; MAX_RECORD_PAYLOAD];
     let n = TOTAL / chunk.len();
 
