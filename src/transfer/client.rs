@@ -258,7 +258,7 @@ fn staged_temp(dir: &Path, name: &str) -> Result<Staged, TransferError> {
     })
 }
 
-/// Files at least this large are hashed and written on a second thread (see [`WriteBehind`]);
+/// Files at least this large are hashed on a second thread (see [`HashBehind`]);
 /// smaller ones are not worth starting a thread for.
 const WRITE_BEHIND_MIN: u64 = 4 << 20;
 
@@ -297,10 +297,11 @@ fn count(received: &mut u64, n: usize, limit: u64) -> Result<(), TransferError> 
     Ok(())
 }
 
-/// [`receive_data`] with the hashing and writing on a [`WriteBehind`] thread, while this one
-/// reads and decrypts. However the loop ends, the thread is finished first, so that the file
-/// holds every authenticated byte that arrived (what `--resume` continues from) and a write
-/// error (a full disk) is reported as such.
+/// [`receive_data`] with the hashing on a [`HashBehind`] thread, while this one reads,
+/// decrypts and writes: SHA-256 costs about as much as the other three together, so the two
+/// threads are about equally busy. Every record is written before it is handed over, so when
+/// the loop ends the file holds every authenticated byte that arrived (what `--resume`
+/// continues from); the hashing thread is finished before the result is decided.
 fn receive_data_behind<S: Transport>(
     chan: &mut Channel<S>,
     sink: &mut Staged,
@@ -309,11 +310,7 @@ fn receive_data_behind<S: Transport>(
     limit: u64,
     progress: &mut dyn Progress,
 ) -> Result<(AppType, Vec<u8>), TransferError> {
-    let file = sink
-        .file
-        .take()
-        .expect("the file stays open until it is closed or persisted");
-    let mut behind = WriteBehind::start(file, std::mem::take(hasher));
+    let mut behind = HashBehind::start(std::mem::take(hasher));
     let result = loop {
         let (typ, msg) = match chan.recv_owned(behind.spare()) {
             Ok(v) => v,
@@ -323,71 +320,89 @@ fn receive_data_behind<S: Transport>(
             break Ok((typ, msg.payload().to_vec()));
         }
         let n = msg.payload().len();
-        if let Err(e) = count(received, n, limit) {
+        if let Err(e) = count(received, n, limit).and_then(|()| sink.write_all(msg.payload())) {
             break Err(e);
         }
-        if !behind.push(msg) {
-            break Ok((AppType::Data, Vec::new())); // the writer stopped: its error follows
-        }
+        behind.push(msg);
         progress.advance(n as u64);
     };
-    let (file, h) = behind.finish().map_err(io_err(&sink.path))?;
-    sink.file = Some(file);
-    *hasher = h;
+    *hasher = behind.finish();
     result
 }
 
-/// Hashes and writes received records on a second thread. Buffers go back and forth through
-/// two small channels, so at most a few records (about a MiB) are in flight.
-struct WriteBehind {
+/// Hashes received records on a second thread. Buffers go back and forth through two small
+/// channels, so at most a few records (about a MiB) are in flight.
+struct HashBehind {
     jobs: Option<std::sync::mpsc::SyncSender<OwnedMsg>>,
     spares: std::sync::mpsc::Receiver<Vec<u8>>,
-    worker: Option<std::thread::JoinHandle<io::Result<(File, Sha256)>>>,
+    worker: Option<std::thread::JoinHandle<Sha256>>,
+    /// Records hashed on this thread because the worker could not be started or has gone.
+    fallback: Option<Sha256>,
 }
 
-impl WriteBehind {
+impl HashBehind {
     const DEPTH: usize = 4;
 
-    fn start(mut file: File, mut hasher: Sha256) -> Self {
+    fn start(hasher: Sha256) -> Self {
         let (jobs, inbox) = std::sync::mpsc::sync_channel::<OwnedMsg>(Self::DEPTH);
         let (give_back, spares) = std::sync::mpsc::sync_channel(Self::DEPTH + 2);
-        let worker = std::thread::spawn(move || {
-            for msg in inbox {
-                hasher.update(msg.payload());
-                file.write_all(msg.payload())?;
-                let _ = give_back.try_send(msg.into_buffer());
-            }
-            Ok((file, hasher))
-        });
-        Self {
-            jobs: Some(jobs),
-            spares,
-            worker: Some(worker),
+        let mut h = hasher.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sha256".into())
+            .spawn(move || {
+                for msg in inbox {
+                    h.update(msg.payload());
+                    let _ = give_back.try_send(msg.into_buffer());
+                }
+                h
+            });
+        match spawned {
+            Ok(worker) => Self {
+                jobs: Some(jobs),
+                spares,
+                worker: Some(worker),
+                fallback: None,
+            },
+            // No thread to be had (a process at its limit): hash here instead.
+            Err(_) => Self {
+                jobs: None,
+                spares,
+                worker: None,
+                fallback: Some(hasher),
+            },
         }
     }
 
-    /// A buffer the writer has finished with, or a new one.
+    /// A buffer the worker has finished with, or a new one.
     fn spare(&self) -> Vec<u8> {
         self.spares.try_recv().unwrap_or_default()
     }
 
-    /// Queues a record; false if the writer has stopped (after a write error).
-    fn push(&mut self, msg: OwnedMsg) -> bool {
-        self.jobs.as_ref().is_some_and(|j| j.send(msg).is_ok())
+    fn push(&mut self, msg: OwnedMsg) {
+        if let Some(h) = self.fallback.as_mut() {
+            h.update(msg.payload());
+        } else if let Some(jobs) = &self.jobs {
+            // The worker only stops when `jobs` is dropped (it does not fail otherwise).
+            let _ = jobs.send(msg);
+        }
     }
 
-    /// Waits for everything queued to be written; returns the file and the hash of
-    /// everything written, or the first write error.
-    fn finish(mut self) -> io::Result<(File, Sha256)> {
+    /// Waits until everything queued is hashed; returns the hash of all of it.
+    fn finish(mut self) -> Sha256 {
+        if let Some(h) = self.fallback.take() {
+            return h;
+        }
         self.jobs.take();
         match self.worker.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(v)) => v,
-            _ => Err(io::Error::other("the writer thread failed")),
+            Some(Ok(h)) => h,
+            // Unreachable in practice (hashing does not panic); a wrong digest then fails the
+            // signature check, never passes it.
+            _ => Sha256::new(),
         }
     }
 }
 
-impl Drop for WriteBehind {
+impl Drop for HashBehind {
     fn drop(&mut self) {
         self.jobs.take();
         if let Some(w) = self.worker.take() {
