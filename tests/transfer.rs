@@ -1036,3 +1036,21 @@ fn an_unchanged_file_is_served_again_from_the_signed_statement_cache_and_a_chang
     sigfile::verify_file(&third.path, &test_pki().anchor).unwrap();
     s.finish();
 }
+
+#[test]
+fn two_names_for_one_file_each_get_their_own_signed_statement() {
+    let data = content(LARGE as usize);
+    let d = data.clone();
+    let mut s = served(move |root| {
+        std::fs::write(root.join("real.bin"), &d).unwrap();
+        std::os::unix::fs::symlink("real.bin", root.join("link.bin")).unwrap();
+    });
+    for name in ["real.bin", "link.bin", "real.bin", "link.bin"] {
+        let got = transfer::fetch_file(&mut s.client, name, s.out.path(), &mut NoProgress)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(std::fs::read(&got.path).unwrap(), data);
+        let v = sigfile::verify_file(&got.path, &test_pki().anchor).unwrap();
+        assert_eq!(v.statement.path, name);
+    }
+    s.finish();
+}

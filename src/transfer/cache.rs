@@ -3,8 +3,8 @@
 //! Hashing a large file costs more CPU than encrypting it, and an RSA signature costs more
 //! than sending a small file. Files are served far more often than they change, so the server
 //! remembers, per file, the statement it signed (path, size, SHA-256, time) and the signature,
-//! keyed by the file's identity and every field that changes when it is written: device,
-//! inode, size, modification and status-change times (nanoseconds). A later request for the
+//! keyed by the served name, the file's identity and every field that changes when it is
+//! written: device, inode, size, modification and status-change times (nanoseconds). A later request for the
 //! same unchanged file streams it without hashing and reuses the signature.
 //!
 //! A file rewritten while it is being sent from a cached entry would reach the client with a
@@ -22,7 +22,7 @@ use crate::wire::FileStatement;
 
 pub const MAX_ENTRIES: usize = 4096;
 
-/// What identifies one version of a file on disk.
+/// What identifies one version of a file on disk, under the name it is served as.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FileVersion {
     path: PathBuf,

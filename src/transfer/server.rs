@@ -138,7 +138,9 @@ fn send_get<S: Transport>(
     // The version of the file we opened (fstat, not the path: it may be replaced meanwhile).
     let meta = file.metadata().unwrap_or(meta);
     let size = meta.len();
-    let version = FileVersion::of(&path, &meta);
+    // Keyed by the name the statement carries (two names may lead to one file through a
+    // symlink inside the root) and the identity of the file itself.
+    let version = FileVersion::of(Path::new(&rel), &meta);
     let cached = opts.cache.and_then(|c| c.get(&version));
     let mut hasher = Sha256::new();
     // Resume only if our file starts with exactly the bytes the client holds; otherwise
@@ -175,7 +177,7 @@ fn send_get<S: Transport>(
     let unchanged = sent == size
         && file
             .metadata()
-            .is_ok_and(|m| FileVersion::of(&path, &m) == version);
+            .is_ok_and(|m| FileVersion::of(Path::new(&rel), &m) == version);
     let (entry, reused) = match cached {
         Some(entry) if unchanged => (entry, true),
         Some(_) => {
