@@ -217,7 +217,7 @@ pub fn serve(
 fn handle_connection(
     stream: TcpStream,
     settings: &ServerSettings,
-    cache: &StatementCache,
+    cache: &Arc<StatementCache>,
     log: &(dyn Fn(&str) + Sync),
 ) -> Result<(), ConnError> {
     let transport = TcpTransport::new(stream, settings.idle_timeout).map_err(ConnError::Io)?;

@@ -178,7 +178,7 @@ fn served(setup: impl FnOnce(&Path)) -> Served {
     let serve_root = ServeRoot::new(&root_path).unwrap();
     let server = std::thread::spawn(move || {
         let mut server = server;
-        let cache = StatementCache::new();
+        let cache = std::sync::Arc::new(StatementCache::new());
         let opts = ServeOptions {
             root: &serve_root,
             identity: &test_pki().server,
@@ -1053,4 +1053,51 @@ fn two_names_for_one_file_each_get_their_own_signed_statement() {
         assert_eq!(v.statement.path, name);
     }
     s.finish();
+}
+
+#[test]
+fn clients_fetching_a_new_file_at_once_all_get_it_signed_and_whole() {
+    // Four connections to one server state (one cache), all asking for a file not yet hashed:
+    // one background digest serves them all, and each file verifies.
+    let dir = tempfile::tempdir().unwrap();
+    let root_path = dir.path().join("public");
+    std::fs::create_dir(&root_path).unwrap();
+    let data = content(LARGE as usize + 777);
+    std::fs::write(root_path.join("new.bin"), &data).unwrap();
+    let root = std::sync::Arc::new(ServeRoot::new(&root_path).unwrap());
+    let cache = std::sync::Arc::new(StatementCache::new());
+    let mut handles = Vec::new();
+    for i in 0..4 {
+        let Pair { client, server, .. } = establish();
+        let (root, cache) = (root.clone(), cache.clone());
+        let srv = std::thread::spawn(move || {
+            let mut server = server;
+            let opts = ServeOptions {
+                root: &root,
+                identity: &test_pki().server,
+                idle_timeout: Duration::from_secs(10),
+                cache: Some(&cache),
+                log: &|_| {},
+            };
+            transfer::serve_requests(&mut server, &opts)
+        });
+        let out = dir.path().join(format!("out{i}"));
+        let cli = std::thread::spawn(move || {
+            let mut client = client;
+            let got = transfer::fetch_file(&mut client, "new.bin", &out, &mut NoProgress);
+            transfer::close(&mut client).unwrap();
+            got
+        });
+        handles.push((srv, cli));
+    }
+    let mut digests = std::collections::HashSet::new();
+    for (srv, cli) in handles {
+        let got = cli.join().unwrap().unwrap();
+        srv.join().unwrap().unwrap();
+        assert_eq!(std::fs::read(&got.path).unwrap(), data);
+        let v = sigfile::verify_file(&got.path, &test_pki().anchor).unwrap();
+        digests.insert(v.statement.sha256);
+    }
+    assert_eq!(digests.len(), 1);
+    assert_eq!(cache.len(), 1, "one signed statement for the one version");
 }

@@ -14,9 +14,12 @@
 //! never a source of truth, and its memory stays bounded (under about 1 KiB per entry).
 
 use std::collections::HashMap;
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
+
+use sha2::{Digest, Sha256};
 
 use crate::wire::FileStatement;
 
@@ -74,10 +77,63 @@ pub struct SignedEntry {
     pub signature: Vec<u8>,
 }
 
-/// Signed statements of files as they were when signed. Shared by all connections.
+/// Signed statements of files as they were when signed, and the digests being computed right
+/// now. Shared by all connections.
 #[derive(Default)]
 pub struct StatementCache {
     entries: Mutex<HashMap<FileVersion, SignedEntry>>,
+    jobs: Mutex<HashMap<FileVersion, Arc<DigestJob>>>,
+}
+
+/// The SHA-256 of one version of a file, computed once on a thread of its own, for every
+/// connection that asks while it runs.
+pub struct DigestJob {
+    result: Mutex<Option<Result<[u8; 32], String>>>,
+    ready: Condvar,
+}
+
+impl DigestJob {
+    /// Waits for the digest. An error means the file could not be read or changed meanwhile.
+    pub fn wait(&self) -> Result<[u8; 32], String> {
+        let mut r = lock(&self.result);
+        loop {
+            if let Some(r) = r.as_ref() {
+                return r.clone();
+            }
+            r = self.ready.wait(r).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn set(&self, r: Result<[u8; 32], String>) {
+        *lock(&self.result) = Some(r);
+        self.ready.notify_all();
+    }
+}
+
+/// Hashes the file at `full` if it is still `version` before and after.
+fn hash_version(full: &Path, version: &FileVersion) -> Result<[u8; 32], String> {
+    let mut f = File::open(full).map_err(|e| e.to_string())?;
+    let unchanged = |f: &File| {
+        f.metadata()
+            .is_ok_and(|m| FileVersion::of(&version.path, &m) == *version)
+    };
+    if !unchanged(&f) {
+        return Err("the file changed while it was being sent".into());
+    }
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    if !unchanged(&f) {
+        return Err("the file changed while it was being sent".into());
+    }
+    Ok(h.finalize().into())
 }
 
 impl StatementCache {
@@ -97,6 +153,47 @@ impl StatementCache {
         map.insert(version, entry);
     }
 
+    /// The digest of `version` of the file at `full` (the path it resolves to), computed by a
+    /// background thread: one per version however many connections ask while it runs, so
+    /// that 50 clients fetching a new file at once cost one pass of SHA-256, and a single
+    /// client's first fetch hashes on another core while the file is sent. If no thread can
+    /// be started, the digest is computed here before returning.
+    pub fn digest(self: &Arc<Self>, version: &FileVersion, full: &Path) -> Arc<DigestJob> {
+        let mut jobs = lock(&self.jobs);
+        if let Some(job) = jobs.get(version) {
+            return job.clone();
+        }
+        let job = Arc::new(DigestJob {
+            result: Mutex::new(None),
+            ready: Condvar::new(),
+        });
+        jobs.insert(version.clone(), job.clone());
+        drop(jobs);
+        let (cache, v, path, j) = (
+            self.clone(),
+            version.clone(),
+            full.to_path_buf(),
+            job.clone(),
+        );
+        let run = move || {
+            j.set(hash_version(&path, &v));
+            let mut jobs = lock(&cache.jobs);
+            if jobs.get(&v).is_some_and(|x| Arc::ptr_eq(x, &j)) {
+                jobs.remove(&v);
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("sha256-file".into())
+            .spawn({
+                let run = run.clone();
+                move || run()
+            });
+        if spawned.is_err() {
+            run();
+        }
+        job
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -106,10 +203,14 @@ impl StatementCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FileVersion, SignedEntry>> {
-        // A panic while holding the lock cannot leave the map half-updated in a way that
-        // matters (entries are whole values): keep using it.
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.entries)
     }
+}
+
+/// A panic while holding one of these locks cannot leave a half-updated value that matters
+/// (entries and results are whole values): keep using it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -144,6 +245,25 @@ mod tests {
         cache.insert(v1.clone(), entry(1));
         assert!(cache.get(&v2).is_none());
         assert_eq!(cache.get(&v1).unwrap().signature, vec![1]);
+    }
+
+    #[test]
+    fn one_digest_job_per_version_and_a_changed_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let v = FileVersion::of(Path::new("f"), &std::fs::metadata(&p).unwrap());
+        let cache = Arc::new(StatementCache::new());
+        let a = cache.digest(&v, &p);
+        let b = cache.digest(&v, &p);
+        let want: [u8; 32] = Sha256::digest(&data).into();
+        assert_eq!(a.wait(), Ok(want));
+        assert_eq!(b.wait(), Ok(want));
+        // The job is forgotten once done; a version that no longer matches the file fails.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::fs::write(&p, b"other").unwrap();
+        assert!(cache.digest(&v, &p).wait().is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -28,7 +29,7 @@ pub struct ServeOptions<'a> {
     pub idle_timeout: Duration,
     /// Signed statements of unchanged files, reused instead of hashing and signing again.
     /// Shared by every connection of a server; `None` hashes and signs every time.
-    pub cache: Option<&'a StatementCache>,
+    pub cache: Option<&'a Arc<StatementCache>>,
     pub log: &'a (dyn Fn(&str) + Sync),
 }
 
@@ -159,7 +160,13 @@ fn send_get<S: Transport>(
         },
     )?;
     // With a signed statement for this very version, the data need not be hashed again.
-    let hashing = if cached.is_some() {
+    // Otherwise, with a cache, a background job hashes the file (once for all connections
+    // asking now) while we send it; without one, we hash what we send.
+    let job = match (&cached, opts.cache) {
+        (None, Some(cache)) => Some(cache.digest(&version, &path)),
+        _ => None,
+    };
+    let hashing = if cached.is_some() || job.is_some() {
         None
     } else {
         Some(&mut hasher)
@@ -178,26 +185,37 @@ fn send_get<S: Transport>(
         && file
             .metadata()
             .is_ok_and(|m| FileVersion::of(Path::new(&rel), &m) == version);
+    if !unchanged && (cached.is_some() || job.is_some()) {
+        // What we sent may not be what the cached statement or the background digest
+        // describes: say so rather than sign something we did not hash.
+        (opts.log)(&format!("'{rel}' changed while being sent"));
+        return send_error(
+            chan,
+            ErrorCode::ReadFailed,
+            format!(
+                "{}: the file changed while it was being sent; fetch it again",
+                req.path
+            ),
+        );
+    }
     let (entry, reused) = match cached {
-        Some(entry) if unchanged => (entry, true),
-        Some(_) => {
-            // What we sent is not what the cached statement describes: say so rather than
-            // sign something we did not hash.
-            (opts.log)(&format!("'{rel}' changed while being sent"));
-            return send_error(
-                chan,
-                ErrorCode::ReadFailed,
-                format!(
-                    "{}: the file changed while it was being sent; fetch it again",
-                    req.path
-                ),
-            );
-        }
+        Some(entry) => (entry, true),
         None => {
+            let sha256 = match job.map(|j| j.wait()) {
+                None => hasher.finalize().into(),
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    return send_error(chan, ErrorCode::ReadFailed, format!("{}: {e}", req.path));
+                }
+            };
+            // Another connection may have signed this version while we waited.
+            if let Some(entry) = opts.cache.and_then(|c| c.get(&version)) {
+                return finish_file(chan, opts, entry, offset, true);
+            }
             let statement = FileStatement {
                 path: rel,
                 size: sent,
-                sha256: hasher.finalize().into(),
+                sha256,
                 signed_at: pki::now_unix(),
             };
             let signature = sign(
@@ -215,6 +233,17 @@ fn send_get<S: Transport>(
             (entry, false)
         }
     };
+    finish_file(chan, opts, entry, offset, reused)
+}
+
+/// Logs the file as sent and sends its signed statement.
+fn finish_file<S: Transport>(
+    chan: &mut Channel<S>,
+    opts: &ServeOptions<'_>,
+    entry: SignedEntry,
+    offset: u64,
+    reused: bool,
+) -> Result<(), ConnError> {
     (opts.log)(&format!(
         "sent '{}' ({} bytes from offset {offset}, {})",
         entry.statement.path,
