@@ -572,15 +572,22 @@ impl ExpectClientCertificateVerify {
         //    round trip's worth of latency less per handshake.
         let th = self.transcript.hash();
         let identity = &self.config.identity;
+        let sign = || crypto::sign(identity.signer(), SERVER_SIGNATURE_CONTEXT, &th);
         let (secret, signature) = std::thread::scope(|scope| {
-            let signer =
-                scope.spawn(|| crypto::sign(identity.signer(), SERVER_SIGNATURE_CONTEXT, &th));
+            // No thread to be had (a server at the system's thread limit): sign here, after.
+            let signer = std::thread::Builder::new().spawn_scoped(scope, sign).ok();
             let secret = crypto::unwrap_secret(&identity.key, &self.wrapped_secret);
-            let signature = match signer.join() {
-                Ok(r) => r.map_err(|e| HandshakeError::Local(format!("signing failed: {e}"))),
-                Err(_) => Err(HandshakeError::Local("signing failed".into())),
+            let signature = match signer.map(|s| s.join()) {
+                Some(Ok(r)) => r,
+                Some(Err(_)) => {
+                    return (secret, Err(HandshakeError::Local("signing failed".into())));
+                }
+                None => sign(),
             };
-            (secret, signature)
+            (
+                secret,
+                signature.map_err(|e| HandshakeError::Local(format!("signing failed: {e}"))),
+            )
         });
         let signature = signature?;
         let keys = crypto::derive_keys(&secret, &self.dh, &th);
