@@ -258,12 +258,17 @@ fn staged_temp(dir: &Path, name: &str) -> Result<Staged, TransferError> {
     })
 }
 
-/// Files at least this large are hashed on a second thread (see [`HashBehind`]);
+/// Files at least this large are hashed on a second thread (see [`RecordHasher`]);
 /// smaller ones are not worth starting a thread for.
-const WRITE_BEHIND_MIN: u64 = 4 << 20;
+const HASH_THREAD_MIN: u64 = 4 << 20;
 
 /// Receives Data records into `sink` until another message arrives, which is returned.
 /// Every byte is hashed into `hasher` and counted in `received`, which may not exceed `limit`.
+/// For a large file the hashing runs on a second thread while this one reads, decrypts and
+/// writes: SHA-256 costs about as much as the other three together. Every record is written
+/// before it is handed over, so when the loop ends the file holds every authenticated byte that
+/// arrived (what `--resume` continues from); the hashing is finished before the result is
+/// decided.
 fn receive_data<S: Transport>(
     chan: &mut Channel<S>,
     sink: &mut Staged,
@@ -272,19 +277,25 @@ fn receive_data<S: Transport>(
     limit: u64,
     progress: &mut dyn Progress,
 ) -> Result<(AppType, Vec<u8>), TransferError> {
-    if limit.saturating_sub(*received) >= WRITE_BEHIND_MIN {
-        return receive_data_behind(chan, sink, hasher, received, limit, progress);
-    }
-    loop {
-        let (typ, payload) = chan.recv()?;
+    let threaded = limit.saturating_sub(*received) >= HASH_THREAD_MIN;
+    let mut records = RecordHasher::start(std::mem::take(hasher), threaded);
+    let result = loop {
+        let (typ, msg) = match chan.recv_owned(records.spare()) {
+            Ok(v) => v,
+            Err(e) => break Err(e.into()),
+        };
         if typ != AppType::Data {
-            return Ok((typ, payload.to_vec()));
+            break Ok((typ, msg.payload().to_vec()));
         }
-        count(received, payload.len(), limit)?;
-        hasher.update(payload);
-        sink.write_all(payload)?;
-        progress.advance(payload.len() as u64);
-    }
+        let n = msg.payload().len();
+        if let Err(e) = count(received, n, limit).and_then(|()| sink.write_all(msg.payload())) {
+            break Err(e);
+        }
+        records.push(msg);
+        progress.advance(n as u64);
+    };
+    *hasher = records.finish();
+    result
 }
 
 fn count(received: &mut u64, n: usize, limit: u64) -> Result<(), TransferError> {
@@ -297,56 +308,33 @@ fn count(received: &mut u64, n: usize, limit: u64) -> Result<(), TransferError> 
     Ok(())
 }
 
-/// [`receive_data`] with the hashing on a [`HashBehind`] thread, while this one reads,
-/// decrypts and writes: SHA-256 costs about as much as the other three together, so the two
-/// threads are about equally busy. Every record is written before it is handed over, so when
-/// the loop ends the file holds every authenticated byte that arrived (what `--resume`
-/// continues from); the hashing thread is finished before the result is decided.
-fn receive_data_behind<S: Transport>(
-    chan: &mut Channel<S>,
-    sink: &mut Staged,
-    hasher: &mut Sha256,
-    received: &mut u64,
-    limit: u64,
-    progress: &mut dyn Progress,
-) -> Result<(AppType, Vec<u8>), TransferError> {
-    let mut behind = HashBehind::start(std::mem::take(hasher));
-    let result = loop {
-        let (typ, msg) = match chan.recv_owned(behind.spare()) {
-            Ok(v) => v,
-            Err(e) => break Err(e.into()),
-        };
-        if typ != AppType::Data {
-            break Ok((typ, msg.payload().to_vec()));
-        }
-        let n = msg.payload().len();
-        if let Err(e) = count(received, n, limit).and_then(|()| sink.write_all(msg.payload())) {
-            break Err(e);
-        }
-        behind.push(msg);
-        progress.advance(n as u64);
-    };
-    *hasher = behind.finish();
-    result
-}
-
-/// Hashes received records on a second thread. Buffers go back and forth through two small
-/// channels, so at most a few records (about a MiB) are in flight.
-struct HashBehind {
+/// Hashes received records, on a second thread or (small files, or no thread to be had) on
+/// this one. Record buffers are reused: the thread gives them back through a small channel, so
+/// at most a few records (about a MiB) are in flight.
+struct RecordHasher {
     jobs: Option<std::sync::mpsc::SyncSender<OwnedMsg>>,
-    spares: std::sync::mpsc::Receiver<Vec<u8>>,
+    spares: Option<std::sync::mpsc::Receiver<Vec<u8>>>,
     worker: Option<std::thread::JoinHandle<Sha256>>,
-    /// Records hashed on this thread because the worker could not be started or has gone.
-    fallback: Option<Sha256>,
+    /// Hashing on this thread: the hash so far, and the last record's buffer.
+    inline: Option<(Sha256, Vec<u8>)>,
 }
 
-impl HashBehind {
+impl RecordHasher {
     const DEPTH: usize = 4;
 
-    fn start(hasher: Sha256) -> Self {
+    fn start(hasher: Sha256, threaded: bool) -> Self {
+        let inline = Self {
+            jobs: None,
+            spares: None,
+            worker: None,
+            inline: Some((hasher.clone(), Vec::new())),
+        };
+        if !threaded {
+            return inline;
+        }
         let (jobs, inbox) = std::sync::mpsc::sync_channel::<OwnedMsg>(Self::DEPTH);
         let (give_back, spares) = std::sync::mpsc::sync_channel(Self::DEPTH + 2);
-        let mut h = hasher.clone();
+        let mut h = hasher;
         let spawned = std::thread::Builder::new()
             .name("sha256".into())
             .spawn(move || {
@@ -359,37 +347,36 @@ impl HashBehind {
         match spawned {
             Ok(worker) => Self {
                 jobs: Some(jobs),
-                spares,
+                spares: Some(spares),
                 worker: Some(worker),
-                fallback: None,
+                inline: None,
             },
-            // No thread to be had (a process at its limit): hash here instead.
-            Err(_) => Self {
-                jobs: None,
-                spares,
-                worker: None,
-                fallback: Some(hasher),
-            },
+            Err(_) => inline,
         }
     }
 
-    /// A buffer the worker has finished with, or a new one.
-    fn spare(&self) -> Vec<u8> {
-        self.spares.try_recv().unwrap_or_default()
+    /// A buffer that is free again, or a new one.
+    fn spare(&mut self) -> Vec<u8> {
+        match (&mut self.inline, &self.spares) {
+            (Some((_, buf)), _) => std::mem::take(buf),
+            (None, Some(spares)) => spares.try_recv().unwrap_or_default(),
+            (None, None) => Vec::new(),
+        }
     }
 
     fn push(&mut self, msg: OwnedMsg) {
-        if let Some(h) = self.fallback.as_mut() {
+        if let Some((h, buf)) = self.inline.as_mut() {
             h.update(msg.payload());
+            *buf = msg.into_buffer();
         } else if let Some(jobs) = &self.jobs {
             // The worker only stops when `jobs` is dropped (it does not fail otherwise).
             let _ = jobs.send(msg);
         }
     }
 
-    /// Waits until everything queued is hashed; returns the hash of all of it.
+    /// Waits until everything pushed is hashed; returns the hash of all of it.
     fn finish(mut self) -> Sha256 {
-        if let Some(h) = self.fallback.take() {
+        if let Some((h, _)) = self.inline.take() {
             return h;
         }
         self.jobs.take();
@@ -402,7 +389,7 @@ impl HashBehind {
     }
 }
 
-impl Drop for HashBehind {
+impl Drop for RecordHasher {
     fn drop(&mut self) {
         self.jobs.take();
         if let Some(w) = self.worker.take() {
