@@ -650,6 +650,12 @@ fn a_tree_with_awkward_names_empty_dirs_and_symlinks_arrives_and_verifies() {
     }
     assert!(dst.join("empty/nested-empty").is_dir());
     assert_eq!((got.files, got.dirs), (4, 4));
+    // The root it created carries the allocator's "top directory" hint, where the file
+    // system has one (ext2/3/4; tmpfs refuses it).
+    if let Some(probe) = top_dir_flag_supported(s.out.path()) {
+        assert!(probe, "the probe reads back");
+        assert_eq!(top_dir_flag(&dst), Some(true), "tree root not marked");
+    }
     // Symlinks are not followed, and reported.
     assert!(!dst.join("link-out").exists() && !dst.join("link-in").exists());
     let skipped: Vec<_> = got.skipped.iter().map(|(p, _)| p.as_str()).collect();
@@ -674,6 +680,64 @@ fn a_tree_with_awkward_names_empty_dirs_and_symlinks_arrives_and_verifies() {
         Err(VerifyError::DigestMismatch)
     ));
     assert!(sigfile::verify_tree(&dst, anchor).is_err());
+    s.finish();
+}
+
+/// Whether a directory has the ext2/3/4 "top directory" flag (`lsattr -d`: T); None where the
+/// flags cannot be read.
+fn top_dir_flag(dir: &Path) -> Option<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{IFlags, ioctl_getflags};
+        let f = std::fs::File::open(dir).ok()?;
+        ioctl_getflags(&f)
+            .ok()
+            .map(|fl| fl.contains(IFlags::TOPDIR))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
+/// Sets the flag on a scratch directory under `parent`: None if the file system refuses it,
+/// Some(whether it reads back) otherwise.
+fn top_dir_flag_supported(parent: &Path) -> Option<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{IFlags, ioctl_getflags, ioctl_setflags};
+        let probe = tempfile::tempdir_in(parent).ok()?;
+        let f = std::fs::File::open(probe.path()).ok()?;
+        let flags = ioctl_getflags(&f).ok()?;
+        ioctl_setflags(&f, flags | IFlags::TOPDIR).ok()?;
+        top_dir_flag(probe.path())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = parent;
+        None
+    }
+}
+
+#[test]
+fn a_tree_root_that_already_exists_keeps_its_flags() {
+    let mut s = served(|r| {
+        std::fs::create_dir_all(r.join("t/sub")).unwrap();
+        std::fs::write(r.join("t/sub/f"), b"x").unwrap();
+    });
+    std::fs::create_dir(s.out.path().join("t")).unwrap();
+    let before = top_dir_flag(&s.out.path().join("t"));
+    transfer::fetch(
+        &mut s.client,
+        "t",
+        s.out.path(),
+        &fetch_opts(true, false),
+        &mut NoProgress,
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(s.out.path().join("t/sub/f")).unwrap(), b"x");
+    assert_eq!(top_dir_flag(&s.out.path().join("t")), before);
     s.finish();
 }
 

@@ -565,6 +565,26 @@ impl CreatedDirs {
     }
 }
 
+/// Marks a tree root this fetch just created as a "top directory" (`chattr +T`): on ext2/3/4
+/// the allocator then spreads its subdirectories over block groups with free inodes instead
+/// of packing them next to the parent. This matters when a tree is fetched again soon after
+/// the previous copy was deleted: on ext4 without a journal the inode allocator skips inodes
+/// freed in the last minute one by one, so 10,000 new files next to 10,000 just-deleted ones
+/// cost seconds of kernel time (measured: 1.3 s, then 2.1, 2.7 s on the 2nd, 3rd, 4th fetch
+/// of a 10,000-file tree; 0.12-0.21 s with the hint). Only a hint: other file systems refuse
+/// the ioctl or ignore the flag, and any error is ignored.
+fn spread_subdirectories(root: &Path) {
+    #[cfg(target_os = "linux")]
+    if let Ok(dir) = File::open(root) {
+        use rustix::fs::{IFlags, ioctl_getflags, ioctl_setflags};
+        if let Ok(flags) = ioctl_getflags(&dir) {
+            let _ = ioctl_setflags(&dir, flags | IFlags::TOPDIR);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = root;
+}
+
 fn unsafe_name(name: &str, source: PathError) -> TransferError {
     TransferError::UnsafeName {
         name: name.escape_debug().to_string(),
@@ -630,6 +650,9 @@ fn receive_tree<S: Transport>(
         committed: false,
     };
     created.ensure(&root)?;
+    if !created.dirs.is_empty() {
+        spread_subdirectories(&root);
+    }
     let mut seen = HashSet::new();
     let mut ensured = HashSet::new();
     let mut manifest = ManifestHasher::new(&start.root);
