@@ -265,10 +265,10 @@ const HASH_THREAD_MIN: u64 = 4 << 20;
 /// Receives Data records into `sink` until another message arrives, which is returned.
 /// Every byte is hashed into `hasher` and counted in `received`, which may not exceed `limit`.
 /// For a large file the hashing runs on a second thread while this one reads, decrypts and
-/// writes: SHA-256 costs about as much as the other three together. Every record is written
-/// before it is handed over, so when the loop ends the file holds every authenticated byte that
-/// arrived (what `--resume` continues from); the hashing is finished before the result is
-/// decided.
+/// writes: SHA-256 costs about as much as the other three together. From [`DIRECT_MIN`] on,
+/// the writing goes through [`DirectWriter`] (direct I/O on a third thread). Before this
+/// returns, on success or failure, every authenticated byte that arrived is in the file (what
+/// `--resume` continues from) and the hashing is finished.
 fn receive_data<S: Transport>(
     chan: &mut Channel<S>,
     sink: &mut Staged,
@@ -277,7 +277,13 @@ fn receive_data<S: Transport>(
     limit: u64,
     progress: &mut dyn Progress,
 ) -> Result<(AppType, Vec<u8>), TransferError> {
-    let threaded = limit.saturating_sub(*received) >= HASH_THREAD_MIN;
+    let remaining = limit.saturating_sub(*received);
+    let threaded = remaining >= HASH_THREAD_MIN;
+    let mut direct = if remaining >= DIRECT_MIN {
+        DirectWriter::open(&sink.path, *received)
+    } else {
+        None
+    };
     let mut records = RecordHasher::start(std::mem::take(hasher), threaded);
     let result = loop {
         let (typ, msg) = match chan.recv_owned(records.spare()) {
@@ -288,14 +294,46 @@ fn receive_data<S: Transport>(
             break Ok((typ, msg.payload().to_vec()));
         }
         let n = msg.payload().len();
-        if let Err(e) = count(received, n, limit).and_then(|()| sink.write_all(msg.payload())) {
+        let written = count(received, n, limit).and_then(|()| match direct.as_mut() {
+            Some(w) => w.write(msg.payload()).map_err(io_err(&sink.path)),
+            None => sink.write_all(msg.payload()),
+        });
+        if let Err(e) = written {
             break Err(e);
         }
         records.push(msg);
         progress.advance(n as u64);
     };
+    // Everything that arrived is written out before returning, on success and on a cut alike.
+    let flushed = direct.map_or(Ok(()), |w| w.finish().map_err(io_err(&sink.path)));
     *hasher = records.finish();
-    result
+    let out = result?;
+    flushed?;
+    Ok(out)
+}
+
+/// Files with at least this much left to receive are written with direct I/O where the file
+/// system allows it (see [`super::direct`]); below it the page cache is the faster way.
+const DIRECT_MIN: u64 = 16 << 20;
+
+#[cfg(target_os = "linux")]
+use super::direct::DirectWriter;
+
+/// Without Linux's `O_DIRECT`, every file goes through the page cache.
+#[cfg(not(target_os = "linux"))]
+struct DirectWriter;
+
+#[cfg(not(target_os = "linux"))]
+impl DirectWriter {
+    fn open(_path: &Path, _offset: u64) -> Option<Self> {
+        None
+    }
+    fn write(&mut self, _data: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+    fn finish(self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 fn count(received: &mut u64, n: usize, limit: u64) -> Result<(), TransferError> {

@@ -18,6 +18,8 @@ use crate::wire::ErrorCode;
 
 pub mod cache;
 pub mod client;
+#[cfg(target_os = "linux")]
+pub mod direct;
 pub mod server;
 
 pub use cache::StatementCache;

@@ -1,0 +1,326 @@
+//! Writing a large received file with direct I/O (`O_DIRECT`), on a writer thread.
+//!
+//! Why: writing a GiB through the page cache costs the client 0.6 to 4 s of kernel CPU here
+//! (copying every byte into freshly allocated cache pages; in a VM the first touch of those
+//! pages is what varies), on a machine whose two cores are already busy decrypting, hashing
+//! and serving. A direct write goes from our buffer to the device: `dd` measured 0.1-0.3 s of
+//! CPU per GiB direct against 0.6-4.2 s buffered, in about the same wall time, and the wait
+//! for the device happens on a thread that needs no CPU meanwhile. A side effect, also wanted
+//! for big downloads: the file does not push everything else out of the page cache.
+//!
+//! How: received plaintext is copied into [`ALIGN`]-aligned chunks of [`CHUNK`] bytes; each
+//! full chunk goes to the writer thread, which writes it at its offset through a second,
+//! `O_DIRECT` handle and gives it back (at most [`CHUNKS`] exist: memory stays bounded and the
+//! receiver waits when the disk is slower than the network). The last few bytes that do not
+//! fill an aligned block are written through an ordinary handle. Where direct I/O is refused
+//! (a file system without it, an unaligned resume offset, a device with stricter alignment)
+//! the same thread writes through the ordinary handle instead, so the result is the same file.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+/// Alignment of buffers, offsets and lengths for direct writes: the largest logical block
+/// size in common use (disks have 512 or 4096).
+pub const ALIGN: usize = 4096;
+/// Bytes per direct write (`dd` here: 1 GiB in 0.77-0.91 s with 2 MiB writes, 0.86-1.07 s
+/// with 1 MiB, 1.05-1.09 s with 256 KiB).
+pub const CHUNK: usize = 2 << 20;
+/// Chunks in existence: one filling, one being written, one queued.
+pub const CHUNKS: usize = 3;
+
+/// An aligned buffer of `CHUNK` bytes, `len` of them filled.
+struct Chunk {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Chunk {
+    fn new() -> Option<Self> {
+        let buf = vec![0u8; CHUNK + ALIGN];
+        let start = buf.as_ptr().align_offset(ALIGN);
+        (start < ALIGN).then_some(Self { buf, start, len: 0 })
+    }
+
+    fn filled(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+
+    /// Copies as much of `data` as fits; returns how much.
+    fn fill(&mut self, data: &[u8]) -> usize {
+        let space = &mut self.buf[self.start + self.len..self.start + CHUNK];
+        let n = space.len().min(data.len());
+        space[..n].copy_from_slice(&data[..n]);
+        self.len += n;
+        n
+    }
+}
+
+/// One write for the writer thread: the chunk's bytes at `at`; the first `direct` of them
+/// (a multiple of ALIGN) may go through the direct handle, the rest go through the ordinary one.
+struct Job {
+    chunk: Chunk,
+    at: u64,
+    direct: usize,
+}
+
+/// Writes the bytes of a received file, from a given offset on, through the writer thread.
+pub struct DirectWriter {
+    current: Option<Chunk>,
+    /// File offset of `current`'s first byte.
+    offset: u64,
+    jobs: Option<SyncSender<Job>>,
+    done: Receiver<io::Result<Chunk>>,
+    free: Vec<Chunk>,
+    allocated: usize,
+    in_flight: usize,
+    worker: Option<JoinHandle<()>>,
+}
+
+/// The writer thread's handles: `direct` until the file system refuses a direct write.
+struct Handles {
+    direct: Option<File>,
+    plain: File,
+}
+
+impl Handles {
+    fn write(&mut self, job: &Job) -> io::Result<()> {
+        let data = job.chunk.filled();
+        let mut split = job.direct.min(data.len());
+        if split > 0
+            && let Some(d) = &self.direct
+        {
+            match d.write_all_at(&data[..split], job.at) {
+                Ok(()) => {}
+                // EINVAL: the device wants a larger alignment, or the file system only
+                // pretended to support O_DIRECT. Fall back for good; the ordinary handle
+                // writes the same bytes at the same place.
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                    self.direct = None;
+                    split = 0;
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            split = 0;
+        }
+        self.plain
+            .write_all_at(&data[split..], job.at + split as u64)
+    }
+}
+
+impl DirectWriter {
+    /// A writer for the file at `path` (already created) whose next byte goes at `offset`, or
+    /// None where direct I/O cannot be used: then write through the ordinary handle.
+    pub fn open(path: &Path, offset: u64) -> Option<Self> {
+        if !offset.is_multiple_of(ALIGN as u64) {
+            return None;
+        }
+        let direct = OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+            .open(path)
+            .ok()?;
+        let plain = OpenOptions::new().write(true).open(path).ok()?;
+        let first = Chunk::new()?;
+        let (jobs, inbox) = sync_channel::<Job>(CHUNKS);
+        let (give_back, done) = sync_channel(CHUNKS);
+        let mut handles = Handles {
+            direct: Some(direct),
+            plain,
+        };
+        let worker = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || {
+                for job in inbox {
+                    let r = handles.write(&job).map(|()| job.chunk);
+                    let failed = r.is_err();
+                    if give_back.send(r).is_err() || failed {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Self {
+            current: Some(first),
+            offset,
+            jobs: Some(jobs),
+            done,
+            free: Vec::new(),
+            allocated: 1,
+            in_flight: 0,
+            worker: Some(worker),
+        })
+    }
+
+    /// Queues `data` to be written after everything before it. Returns an earlier write's
+    /// error, if one failed meanwhile.
+    pub fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let chunk = match self.current.as_mut() {
+                Some(c) => c,
+                None => {
+                    let c = self.free_chunk()?;
+                    self.current.insert(c)
+                }
+            };
+            let n = chunk.fill(data);
+            data = &data[n..];
+            if chunk.len == CHUNK {
+                let full = self.current.take().expect("filled just now");
+                self.submit(full, CHUNK)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is still buffered and waits for every write: afterwards the file holds all
+    /// the bytes given to [`write`](Self::write), or the first error is returned.
+    pub fn finish(mut self) -> io::Result<()> {
+        if let Some(last) = self.current.take()
+            && last.len > 0
+        {
+            let direct = last.len / ALIGN * ALIGN;
+            self.submit(last, direct)?;
+        }
+        self.jobs.take();
+        while self.in_flight > 0 {
+            self.take_back()?;
+        }
+        Ok(())
+    }
+
+    fn submit(&mut self, chunk: Chunk, direct: usize) -> io::Result<()> {
+        let at = self.offset;
+        self.offset += chunk.len as u64;
+        let job = Job { chunk, at, direct };
+        let sent = self.jobs.as_ref().map(|j| j.send(job));
+        match sent {
+            Some(Ok(())) => {
+                self.in_flight += 1;
+                Ok(())
+            }
+            // The thread stopped after a failed write: report that write's error.
+            _ => loop {
+                self.take_back()?;
+            },
+        }
+    }
+
+    fn free_chunk(&mut self) -> io::Result<Chunk> {
+        if let Some(c) = self.free.pop() {
+            return Ok(c);
+        }
+        if self.allocated < CHUNKS
+            && let Some(c) = Chunk::new()
+        {
+            self.allocated += 1;
+            return Ok(c);
+        }
+        let mut c = self.take_back()?;
+        c.len = 0;
+        Ok(c)
+    }
+
+    /// The next finished write's chunk, or its error.
+    fn take_back(&mut self) -> io::Result<Chunk> {
+        match self.done.recv() {
+            Ok(r) => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                r
+            }
+            Err(_) => {
+                self.in_flight = 0;
+                Err(io::Error::other("the writer thread ended early"))
+            }
+        }
+    }
+}
+
+impl Drop for DirectWriter {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(n: usize, seed: u8) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8)
+            .collect()
+    }
+
+    /// Writes `data` in pieces of the given sizes (cycled) from `offset` on.
+    fn write_in_pieces(path: &Path, offset: u64, data: &[u8], pieces: &[usize]) {
+        let mut w = DirectWriter::open(path, offset).expect("direct I/O in the test's temp dir");
+        let mut rest = data;
+        for &p in pieces.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let n = p.min(rest.len());
+            w.write(&rest[..n]).unwrap();
+            rest = &rest[n..];
+        }
+        w.finish().unwrap();
+    }
+
+    #[test]
+    fn bytes_in_any_pieces_arrive_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, len) in [0, 1, ALIGN - 1, ALIGN, CHUNK, CHUNK + 1, 3 * CHUNK + 12_345]
+            .into_iter()
+            .enumerate()
+        {
+            let path = dir.path().join(format!("f{i}"));
+            File::create(&path).unwrap();
+            if DirectWriter::open(&path, 0).is_none() {
+                eprintln!("note: no O_DIRECT on this file system, nothing to test");
+                return;
+            }
+            let data = pattern(len, i as u8);
+            write_in_pieces(&path, 0, &data, &[1, 4095, 70_000, CHUNK + 7, 262_144]);
+            assert_eq!(std::fs::read(&path).unwrap(), data, "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn writing_from_an_aligned_offset_keeps_the_prefix_and_an_unaligned_one_is_declined() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let prefix = pattern(5 * ALIGN, 1);
+        std::fs::write(&path, &prefix).unwrap();
+        if DirectWriter::open(&path, 0).is_none() {
+            eprintln!("note: no O_DIRECT on this file system, nothing to test");
+            return;
+        }
+        let rest = pattern(CHUNK + 999, 2);
+        write_in_pieces(&path, prefix.len() as u64, &rest, &[65_536]);
+        assert_eq!(std::fs::read(&path).unwrap(), [prefix, rest].concat());
+        assert!(DirectWriter::open(&path, 4097).is_none());
+    }
+
+    #[test]
+    fn dropping_a_writer_without_finishing_does_not_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        File::create(&path).unwrap();
+        let Some(mut w) = DirectWriter::open(&path, 0) else {
+            return;
+        };
+        w.write(&pattern(2 * CHUNK + 5, 3)).unwrap();
+        drop(w);
+        // The full chunks were handed over and are written by the time the thread is joined.
+        assert!(std::fs::metadata(&path).unwrap().len() >= CHUNK as u64);
+    }
+}
