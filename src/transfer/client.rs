@@ -358,7 +358,9 @@ struct RecordHasher {
 }
 
 impl RecordHasher {
-    const DEPTH: usize = 4;
+    /// Records queued for the hashing thread (up to 256 KiB each). Deeper queues let the three busy threads of a fetch (the server's, this
+    /// one, the hasher) share two cores with less waiting: see [`super::direct::CHUNKS`].
+    const DEPTH: usize = 8;
 
     fn start(hasher: Sha256, threaded: bool) -> Self {
         let inline = Self {
