@@ -39,6 +39,7 @@
 #        nginx and scp), BIG_MIB=1024 (shorter debug runs), HS_THREADS=4 HS_SECONDS=8 HS_RUNS=3
 #        (HS_RUNS=0 skips figure 5), ANCHORS_SH=../shared/bench/anchors.sh, REPORT_DIR=target/bench,
 #        REUSE_ANCHORS_MD=FILE (reuse an earlier anchors.sh report instead of running it), and
+#        NATIVE=1 (build minitls with -C target-cpu=native, see below), and
 #        every knob anchors.sh documents (BIG_RUNS, SMALL_RUNS, CONC_N, CONC_RUNS, TREE_FILES, ...).
 # Example of a quick debugging run (~1 minute):
 #   BIG_MIB=64 BIG_RUNS=1 SMALL_RUNS=3 CONC_N=4 CONC_RUNS=1 TREE_FILES=200 TREE_RUNS=1 \
@@ -118,10 +119,19 @@ install_deps() {
 install_deps
 
 # --- build ----------------------------------------------------------------------------------
-log "building minitls (release) and the handshake client"
-(cd "$REPO" && cargo build --release --quiet --bin minitls --example handshakes)
-BIN=$REPO/target/release/minitls
-HS=$REPO/target/release/examples/handshakes
+# NATIVE=1: build for this machine's CPU (-C target-cpu=native, in target-native/), which lets
+# aes-gcm's GHASH and AES use the CPU's wide instructions at compile time (OpenSSL picks them at
+# run time); the binary may then not run on another CPU. The default build is portable.
+if [ "${NATIVE:-0}" = 1 ]; then
+    BUILD_DIR=$REPO/target-native; BUILD_NOTE="release build with -C target-cpu=native"
+    export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-cpu=native"
+else
+    BUILD_DIR=$REPO/target; BUILD_NOTE="portable release build"
+fi
+log "building minitls and the handshake client ($BUILD_NOTE)"
+(cd "$REPO" && CARGO_TARGET_DIR=$BUILD_DIR cargo build --release --quiet --bin minitls --example handshakes)
+BIN=$BUILD_DIR/release/minitls
+HS=$BUILD_DIR/release/examples/handshakes
 mkdir -p "$OUTDIR"
 
 # --- 1-4: the shared harness ------------------------------------------------------------------
@@ -342,7 +352,7 @@ TGT_ROWS+=("server handshakes/s, $HS_THREADS clients on the same cores, vs nginx
     echo "|---|---|---|---|---|---|"
     for row in "${TGT_ROWS[@]}"; do echo "| ${row//|/ | } |"; done
     echo
-    echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), minitls $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' (+ uncommitted changes)'); anchors report: $ANCHORS_MD."
+    echo "Run: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), minitls $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?') ($BUILD_NOTE)$(git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' (+ uncommitted changes)'); anchors report: $ANCHORS_MD."
 } > "$REPORT"
 
 cat "$REPORT"
