@@ -280,7 +280,9 @@ fn receive_data<S: Transport>(
     let remaining = limit.saturating_sub(*received);
     let threaded = remaining >= HASH_THREAD_MIN;
     let mut direct = if remaining >= DIRECT_MIN {
-        DirectWriter::open(&sink.path, *received)
+        sink.file
+            .as_ref()
+            .and_then(|f| DirectWriter::open(f, *received))
     } else {
         None
     };
@@ -325,7 +327,7 @@ struct DirectWriter;
 
 #[cfg(not(target_os = "linux"))]
 impl DirectWriter {
-    fn open(_path: &Path, _offset: u64) -> Option<Self> {
+    fn open(_file: &File, _offset: u64) -> Option<Self> {
         None
     }
     fn write(&mut self, _data: &[u8]) -> io::Result<()> {
@@ -459,10 +461,16 @@ fn receive_single<S: Transport>(
     }
     let (mut hasher, mut received, file) = match prefix {
         Some((len, h)) if start.offset == len => {
-            let f = fs::OpenOptions::new()
-                .append(true)
-                .open(partial_path)
-                .map_err(io_err(partial_path))?;
+            let mut opts = fs::OpenOptions::new();
+            opts.append(true);
+            // The partial file was checked to be a regular file when it was hashed; a symlink
+            // put in its place since then is refused rather than followed.
+            #[cfg(target_os = "linux")]
+            std::os::unix::fs::OpenOptionsExt::custom_flags(
+                &mut opts,
+                rustix::fs::OFlags::NOFOLLOW.bits() as i32,
+            );
+            let f = opts.open(partial_path).map_err(io_err(partial_path))?;
             (h, len, f)
         }
         _ => {

@@ -18,8 +18,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
@@ -117,18 +117,23 @@ impl Handles {
 }
 
 impl DirectWriter {
-    /// A writer for the file at `path` (already created) whose next byte goes at `offset`, or
-    /// None where direct I/O cannot be used: then write through the ordinary handle.
-    pub fn open(path: &Path, offset: u64) -> Option<Self> {
+    /// A writer for `file` (open for writing) whose next byte goes at `offset`, or None where
+    /// direct I/O cannot be used: then write through `file` itself.
+    ///
+    /// The writer's own two handles are opened through `/proc/self/fd`, i.e. on the very file
+    /// `file` is open on, never by its name again: a name in the target directory swapped for
+    /// a symlink meanwhile cannot redirect the writes.
+    pub fn open(file: &File, offset: u64) -> Option<Self> {
         if !offset.is_multiple_of(ALIGN as u64) {
             return None;
         }
+        let same_file = format!("/proc/self/fd/{}", file.as_raw_fd());
         let direct = OpenOptions::new()
             .write(true)
             .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-            .open(path)
+            .open(&same_file)
             .ok()?;
-        let plain = OpenOptions::new().write(true).open(path).ok()?;
+        let plain = OpenOptions::new().write(true).open(&same_file).ok()?;
         let first = Chunk::new()?;
         let (jobs, inbox) = sync_channel::<Job>(CHUNKS);
         let (give_back, done) = sync_channel(CHUNKS);
@@ -255,6 +260,8 @@ impl Drop for DirectWriter {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn pattern(n: usize, seed: u8) -> Vec<u8> {
@@ -264,8 +271,13 @@ mod tests {
     }
 
     /// Writes `data` in pieces of the given sizes (cycled) from `offset` on.
+    fn open_at(path: &Path, offset: u64) -> Option<DirectWriter> {
+        let f = OpenOptions::new().append(true).open(path).unwrap();
+        DirectWriter::open(&f, offset)
+    }
+
     fn write_in_pieces(path: &Path, offset: u64, data: &[u8], pieces: &[usize]) {
-        let mut w = DirectWriter::open(path, offset).expect("direct I/O in the test's temp dir");
+        let mut w = open_at(path, offset).expect("direct I/O in the test's temp dir");
         let mut rest = data;
         for &p in pieces.iter().cycle() {
             if rest.is_empty() {
@@ -287,7 +299,7 @@ mod tests {
         {
             let path = dir.path().join(format!("f{i}"));
             File::create(&path).unwrap();
-            if DirectWriter::open(&path, 0).is_none() {
+            if open_at(&path, 0).is_none() {
                 eprintln!("note: no O_DIRECT on this file system, nothing to test");
                 return;
             }
@@ -303,14 +315,14 @@ mod tests {
         let path = dir.path().join("f");
         let prefix = pattern(5 * ALIGN, 1);
         std::fs::write(&path, &prefix).unwrap();
-        if DirectWriter::open(&path, 0).is_none() {
+        if open_at(&path, 0).is_none() {
             eprintln!("note: no O_DIRECT on this file system, nothing to test");
             return;
         }
         let rest = pattern(CHUNK + 999, 2);
         write_in_pieces(&path, prefix.len() as u64, &rest, &[65_536]);
         assert_eq!(std::fs::read(&path).unwrap(), [prefix, rest].concat());
-        assert!(DirectWriter::open(&path, 4097).is_none());
+        assert!(open_at(&path, 4097).is_none());
     }
 
     #[test]
@@ -318,7 +330,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         File::create(&path).unwrap();
-        let Some(mut w) = DirectWriter::open(&path, 0) else {
+        let Some(mut w) = open_at(&path, 0) else {
             return;
         };
         w.write(&pattern(2 * CHUNK + 5, 3)).unwrap();
