@@ -136,6 +136,34 @@ impl Drop for Slot {
     }
 }
 
+/// How often an idle accept loop looks at the stop flag.
+const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Waits until `listener` has a connection to accept, or at most `max`. A connection is
+/// accepted the moment it arrives: the accept loop used to sleep 5 ms between tries, which
+/// made a fresh client wait 2.5 ms on average (a fifth of a 1 KiB fetch).
+#[cfg(target_os = "linux")]
+fn wait_for_connection(listener: &TcpListener, max: Duration) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = Timespec {
+        tv_sec: max.as_secs() as _,
+        tv_nsec: max.subsec_nanos() as _,
+    };
+    let mut fds = [PollFd::new(listener, PollFlags::IN)];
+    match poll(&mut fds, Some(&timeout)) {
+        // A signal (maybe the stop flag's) ends the wait early, as it should.
+        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+        // Not expected on a listening socket; never spin on it.
+        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+    }
+}
+
+/// Without poll: try again shortly.
+#[cfg(not(target_os = "linux"))]
+fn wait_for_connection(_listener: &TcpListener, max: Duration) {
+    std::thread::sleep(max.min(Duration::from_millis(5)));
+}
+
 /// Accepts connections until `stop` is set, each on its own thread, at most `max_clients` at
 /// once; one more is told `Busy` and closed. A failing connection never stops the server.
 /// Once stopped, waits up to [`SHUTDOWN_GRACE`] for connections in flight to finish.
@@ -152,7 +180,7 @@ pub fn serve(
         let (stream, peer) = match listener.accept() {
             Ok(v) => v,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(5));
+                wait_for_connection(&listener, STOP_CHECK_INTERVAL);
                 continue;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
