@@ -360,8 +360,9 @@ struct RecordHasher {
 }
 
 impl RecordHasher {
-    /// Records queued for the hashing thread (up to 256 KiB each). Deeper queues let the three busy threads of a fetch (the server's, this
-    /// one, the hasher) share two cores with less waiting: see [`super::direct::CHUNKS`].
+    /// Records queued for the hashing thread (up to 256 KiB each). Deeper queues let the
+    /// three busy threads of a fetch (the server's, this one, the hasher) share two cores with
+    /// less waiting: see [`super::direct::CHUNKS`].
     const DEPTH: usize = 8;
 
     fn start(hasher: Sha256, threaded: bool) -> Self {
@@ -623,7 +624,15 @@ impl CreatedDirs {
 /// the ioctl or ignore the flag, and any error is ignored.
 fn spread_subdirectories(root: &Path) {
     #[cfg(target_os = "linux")]
-    if let Ok(dir) = File::open(root) {
+    if let Ok(dir) = {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Only the directory just made: never a symlink put in its place.
+        let no_follow = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::DIRECTORY;
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(no_follow.bits() as i32)
+            .open(root)
+    } {
         use rustix::fs::{IFlags, ioctl_getflags, ioctl_setflags};
         if let Ok(flags) = ioctl_getflags(&dir) {
             let _ = ioctl_setflags(&dir, flags | IFlags::TOPDIR);
