@@ -198,6 +198,17 @@ fn served(setup: impl FnOnce(&Path)) -> Served {
 }
 
 impl Served {
+    /// `fetch -r NAME` into the output directory.
+    fn fetch_recursive(&mut self, name: &str) -> Result<transfer::Fetch, TransferError> {
+        transfer::fetch(
+            &mut self.client,
+            name,
+            self.out.path(),
+            &fetch_opts(true, false),
+            &mut NoProgress,
+        )
+    }
+
     fn finish(mut self) {
         transfer::close(&mut self.client).unwrap();
         self.server.join().unwrap().unwrap();
@@ -626,15 +637,7 @@ fn awkward_tree(root: &Path) {
 #[test]
 fn a_tree_with_awkward_names_empty_dirs_and_symlinks_arrives_and_verifies() {
     let mut s = served(awkward_tree);
-    let got = match transfer::fetch(
-        &mut s.client,
-        "tree",
-        s.out.path(),
-        &fetch_opts(true, false),
-        &mut NoProgress,
-    )
-    .unwrap()
-    {
+    let got = match s.fetch_recursive("tree").unwrap() {
         transfer::Fetch::Tree(t) => t,
         other => panic!("{other:?}"),
     };
@@ -728,14 +731,7 @@ fn a_tree_root_that_already_exists_keeps_its_flags() {
     });
     std::fs::create_dir(s.out.path().join("t")).unwrap();
     let before = top_dir_flag(&s.out.path().join("t"));
-    transfer::fetch(
-        &mut s.client,
-        "t",
-        s.out.path(),
-        &fetch_opts(true, false),
-        &mut NoProgress,
-    )
-    .unwrap();
+    s.fetch_recursive("t").unwrap();
     assert_eq!(std::fs::read(s.out.path().join("t/sub/f")).unwrap(), b"x");
     assert_eq!(top_dir_flag(&s.out.path().join("t")), before);
     s.finish();
@@ -744,14 +740,7 @@ fn a_tree_root_that_already_exists_keeps_its_flags() {
 #[test]
 fn fetching_a_file_with_recursive_set_fetches_the_file() {
     let mut s = served(|r| std::fs::write(r.join("f"), b"x").unwrap());
-    let got = transfer::fetch(
-        &mut s.client,
-        "f",
-        s.out.path(),
-        &fetch_opts(true, false),
-        &mut NoProgress,
-    )
-    .unwrap();
+    let got = s.fetch_recursive("f").unwrap();
     assert!(matches!(got, transfer::Fetch::File(_)));
     s.finish();
 }
