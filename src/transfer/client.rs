@@ -307,7 +307,7 @@ fn receive_data<S: Transport>(
         progress.advance(n as u64);
     };
     // Everything that arrived is written out before returning, on success and on a cut alike.
-    let flushed = direct.map_or(Ok(()), |w| w.finish().map_err(io_err(&sink.path)));
+    let flushed = direct.map_or(Ok(0), |w| w.finish().map_err(io_err(&sink.path)));
     *hasher = records.finish();
     let out = result?;
     flushed?;
@@ -333,8 +333,8 @@ impl DirectWriter {
     fn write(&mut self, _data: &[u8]) -> io::Result<()> {
         Ok(())
     }
-    fn finish(self) -> io::Result<()> {
-        Ok(())
+    fn finish(self) -> io::Result<u64> {
+        Ok(0)
     }
 }
 

@@ -11,10 +11,11 @@
 //! How: received plaintext is copied into [`ALIGN`]-aligned chunks of [`CHUNK`] bytes; each
 //! full chunk goes to the writer thread, which writes it at its offset through a second,
 //! `O_DIRECT` handle and gives it back (at most [`CHUNKS`] exist: memory stays bounded and the
-//! receiver waits when the disk is slower than the network). The last few bytes that do not
-//! fill an aligned block are written through an ordinary handle. Where direct I/O is refused
-//! (a file system without it, an unaligned resume offset, a device with stricter alignment)
-//! the same thread writes through the ordinary handle instead, so the result is the same file.
+//! receiver waits when the disk is slower than the network). The bytes that do not fill an
+//! aligned block (the last few, and after a resume from an unaligned offset the first few)
+//! are written through an ordinary handle. Where direct I/O is refused (a file system without
+//! it, a device with stricter alignment) the same thread writes through the ordinary handle
+//! instead, so the result is the same file.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -53,9 +54,9 @@ impl Chunk {
         &self.buf[self.start..self.start + self.len]
     }
 
-    /// Copies as much of `data` as fits; returns how much.
-    fn fill(&mut self, data: &[u8]) -> usize {
-        let space = &mut self.buf[self.start + self.len..self.start + CHUNK];
+    /// Copies as much of `data` as fits below `cap` (at most CHUNK) bytes; returns how much.
+    fn fill(&mut self, data: &[u8], cap: usize) -> usize {
+        let space = &mut self.buf[self.start + self.len..self.start + cap.min(CHUNK)];
         let n = space.len().min(data.len());
         space[..n].copy_from_slice(&data[..n]);
         self.len += n;
@@ -81,13 +82,16 @@ pub struct DirectWriter {
     free: Vec<Chunk>,
     allocated: usize,
     in_flight: usize,
-    worker: Option<JoinHandle<()>>,
+    /// Gives the number of bytes that went through the direct handle.
+    worker: Option<JoinHandle<u64>>,
 }
 
 /// The writer thread's handles: `direct` until the file system refuses a direct write.
 struct Handles {
     direct: Option<File>,
     plain: File,
+    /// Bytes written through `direct`.
+    direct_bytes: u64,
 }
 
 impl Handles {
@@ -98,7 +102,7 @@ impl Handles {
             && let Some(d) = &self.direct
         {
             match d.write_all_at(&data[..split], job.at) {
-                Ok(()) => {}
+                Ok(()) => self.direct_bytes += split as u64,
                 // EINVAL: the device wants a larger alignment, or the file system only
                 // pretended to support O_DIRECT. Fall back for good; the ordinary handle
                 // writes the same bytes at the same place.
@@ -118,15 +122,14 @@ impl Handles {
 
 impl DirectWriter {
     /// A writer for `file` (open for writing) whose next byte goes at `offset`, or None where
-    /// direct I/O cannot be used: then write through `file` itself.
+    /// direct I/O cannot be used: then write through `file` itself. From an offset that is not
+    /// a multiple of ALIGN (a resumed partial file), the bytes up to the next multiple go
+    /// through the ordinary handle and the rest direct.
     ///
     /// The writer's own two handles are opened through `/proc/self/fd`, i.e. on the very file
     /// `file` is open on, never by its name again: a name in the target directory swapped for
     /// a symlink meanwhile cannot redirect the writes.
     pub fn open(file: &File, offset: u64) -> Option<Self> {
-        if !offset.is_multiple_of(ALIGN as u64) {
-            return None;
-        }
         let same_file = format!("/proc/self/fd/{}", file.as_raw_fd());
         let direct = OpenOptions::new()
             .write(true)
@@ -140,6 +143,7 @@ impl DirectWriter {
         let mut handles = Handles {
             direct: Some(direct),
             plain,
+            direct_bytes: 0,
         };
         let worker = std::thread::Builder::new()
             .name("writer".into())
@@ -151,6 +155,7 @@ impl DirectWriter {
                         break;
                     }
                 }
+                handles.direct_bytes
             })
             .ok()?;
         Some(Self {
@@ -176,30 +181,40 @@ impl DirectWriter {
                     self.current.insert(c)
                 }
             };
-            let n = chunk.fill(data);
+            let (cap, direct) = match self.offset % ALIGN as u64 {
+                0 => (CHUNK, CHUNK),
+                // Up to the next aligned offset, through the ordinary handle.
+                r => (ALIGN - r as usize, 0),
+            };
+            let n = chunk.fill(data, cap);
             data = &data[n..];
-            if chunk.len == CHUNK {
+            if chunk.len == cap {
                 let full = self.current.take().expect("filled just now");
-                self.submit(full, CHUNK)?;
+                self.submit(full, direct)?;
             }
         }
         Ok(())
     }
 
     /// Writes what is still buffered and waits for every write: afterwards the file holds all
-    /// the bytes given to [`write`](Self::write), or the first error is returned.
-    pub fn finish(mut self) -> io::Result<()> {
+    /// the bytes given to [`write`](Self::write), or the first error is returned. Returns how
+    /// many of them went through direct I/O.
+    pub fn finish(mut self) -> io::Result<u64> {
         if let Some(last) = self.current.take()
             && last.len > 0
         {
-            let direct = last.len / ALIGN * ALIGN;
+            let direct = if self.offset.is_multiple_of(ALIGN as u64) {
+                last.len / ALIGN * ALIGN
+            } else {
+                0
+            };
             self.submit(last, direct)?;
         }
         self.jobs.take();
         while self.in_flight > 0 {
             self.take_back()?;
         }
-        Ok(())
+        Ok(self.worker.take().and_then(|w| w.join().ok()).unwrap_or(0))
     }
 
     fn submit(&mut self, chunk: Chunk, direct: usize) -> io::Result<()> {
@@ -276,7 +291,8 @@ mod tests {
         DirectWriter::open(&f, offset)
     }
 
-    fn write_in_pieces(path: &Path, offset: u64, data: &[u8], pieces: &[usize]) {
+    /// Returns how many bytes went through direct I/O.
+    fn write_in_pieces(path: &Path, offset: u64, data: &[u8], pieces: &[usize]) -> u64 {
         let mut w = open_at(path, offset).expect("direct I/O in the test's temp dir");
         let mut rest = data;
         for &p in pieces.iter().cycle() {
@@ -287,7 +303,7 @@ mod tests {
             w.write(&rest[..n]).unwrap();
             rest = &rest[n..];
         }
-        w.finish().unwrap();
+        w.finish().unwrap()
     }
 
     #[test]
@@ -304,13 +320,15 @@ mod tests {
                 return;
             }
             let data = pattern(len, i as u8);
-            write_in_pieces(&path, 0, &data, &[1, 4095, 70_000, CHUNK + 7, 262_144]);
+            let direct = write_in_pieces(&path, 0, &data, &[1, 4095, 70_000, CHUNK + 7, 262_144]);
             assert_eq!(std::fs::read(&path).unwrap(), data, "{len} bytes");
+            // Every whole block went direct; only the tail through the page cache.
+            assert_eq!(direct, (len / ALIGN * ALIGN) as u64, "{len} bytes");
         }
     }
 
     #[test]
-    fn writing_from_an_aligned_offset_keeps_the_prefix_and_an_unaligned_one_is_declined() {
+    fn writing_after_a_prefix_keeps_it_from_aligned_and_unaligned_offsets() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let prefix = pattern(5 * ALIGN, 1);
@@ -321,8 +339,17 @@ mod tests {
         }
         let rest = pattern(CHUNK + 999, 2);
         write_in_pieces(&path, prefix.len() as u64, &rest, &[65_536]);
-        assert_eq!(std::fs::read(&path).unwrap(), [prefix, rest].concat());
-        assert!(open_at(&path, 4097).is_none());
+        let whole = [prefix, rest].concat();
+        assert_eq!(std::fs::read(&path).unwrap(), whole);
+        // A partial file cut off the block grid: a short head, then whole blocks.
+        for (len, pieces) in [(4097, &[100_000][..]), (ALIGN + 1, &[1, 2, ALIGN][..])] {
+            std::fs::write(&path, &whole[..len]).unwrap();
+            let direct = write_in_pieces(&path, len as u64, &whole[len..], pieces);
+            assert_eq!(std::fs::read(&path).unwrap(), whole, "resumed at {len}");
+            let aligned_end = whole.len() / ALIGN * ALIGN;
+            let head_end = len.next_multiple_of(ALIGN);
+            assert_eq!(direct, (aligned_end - head_end) as u64, "resumed at {len}");
+        }
     }
 
     #[test]
