@@ -79,7 +79,6 @@ pub struct DirectWriter {
     offset: u64,
     jobs: Option<SyncSender<Job>>,
     done: Receiver<io::Result<Chunk>>,
-    free: Vec<Chunk>,
     allocated: usize,
     in_flight: usize,
     /// Gives the number of bytes that went through the direct handle.
@@ -163,15 +162,14 @@ impl DirectWriter {
             offset,
             jobs: Some(jobs),
             done,
-            free: Vec::new(),
             allocated: 1,
             in_flight: 0,
             worker: Some(worker),
         })
     }
 
-    /// Queues `data` to be written after everything before it. Returns an earlier write's
-    /// error, if one failed meanwhile.
+    /// Queues `data` to be written after everything before it. May return the error of an
+    /// earlier write that failed meanwhile ([`finish`](Self::finish) returns it at the latest).
     pub fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             let chunk = match self.current.as_mut() {
@@ -234,10 +232,8 @@ impl DirectWriter {
         }
     }
 
+    /// A new chunk while fewer than CHUNKS exist, else the next one the writer is done with.
     fn free_chunk(&mut self) -> io::Result<Chunk> {
-        if let Some(c) = self.free.pop() {
-            return Ok(c);
-        }
         if self.allocated < CHUNKS
             && let Some(c) = Chunk::new()
         {
