@@ -281,13 +281,14 @@ mod tests {
             .collect()
     }
 
-    /// Writes `data` in pieces of the given sizes (cycled) from `offset` on.
+    /// A writer for the file at `path`, opened for appending as a resumed partial file is.
     fn open_at(path: &Path, offset: u64) -> Option<DirectWriter> {
         let f = OpenOptions::new().append(true).open(path).unwrap();
         DirectWriter::open(&f, offset)
     }
 
-    /// Returns how many bytes went through direct I/O.
+    /// Writes `data` in pieces of the given sizes (cycled) from `offset` on; returns how many
+    /// bytes went through direct I/O.
     fn write_in_pieces(path: &Path, offset: u64, data: &[u8], pieces: &[usize]) -> u64 {
         let mut w = open_at(path, offset).expect("direct I/O in the test's temp dir");
         let mut rest = data;
