@@ -54,19 +54,37 @@ pub fn statement_digest(st: &FileStatement) -> [u8; 32] {
     crypto::sha256(&st.to_bytes())
 }
 
+/// Where the signature of `file` is kept: beside it, `NAME.minitls-sig` (shortened by
+/// [`fit_name`](crate::transfer::land::fit_name) when that would be too long a name).
 pub fn sidecar_path(file: &Path) -> PathBuf {
     with_suffix(file, SIG_SUFFIX)
 }
 
-/// Where the manifest of the tree rooted at `dir` is kept: beside it, `DIR.minitls-manifest`.
+/// The sidecar's name for a file named `name`.
+pub fn sidecar_name(name: &str) -> String {
+    crate::transfer::land::fit_name("", name, SIG_SUFFIX)
+}
+
+/// Where the manifest of the tree rooted at `dir` is kept: beside it, `DIR.minitls-manifest`
+/// (shortened as the sidecar's name is).
 pub fn manifest_path(dir: &Path) -> PathBuf {
     with_suffix(dir, MANIFEST_SUFFIX)
 }
 
+/// The manifest's name for a tree root named `name`.
+pub fn manifest_name(name: &str) -> String {
+    crate::transfer::land::fit_name("", name, MANIFEST_SUFFIX)
+}
+
 fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
+    let name = p.file_name().unwrap_or_default();
+    if name.len() + suffix.len() <= crate::transfer::land::NAME_MAX {
+        let mut s = p.as_os_str().to_owned();
+        s.push(suffix);
+        return PathBuf::from(s);
+    }
+    let fitted = crate::transfer::land::fit_name("", &name.to_string_lossy(), suffix);
+    p.with_file_name(fitted)
 }
 
 /// The manifest of a tree is hashed incrementally, entry by entry in transfer order, by the

@@ -17,7 +17,7 @@ use minitls::testkit::{self, pki as test_pki};
 use minitls::transfer::{self, NoProgress, ServeOptions, StatementCache, TransferError};
 use minitls::wire::{
     AppType, Codec, ErrorCode, ErrorMsg, FRAME_HEADER_LEN, FileDone, FileEnd, FileStart,
-    FileStatement, PathMsg, Request, RequestKind, TreeEnd, TreeStart,
+    FileStatement, PathMsg, Request, RequestKind, SkippedMsg, TreeEnd, TreeStart,
 };
 
 struct Pair {
@@ -616,7 +616,11 @@ fn a_peer_that_never_finishes_the_handshake_hits_the_deadline() {
 // ---------------------------------------------------------------------------------------------
 
 fn fetch_opts(recursive: bool, resume: bool) -> transfer::FetchOptions {
-    transfer::FetchOptions { recursive, resume }
+    transfer::FetchOptions {
+        recursive,
+        resume,
+        ..Default::default()
+    }
 }
 
 fn awkward_tree(root: &Path) {
@@ -845,6 +849,13 @@ fn a_hostile_server_cannot_write_outside_the_target_with_tree_names() {
         },
         |s| {
             s.send_msg(AppType::TreeStart, &tree_start(1)).unwrap();
+            s.send_msg(
+                AppType::TreeDir,
+                &PathMsg {
+                    path: "link".into(),
+                },
+            )
+            .unwrap();
             send_file_entry(s, "link/evil", b"pwned");
         },
     );
@@ -1160,4 +1171,271 @@ fn clients_fetching_a_new_file_at_once_all_get_it_signed_and_whole() {
     }
     assert_eq!(digests.len(), 1);
     assert_eq!(cache.len(), 1, "one signed statement for the one version");
+}
+
+// ---- Issue 10: hostile trees, directory swaps, long names ----
+
+fn send_skip(s: &mut Channel<MemEnd>, path: &str) {
+    s.send_msg(
+        AppType::Skipped,
+        &SkippedMsg {
+            path: path.into(),
+            reason: "read failed".into(),
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_name_that_is_both_a_file_and_a_directory_is_refused_before_anything_is_created() {
+    // A file `a`, then a file `a/b` inside it.
+    let (r, left, _o) = fetch_tree_from_hostile(
+        |_| {},
+        |s| {
+            s.send_msg(AppType::TreeStart, &tree_start(2)).unwrap();
+            send_file_entry(s, "a", b"file");
+            send_file_entry(s, "a/b", b"inside a file");
+        },
+    );
+    assert!(
+        matches!(&r, Err(TransferError::Protocol(m)) if m.contains("sent as a file")),
+        "{r:?}"
+    );
+    assert!(left.is_empty(), "{left:?}");
+    // A directory `d` with a file in it, then a file `d`.
+    let (r, left, _o) = fetch_tree_from_hostile(
+        |_| {},
+        |s| {
+            s.send_msg(AppType::TreeStart, &tree_start(2)).unwrap();
+            s.send_msg(AppType::TreeDir, &PathMsg { path: "d".into() })
+                .unwrap();
+            send_file_entry(s, "d/f", b"x");
+            send_file_entry(s, "d", b"now a file");
+        },
+    );
+    assert!(
+        matches!(&r, Err(TransferError::Protocol(m)) if m.contains("twice")),
+        "{r:?}"
+    );
+    assert!(left.is_empty(), "{left:?}");
+    // A file in a directory that was never announced (its prefix could be anything later).
+    let (r, left, _o) = fetch_tree_from_hostile(
+        |_| {},
+        |s| {
+            s.send_msg(AppType::TreeStart, &tree_start(1)).unwrap();
+            send_file_entry(s, "x/y", b"x");
+        },
+    );
+    assert!(
+        matches!(&r, Err(TransferError::Protocol(m)) if m.contains("before its directory")),
+        "{r:?}"
+    );
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_skip_cannot_reopen_a_name() {
+    // `x` is sent, then "skipped" under another entry's name: refused.
+    let (r, left, _o) = fetch_tree_from_hostile(
+        |_| {},
+        |s| {
+            s.send_msg(AppType::TreeStart, &tree_start(2)).unwrap();
+            s.send_msg(AppType::FileStart, &start("x", 4)).unwrap();
+            s.send(AppType::Data, b"data").unwrap();
+            send_skip(s, "y");
+            send_file_entry(s, "x", b"again");
+        },
+    );
+    assert!(
+        matches!(&r, Err(TransferError::Protocol(m)) if m.contains("another entry")),
+        "{r:?}"
+    );
+    assert!(left.is_empty(), "{left:?}");
+    // Skipped under its own name, `x` stays taken: sending it again is refused.
+    let (r, left, _o) = fetch_tree_from_hostile(
+        |_| {},
+        |s| {
+            s.send_msg(AppType::TreeStart, &tree_start(2)).unwrap();
+            s.send_msg(AppType::FileStart, &start("x", 4)).unwrap();
+            s.send(AppType::Data, b"data").unwrap();
+            send_skip(s, "x");
+            send_file_entry(s, "x", b"again");
+        },
+    );
+    assert!(
+        matches!(&r, Err(TransferError::Protocol(m)) if m.contains("twice")),
+        "{r:?}"
+    );
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn fetch_with_hook(
+    s: &mut Served,
+    name: &str,
+    hook: transfer::land::LandHook,
+) -> Result<transfer::Fetch, TransferError> {
+    let opts = transfer::FetchOptions {
+        recursive: true,
+        hook,
+        ..Default::default()
+    };
+    transfer::fetch(&mut s.client, name, s.out.path(), &opts, &mut NoProgress)
+}
+
+/// Renames `dir` away (to `dir.moved`) and puts a symlink to `target` in its place.
+fn swap_for_symlink(dir: &Path, target: &Path) {
+    let mut moved = dir.as_os_str().to_owned();
+    moved.push(".moved");
+    std::fs::rename(dir, &moved).unwrap();
+    std::os::unix::fs::symlink(target, dir).unwrap();
+}
+
+#[test]
+fn a_directory_swapped_for_a_symlink_cannot_redirect_a_write() {
+    let tree = |r: &Path| {
+        std::fs::create_dir_all(r.join("t/sub")).unwrap();
+        std::fs::write(r.join("t/sub/evil"), b"must stay inside").unwrap();
+    };
+    // 1. Into an existing tree: between the client's check of OUT/t/sub and its rename of the
+    //    verified file into it, someone swaps sub for a link to another directory.
+    let outside = tempfile::tempdir().unwrap();
+    let mut s = served(tree);
+    std::fs::create_dir_all(s.out.path().join("t/sub")).unwrap();
+    let target = outside.path().to_path_buf();
+    let swapped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = swapped.clone();
+    let hook = transfer::land::LandHook::new(move |step| {
+        if let transfer::land::LandStep::Rename { dir, name: "evil" } = step
+            && !flag.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            swap_for_symlink(dir, &target);
+        }
+    });
+    let r = fetch_with_hook(&mut s, "t", hook);
+    assert!(
+        swapped.load(std::sync::atomic::Ordering::SeqCst),
+        "hook ran"
+    );
+    assert!(
+        dir_entries(outside.path()).is_empty(),
+        "written through the link: {r:?}"
+    );
+    // The file went to the directory the client had opened, wherever it was moved.
+    if r.is_ok() {
+        assert_eq!(
+            std::fs::read(s.out.path().join("t/sub.moved/evil")).unwrap(),
+            b"must stay inside"
+        );
+    }
+    s.finish();
+
+    // 2. Into a new tree: the staging directory's subdirectory is swapped before the file is
+    //    created in it.
+    let outside = tempfile::tempdir().unwrap();
+    let mut s = served(tree);
+    let target = outside.path().to_path_buf();
+    let swapped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = swapped.clone();
+    let hook = transfer::land::LandHook::new(move |step| {
+        if let transfer::land::LandStep::Create { dir, name: "evil" } = step
+            && !flag.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            swap_for_symlink(dir, &target);
+        }
+    });
+    let r = fetch_with_hook(&mut s, "t", hook);
+    assert!(
+        swapped.load(std::sync::atomic::Ordering::SeqCst),
+        "hook ran"
+    );
+    assert!(
+        dir_entries(outside.path()).is_empty(),
+        "written through the link: {r:?}"
+    );
+    s.finish();
+}
+
+#[test]
+fn a_failure_while_merging_into_an_existing_tree_undoes_every_step() {
+    let mut s = served(|r| {
+        std::fs::create_dir_all(r.join("t/new-dir")).unwrap();
+        std::fs::write(r.join("t/a"), b"new a").unwrap();
+        std::fs::write(r.join("t/b"), b"new b").unwrap();
+        std::fs::write(r.join("t/new-dir/c"), b"new c").unwrap();
+    });
+    let out_t = s.out.path().join("t");
+    std::fs::create_dir(&out_t).unwrap();
+    std::fs::write(out_t.join("a"), b"old a").unwrap();
+    std::fs::write(out_t.join("mine"), b"not in the tree").unwrap();
+    // After `a` was replaced and `new-dir` made, something takes the name `new-dir/c`: the
+    // commit fails there and must put everything back.
+    let hook = transfer::land::LandHook::new(|step| {
+        if let transfer::land::LandStep::Rename { dir, name: "c" } = step {
+            std::fs::create_dir(dir.join("c")).unwrap();
+        }
+    });
+    let r = fetch_with_hook(&mut s, "t", hook);
+    assert!(r.is_err(), "{r:?}");
+    std::fs::remove_dir(out_t.join("new-dir/c")).unwrap(); // the hook's own
+    let left: Vec<String> = walkdir::WalkDir::new(s.out.path())
+        .min_depth(1)
+        .into_iter()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .strip_prefix(s.out.path())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(left, ["t", "t/a", "t/mine", "t/new-dir"], "{r:?}");
+    assert_eq!(std::fs::read(out_t.join("a")).unwrap(), b"old a");
+    // new-dir was the hook's doing here (it made c inside it after we created new-dir); our
+    // own new-dir could not be removed while c was in it. Without the hook, it all lands:
+    std::fs::remove_dir(out_t.join("new-dir")).unwrap();
+    s.fetch_recursive("t").unwrap();
+    assert_eq!(std::fs::read(out_t.join("a")).unwrap(), b"new a");
+    assert_eq!(std::fs::read(out_t.join("new-dir/c")).unwrap(), b"new c");
+    assert_eq!(
+        std::fs::read(out_t.join("mine")).unwrap(),
+        b"not in the tree"
+    );
+    sigfile::verify_tree(&out_t, &test_pki().anchor).unwrap();
+    s.finish();
+}
+
+#[test]
+fn a_250_byte_name_arrives_and_verifies_single_and_in_a_tree() {
+    let long = "n".repeat(250);
+    let long_dir = "d".repeat(250);
+    let (l, ld) = (long.clone(), long_dir.clone());
+    let mut s = served(move |r| {
+        std::fs::write(r.join(&l), b"long name").unwrap();
+        std::fs::create_dir(r.join(&ld)).unwrap();
+        std::fs::write(r.join(&ld).join(&l), b"long name in a tree").unwrap();
+    });
+    let got = transfer::fetch_file(&mut s.client, &long, s.out.path(), &mut NoProgress).unwrap();
+    assert_eq!(std::fs::read(&got.path).unwrap(), b"long name");
+    assert!(got.signature_path.file_name().unwrap().len() <= 255);
+    sigfile::verify_file(&got.path, &test_pki().anchor).unwrap();
+    let tree = match s.fetch_recursive(&long_dir).unwrap() {
+        transfer::Fetch::Tree(t) => t,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        std::fs::read(tree.dir.join(&long)).unwrap(),
+        b"long name in a tree"
+    );
+    sigfile::verify_tree(&tree.dir, &test_pki().anchor).unwrap();
+    sigfile::verify_file(&tree.dir.join(&long), &test_pki().anchor).unwrap();
+    // Nothing hidden is left behind.
+    let hidden: Vec<String> = dir_entries(s.out.path())
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+    s.finish();
 }

@@ -33,6 +33,7 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
     let opts = transfer::FetchOptions {
         recursive: args.recursive,
         resume: args.resume,
+        ..Default::default()
     };
     let result = transfer::fetch(&mut chan, &args.path, &args.out, &opts, &mut bars);
     drop(bars);

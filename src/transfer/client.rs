@@ -1,17 +1,19 @@
 //! The client's side: fetching single files (with resume) and trees, listing, closing.
 //!
 //! Nothing reaches a final path before it is verified. A single file streams into a hidden
-//! partial file `.NAME.minitls-partial` beside its destination; a tree's files stream into
-//! hidden temporary files in their directories. Integrity or protocol failures remove them;
-//! only a single-file transfer cut off by the network keeps its partial file, for `--resume`.
+//! partial file `.NAME.minitls-partial` beside its destination; a tree streams into one hidden
+//! staging directory ([`super::stage`]). Integrity or protocol failures remove them; only a
+//! single-file transfer cut off by the network keeps its partial file, for `--resume`. Every
+//! file operation is relative to a held directory handle ([`super::land`]).
 
-use std::collections::HashSet;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::land::{self, Dir, LandHook, Staged};
+use super::stage::TreeStage;
 use super::{Progress, TransferError};
 use crate::conn::{Channel, ConnError, OwnedMsg, Transport};
 use crate::crypto::{self, FILE_SIGNATURE_CONTEXT, MANIFEST_SIGNATURE_CONTEXT};
@@ -35,6 +37,8 @@ pub struct FetchOptions {
     /// Continue from `.NAME.minitls-partial` if one is there (`--resume`); otherwise any
     /// partial file is replaced.
     pub resume: bool,
+    /// Called at each landing step; only tests set it (see [`land::LandStep`]).
+    pub hook: LandHook,
 }
 
 /// A file that arrived, verified and in place.
@@ -129,18 +133,19 @@ pub fn fetch<S: Transport>(
         .last()
         .expect("parse_relative(.., false) returns at least one component")
         .to_string();
-    fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
-    let partial_path = out_dir.join(format!(".{name}.minitls-partial"));
+    let out = Dir::create_all(out_dir).map_err(io_err(out_dir))?;
+    let partial_name = land::fit_name(".", &name, land::PARTIAL_SUFFIX);
 
     // A partial file from an interrupted transfer: hash it, and ask for the rest.
     let mut prefix = None;
-    if let Ok(m) = fs::symlink_metadata(&partial_path)
-        && opts.resume
-        && m.is_file()
+    if opts.resume
+        && let Ok(Some(land::Kind::File)) = out.kind(&partial_name)
+        && let Ok(f) = out.open_read(&partial_name)
+        && let Ok(m) = f.metadata()
         && m.len() > 0
     {
         progress.begin(&format!("checking {name} (partial)"), m.len());
-        let (len, hasher) = hash_prefix(&partial_path, progress)?;
+        let (len, hasher) = hash_prefix(f, &out.display(&partial_name), progress)?;
         progress.end();
         prefix = Some((len, hasher));
     }
@@ -168,9 +173,9 @@ pub fn fetch<S: Transport>(
                 chan,
                 start,
                 &requested,
-                out_dir,
+                &out,
                 &name,
-                &partial_path,
+                &partial_name,
                 prefix,
                 progress,
             )
@@ -178,15 +183,18 @@ pub fn fetch<S: Transport>(
         }
         AppType::TreeStart if opts.recursive => {
             let start: TreeStart = decode(payload)?;
-            receive_tree(chan, start, &requested, out_dir, &name, progress).map(Fetch::Tree)
+            receive_tree(chan, start, &requested, &out, &name, opts, progress).map(Fetch::Tree)
         }
         _ => remote_or_protocol(typ, payload, "the file"),
     }
 }
 
-fn hash_prefix(path: &Path, progress: &mut dyn Progress) -> Result<(u64, Sha256), TransferError> {
+fn hash_prefix(
+    mut f: File,
+    path: &Path,
+    progress: &mut dyn Progress,
+) -> Result<(u64, Sha256), TransferError> {
     use std::io::Read;
-    let mut f = File::open(path).map_err(io_err(path))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut len = 0u64;
@@ -199,63 +207,6 @@ fn hash_prefix(path: &Path, progress: &mut dyn Progress) -> Result<(u64, Sha256)
         len += n as u64;
         progress.advance(n as u64);
     }
-}
-
-/// A file being received. Removed on drop unless kept (network cut) or persisted.
-struct Staged {
-    path: PathBuf,
-    file: Option<File>,
-    keep: bool,
-}
-
-impl Staged {
-    fn write_all(&mut self, data: &[u8]) -> Result<(), TransferError> {
-        let f = self
-            .file
-            .as_mut()
-            .expect("the file stays open until it is closed or persisted");
-        f.write_all(data).map_err(io_err(&self.path))
-    }
-
-    /// Closes the handle (trees hold many staged files, not many descriptors). Like scp and
-    /// curl, we do not force data to disk (fsync would cost more than the transfer on many
-    /// disks); after a crash, `minitls verify` tells whether a file is whole.
-    fn close(&mut self) {
-        self.file.take();
-    }
-
-    fn persist(mut self, dest: &Path) -> Result<(), TransferError> {
-        self.close();
-        fs::rename(&self.path, dest).map_err(io_err(&self.path))?;
-        self.keep = true;
-        Ok(())
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        self.file.take();
-        if !self.keep {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// A new hidden temporary file in `dir`.
-fn staged_temp(dir: &Path, name: &str) -> Result<Staged, TransferError> {
-    let mut tag = [0u8; 8];
-    rand::fill(&mut tag[..]);
-    let path = dir.join(format!(".{name}.{}.minitls-tmp", sigfile::hex(&tag)));
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(io_err(&path))?;
-    Ok(Staged {
-        path,
-        file: Some(file),
-        keep: false,
-    })
 }
 
 /// Files at least this large are hashed on a second thread (see [`RecordHasher`]);
@@ -286,6 +237,7 @@ fn receive_data<S: Transport>(
     } else {
         None
     };
+    let sink_path = sink.path();
     let mut records = RecordHasher::start(std::mem::take(hasher), threaded);
     let result = loop {
         let (typ, msg) = match chan.recv_owned(records.spare()) {
@@ -297,8 +249,8 @@ fn receive_data<S: Transport>(
         }
         let n = msg.payload().len();
         let written = count(received, n, limit).and_then(|()| match direct.as_mut() {
-            Some(w) => w.write(msg.payload()).map_err(io_err(&sink.path)),
-            None => sink.write_all(msg.payload()),
+            Some(w) => w.write(msg.payload()).map_err(io_err(&sink_path)),
+            None => sink.write_all(msg.payload()).map_err(io_err(&sink_path)),
         });
         if let Err(e) = written {
             break Err(e);
@@ -307,7 +259,7 @@ fn receive_data<S: Transport>(
         progress.advance(n as u64);
     };
     // Everything that arrived is written out before returning, on success and on a cut alike.
-    let flushed = direct.map_or(Ok(0), |w| w.finish().map_err(io_err(&sink.path)));
+    let flushed = direct.map_or(Ok(0), |w| w.finish().map_err(io_err(&sink_path)));
     *hasher = records.finish();
     let out = result?;
     flushed?;
@@ -446,9 +398,9 @@ fn receive_single<S: Transport>(
     chan: &mut Channel<S>,
     start: FileStart,
     requested: &str,
-    out_dir: &Path,
+    out: &Dir,
     name: &str,
-    partial_path: &Path,
+    partial_name: &str,
     prefix: Option<(u64, Sha256)>,
     progress: &mut dyn Progress,
 ) -> Result<Fetched, TransferError> {
@@ -460,43 +412,30 @@ fn receive_single<S: Transport>(
             start.path, start.offset
         )));
     }
+    let partial_path = out.display(partial_name);
     let (mut hasher, mut received, file) = match prefix {
+        // The partial file was checked to be a regular file when it was hashed; a symlink
+        // put in its place since then is refused rather than followed.
         Some((len, h)) if start.offset == len => {
-            let mut opts = fs::OpenOptions::new();
-            opts.append(true);
-            // The partial file was checked to be a regular file when it was hashed; a symlink
-            // put in its place since then is refused rather than followed.
-            #[cfg(target_os = "linux")]
-            std::os::unix::fs::OpenOptionsExt::custom_flags(
-                &mut opts,
-                rustix::fs::OFlags::NOFOLLOW.bits() as i32,
-            );
-            let f = opts.open(partial_path).map_err(io_err(partial_path))?;
+            let f = out
+                .open_append(partial_name)
+                .map_err(io_err(&partial_path))?;
             (h, len, f)
         }
         _ => {
             // Start over: a stale partial (or anything else at that name) is replaced,
             // never written through.
-            match fs::remove_file(partial_path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(io_err(partial_path)(e));
-                }
-                _ => {}
-            }
-            let f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(partial_path)
-                .map_err(io_err(partial_path))?;
+            out.remove_file(partial_name)
+                .map_err(io_err(&partial_path))?;
+            let f = out
+                .create_file(partial_name)
+                .map_err(io_err(&partial_path))?;
             (Sha256::new(), 0, f)
         }
     };
     let resumed_from = received;
-    let mut staged = Staged {
-        path: partial_path.to_path_buf(),
-        file: Some(file),
-        keep: false,
-    };
+    let mut staged =
+        Staged::new(out, partial_name.to_string(), file).map_err(io_err(&partial_path))?;
     progress.begin(name, start.size);
     progress.advance(received);
     let result = receive_data(
@@ -512,7 +451,7 @@ fn receive_single<S: Transport>(
         Ok(v) => v,
         Err(e) => {
             // Only a network cut keeps the data, for --resume.
-            staged.keep = e.is_resumable() && received > 0;
+            staged.set_keep(e.is_resumable() && received > 0);
             return Err(e);
         }
     };
@@ -553,17 +492,17 @@ fn receive_single<S: Transport>(
     }
     // 3. Keep the signature for `minitls verify`, then move the file into place.
     staged.close();
-    let dest = out_dir.join(name);
     let signed = SignedStatement {
         statement: end.statement.clone(),
         signature: end.signature,
         signer_der: chan.peer_der().to_vec(),
     };
-    let sig_dest = sigfile::sidecar_path(&dest);
-    let mut sig_tmp = staged_temp(out_dir, &format!("{name}{}", sigfile::SIG_SUFFIX))?;
-    sig_tmp.write_all(signed.to_text().as_bytes())?;
-    sig_tmp.persist(&sig_dest)?;
-    staged.persist(&dest)?;
+    let sig_name = sigfile::sidecar_name(name);
+    land::write_replace(out, &sig_name, signed.to_text().as_bytes())
+        .map_err(io_err(&out.display(&sig_name)))?;
+    staged.persist(name).map_err(io_err(&out.display(name)))?;
+    let dest = out.display(name);
+    let sig_dest = out.display(&sig_name);
     Ok(Fetched {
         path: dest,
         signature_path: sig_dest,
@@ -571,47 +510,6 @@ fn receive_single<S: Transport>(
         sha256: digest,
         resumed_from,
     })
-}
-
-/// Directories this fetch created, removed again (deepest first) unless committed.
-struct CreatedDirs {
-    dirs: Vec<PathBuf>,
-    committed: bool,
-}
-
-impl Drop for CreatedDirs {
-    fn drop(&mut self) {
-        if !self.committed {
-            for d in self.dirs.iter().rev() {
-                let _ = fs::remove_dir(d);
-            }
-        }
-    }
-}
-
-impl CreatedDirs {
-    /// Makes sure `path` is a real directory: creates it if missing, refuses a symlink or a
-    /// file in its place (never write through a link that is already there).
-    fn ensure(&mut self, path: &Path) -> Result<(), TransferError> {
-        match fs::symlink_metadata(path) {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(m) => Err(TransferError::Refused(format!(
-                "{} already exists and is {}; move it away first",
-                path.display(),
-                if m.file_type().is_symlink() {
-                    "a symbolic link"
-                } else {
-                    "not a directory"
-                }
-            ))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(path).map_err(io_err(path))?;
-                self.dirs.push(path.to_path_buf());
-                Ok(())
-            }
-            Err(e) => Err(io_err(path)(e)),
-        }
-    }
 }
 
 /// Marks a tree root this fetch just created as a "top directory" (`chattr +T`): on ext2/3/4
@@ -622,20 +520,12 @@ impl CreatedDirs {
 /// cost seconds of kernel time (measured: 1.3 s, then 2.1, 2.7 s on the 2nd, 3rd, 4th fetch
 /// of a 10,000-file tree; 0.12-0.21 s with the hint). Only a hint: other file systems refuse
 /// the ioctl or ignore the flag, and any error is ignored.
-fn spread_subdirectories(root: &Path) {
+pub(super) fn spread_subdirectories(root: &Dir) {
     #[cfg(target_os = "linux")]
-    if let Ok(dir) = {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Only the directory just made: never a symlink put in its place.
-        let no_follow = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::DIRECTORY;
-        fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(no_follow.bits() as i32)
-            .open(root)
-    } {
+    {
         use rustix::fs::{IFlags, ioctl_getflags, ioctl_setflags};
-        if let Ok(flags) = ioctl_getflags(&dir) {
-            let _ = ioctl_setflags(&dir, flags | IFlags::TOPDIR);
+        if let Ok(flags) = ioctl_getflags(root.as_fd()) {
+            let _ = ioctl_setflags(root.as_fd(), flags | IFlags::TOPDIR);
         }
     }
     #[cfg(not(target_os = "linux"))]
@@ -649,45 +539,13 @@ fn unsafe_name(name: &str, source: PathError) -> TransferError {
     }
 }
 
-/// Validates a name sent by the server for an entry of the tree rooted at `root`, creating
-/// (or checking) each parent directory, and returns the local path.
-fn tree_path(
-    root: &Path,
-    name: &str,
-    seen: &mut HashSet<String>,
-    ensured: &mut HashSet<String>,
-    created: &mut CreatedDirs,
-) -> Result<PathBuf, TransferError> {
-    let parts = paths::parse_relative(name, false).map_err(|e| unsafe_name(name, e))?;
-    let canonical = parts.join("/");
-    if canonical != name {
-        return Err(unsafe_name(name, PathError::EmptyComponent));
-    }
-    if !seen.insert(canonical) {
-        return Err(TransferError::Protocol(format!(
-            "server sent '{}' twice",
-            name.escape_debug()
-        )));
-    }
-    let mut p = root.to_path_buf();
-    for (i, c) in parts[..parts.len() - 1].iter().enumerate() {
-        p.push(c);
-        let key = parts[..=i].join("/");
-        if !ensured.contains(&key) {
-            created.ensure(&p)?;
-            ensured.insert(key);
-        }
-    }
-    p.push(parts[parts.len() - 1]);
-    Ok(p)
-}
-
 fn receive_tree<S: Transport>(
     chan: &mut Channel<S>,
     start: TreeStart,
     requested: &str,
-    out_dir: &Path,
+    out: &Dir,
     name: &str,
+    opts: &FetchOptions,
     progress: &mut dyn Progress,
 ) -> Result<TreeFetched, TransferError> {
     if start.root != requested {
@@ -701,20 +559,9 @@ fn receive_tree<S: Transport>(
             "tree has more than {MAX_TREE_ENTRIES} entries"
         )));
     }
-    let root = out_dir.join(name);
-    let mut created = CreatedDirs {
-        dirs: Vec::new(),
-        committed: false,
-    };
-    created.ensure(&root)?;
-    if !created.dirs.is_empty() {
-        spread_subdirectories(&root);
-    }
-    let mut seen = HashSet::new();
-    let mut ensured = HashSet::new();
+    let mut stage = TreeStage::begin(out, name, opts.hook.clone())?;
     let mut manifest = ManifestHasher::new(&start.root);
     let mut entries: Vec<ManifestEntry> = Vec::new();
-    let mut staged: Vec<(Staged, PathBuf)> = Vec::new();
     let mut skipped = Vec::new();
     let (mut files, mut dirs, mut bytes) = (0u64, 0u64, 0u64);
     progress.begin(name, start.bytes);
@@ -723,9 +570,7 @@ fn receive_tree<S: Transport>(
         match typ {
             AppType::TreeDir => {
                 let m: PathMsg = decode(payload)?;
-                let p = tree_path(&root, &m.path, &mut seen, &mut ensured, &mut created)?;
-                created.ensure(&p)?;
-                ensured.insert(m.path.clone());
+                stage.add_dir(&m.path)?;
                 let e = ManifestEntry {
                     kind: EntryKind::Dir,
                     path: m.path,
@@ -741,20 +586,7 @@ fn receive_tree<S: Transport>(
                 if fs_msg.offset != 0 {
                     return Err(TransferError::Protocol("tree file with an offset".into()));
                 }
-                let dest = tree_path(&root, &fs_msg.path, &mut seen, &mut ensured, &mut created)?;
-                if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
-                    return Err(TransferError::Refused(format!(
-                        "{} already exists and is a directory",
-                        dest.display()
-                    )));
-                }
-                let dir = dest.parent().expect("tree paths have a parent");
-                let file_name = dest
-                    .file_name()
-                    .expect("tree paths end in a name")
-                    .to_string_lossy()
-                    .into_owned();
-                let mut tmp = staged_temp(dir, &file_name)?;
+                let mut tmp = stage.add_file(&fs_msg.path)?;
                 let mut hasher = Sha256::new();
                 let mut received = 0u64;
                 let (t, p) = receive_data(
@@ -776,6 +608,7 @@ fn receive_tree<S: Transport>(
                             )));
                         }
                         tmp.close();
+                        tmp.set_keep(true);
                         let e = ManifestEntry {
                             kind: EntryKind::File,
                             path: fs_msg.path,
@@ -784,15 +617,21 @@ fn receive_tree<S: Transport>(
                         };
                         manifest.add(&e);
                         entries.push(e);
-                        staged.push((tmp, dest));
                         files += 1;
                         bytes += received;
                         progress.file_done(files, start.files);
                     }
                     AppType::Skipped => {
-                        // The server could not finish reading it: drop what came.
+                        // The server could not finish reading it: what came is dropped (with
+                        // `tmp`). The skip must name this entry, whose name stays taken.
                         let s: SkippedMsg = decode(&p)?;
-                        seen.remove(&s.path);
+                        if s.path != fs_msg.path {
+                            return Err(TransferError::Protocol(format!(
+                                "'{}' was cut short by a skip of another entry, '{}'",
+                                fs_msg.path.escape_debug(),
+                                s.path.escape_debug()
+                            )));
+                        }
                         skipped.push(checked_skip(s)?);
                     }
                     _ => return remote_or_protocol(t, &p, "the end of a file"),
@@ -830,17 +669,11 @@ fn receive_tree<S: Transport>(
         signature: end.signature,
         signer_der: chan.peer_der().to_vec(),
     };
-    let manifest_path = sigfile::manifest_path(&root);
-    let mut m_tmp = staged_temp(out_dir, &format!("{name}{}", sigfile::MANIFEST_SUFFIX))?;
-    m_tmp.write_all(signed.to_text().as_bytes())?;
-    m_tmp.persist(&manifest_path)?;
-    for (tmp, dest) in staged {
-        tmp.persist(&dest)?;
-    }
-    created.committed = true;
+    let manifest_name = sigfile::manifest_name(name);
+    stage.commit(&signed.entries, &manifest_name, signed.to_text().as_bytes())?;
     Ok(TreeFetched {
-        dir: root,
-        manifest_path,
+        dir: out.display(name),
+        manifest_path: out.display(&manifest_name),
         files,
         dirs,
         bytes,

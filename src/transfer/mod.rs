@@ -20,7 +20,9 @@ pub mod cache;
 pub mod client;
 #[cfg(target_os = "linux")]
 pub mod direct;
+pub mod land;
 pub mod server;
+mod stage;
 
 pub use cache::StatementCache;
 pub use client::{

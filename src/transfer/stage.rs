@@ -1,0 +1,400 @@
+//! A received tree, staged in one hidden directory and put in place all at once.
+//!
+//! Every entry lands first in a fresh hidden directory `OUT/.<16 hex>.minitls-tmp`, under its
+//! real name (so long names fit wherever they fit at all). Names are checked as they arrive:
+//! each is sent once, and each entry's parent must have been sent as a directory before it, so
+//! no name can be both a file and a directory. Only after the manifest's signature verified
+//! does [`TreeStage::commit`] move the tree into place:
+//! - if `OUT/NAME` does not exist, the staging directory is renamed to it (one rename, and
+//!   then the manifest beside it: undone if the second fails);
+//! - if it exists, each directory is made and each file renamed into it in manifest order; a
+//!   file that was there is first moved into a second hidden directory, and any failure undoes
+//!   every step taken, in reverse, so the tree is as it was before.
+//!
+//! On any failure before or during the commit, nothing remains at the final paths and both
+//! hidden directories are removed. All of it goes through held directory handles (see
+//! [`super::land`]).
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::TransferError;
+use super::land::{Dir, Kind, LandHook, LandStep, Staged, walk};
+use crate::paths::{self, PathError};
+use crate::wire::{EntryKind, ManifestEntry};
+
+fn io_err(path: PathBuf) -> impl FnOnce(io::Error) -> TransferError {
+    move |source| TransferError::Io { path, source }
+}
+
+fn unsafe_name(name: &str, source: PathError) -> TransferError {
+    TransferError::UnsafeName {
+        name: name.escape_debug().to_string(),
+        source,
+    }
+}
+
+fn in_place(path: &Path, kind: Kind) -> TransferError {
+    TransferError::Refused(format!(
+        "{} already exists and is {}; move it away first",
+        path.display(),
+        kind.describe()
+    ))
+}
+
+/// Splits a name a server sent for an entry of a tree and checks it is canonical.
+fn split(name: &str) -> Result<Vec<&str>, TransferError> {
+    let parts = paths::parse_relative(name, false).map_err(|e| unsafe_name(name, e))?;
+    if parts.join("/") != name {
+        return Err(unsafe_name(name, PathError::EmptyComponent));
+    }
+    Ok(parts)
+}
+
+/// One step of a commit into an existing tree, remembered so that it can be undone.
+enum Done {
+    /// Made the directory `name` below `parent` (components from the tree root).
+    MadeDir { parent: Vec<String>, name: String },
+    /// Moved the file `name` below `parent` into place; what was there went to the backup
+    /// directory as `backup`.
+    Moved {
+        parent: Vec<String>,
+        name: String,
+        backup: Option<String>,
+    },
+}
+
+/// A tree being received into `OUT/NAME`.
+pub struct TreeStage<'a> {
+    out: &'a Dir,
+    root_name: String,
+    /// `OUT/NAME` when it already existed: the tree is merged into it.
+    existing: Option<Dir>,
+    stage_name: String,
+    stage: Dir,
+    /// Every entry so far and its kind.
+    names: HashMap<String, EntryKind>,
+    /// The staging directory the last file went into (a directory's files arrive together).
+    last_dir: Option<(String, Dir)>,
+    hook: LandHook,
+    committed: bool,
+}
+
+impl Drop for TreeStage<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.out.remove_tree(&self.stage_name);
+        }
+    }
+}
+
+impl<'a> TreeStage<'a> {
+    /// Checks `OUT/NAME` (a directory to merge into, or nothing) and makes the staging
+    /// directory beside it.
+    pub fn begin(out: &'a Dir, root_name: &str, hook: LandHook) -> Result<Self, TransferError> {
+        let existing = match out
+            .kind(root_name)
+            .map_err(io_err(out.display(root_name)))?
+        {
+            None => None,
+            Some(Kind::Dir) => out
+                .open_child(root_name)
+                .map_err(io_err(out.display(root_name)))?,
+            Some(k) => return Err(in_place(&out.display(root_name), k)),
+        };
+        let (stage_name, stage) = out
+            .create_temp_dir()
+            .map_err(io_err(out.path().to_path_buf()))?;
+        if existing.is_none() {
+            // The staging directory becomes the tree root: give it the allocator hint now.
+            super::client::spread_subdirectories(&stage);
+        }
+        Ok(Self {
+            out,
+            root_name: root_name.to_string(),
+            existing,
+            stage_name,
+            stage,
+            names: HashMap::new(),
+            last_dir: None,
+            hook,
+            committed: false,
+        })
+    }
+
+    /// The final path of the tree.
+    pub fn root(&self) -> PathBuf {
+        self.out.display(&self.root_name)
+    }
+
+    /// Accepts the name of a new entry: canonical, not seen before, its parent a directory
+    /// sent before it; and where the tree root exists, nothing in the way of it there.
+    fn admit<'n>(&mut self, name: &'n str, kind: EntryKind) -> Result<Vec<&'n str>, TransferError> {
+        let parts = split(name)?;
+        if self.names.contains_key(name) {
+            return Err(TransferError::Protocol(format!(
+                "server sent '{}' twice",
+                name.escape_debug()
+            )));
+        }
+        if parts.len() > 1 {
+            let parent = parts[..parts.len() - 1].join("/");
+            match self.names.get(&parent) {
+                Some(EntryKind::Dir) => {}
+                Some(EntryKind::File) => {
+                    return Err(TransferError::Protocol(format!(
+                        "'{}' is inside '{}', which the server sent as a file",
+                        name.escape_debug(),
+                        parent.escape_debug()
+                    )));
+                }
+                None => {
+                    return Err(TransferError::Protocol(format!(
+                        "'{}' arrived before its directory '{}'",
+                        name.escape_debug(),
+                        parent.escape_debug()
+                    )));
+                }
+            }
+        }
+        if let Some(existing) = &self.existing {
+            check_in_the_way(existing, &parts, kind)?;
+        }
+        self.names.insert(name.to_string(), kind);
+        Ok(parts)
+    }
+
+    /// The staging directory for the entries below `parent` (which exists: it was admitted).
+    fn staging_dir(&mut self, parent: &[&str]) -> Result<&Dir, TransferError> {
+        let key = parent.join("/");
+        if self.last_dir.as_ref().is_none_or(|(k, _)| *k != key) {
+            let d = walk(&self.stage, parent).map_err(io_err(self.stage.display(&key)))?;
+            self.last_dir = Some((key, d));
+        }
+        Ok(&self.last_dir.as_ref().expect("just set").1)
+    }
+
+    /// A directory entry of the tree.
+    pub fn add_dir(&mut self, name: &str) -> Result<(), TransferError> {
+        let parts = self.admit(name, EntryKind::Dir)?;
+        let (last, parent) = parts.split_last().expect("split gives a name");
+        let dir = self.staging_dir(parent)?;
+        dir.create_child(last).map_err(io_err(dir.display(last)))?;
+        Ok(())
+    }
+
+    /// A file entry of the tree: a new file in the staging directory, removed if dropped.
+    pub fn add_file(&mut self, name: &str) -> Result<Staged, TransferError> {
+        let parts = self.admit(name, EntryKind::File)?;
+        let (last, parent) = parts.split_last().expect("split gives a name");
+        let hook = self.hook.clone();
+        let dir = self.staging_dir(parent)?;
+        hook.call(LandStep::Create {
+            dir: dir.path(),
+            name: last,
+        });
+        let file = dir.create_file(last).map_err(io_err(dir.display(last)))?;
+        Staged::new(dir, last.to_string(), file).map_err(io_err(dir.display(last)))
+    }
+
+    /// Puts the verified tree in place with its manifest (`manifest_name` in OUT, written from
+    /// `manifest_text`), all or nothing; `entries` are the tree's entries in order.
+    pub fn commit(
+        mut self,
+        entries: &[ManifestEntry],
+        manifest_name: &str,
+        manifest_text: &[u8],
+    ) -> Result<(), TransferError> {
+        let out = self.out;
+        let (m_name, m_file) = out
+            .create_temp_file()
+            .map_err(io_err(out.path().to_path_buf()))?;
+        let mut manifest = Staged::new(out, m_name, m_file).map_err(io_err(out.display("")))?;
+        manifest
+            .write_all(manifest_text)
+            .map_err(io_err(manifest.path()))?;
+        manifest.close();
+        match self.existing.take() {
+            None => self.commit_new(manifest, manifest_name)?,
+            Some(existing) => self.commit_merge(&existing, entries, manifest, manifest_name)?,
+        }
+        self.committed = true;
+        Ok(())
+    }
+
+    /// The tree root did not exist: rename the staging directory to it, then the manifest.
+    fn commit_new(&mut self, manifest: Staged, manifest_name: &str) -> Result<(), TransferError> {
+        let out = self.out;
+        let root = self.root();
+        self.hook.call(LandStep::Rename {
+            dir: out.path(),
+            name: &self.root_name,
+        });
+        if !out.still_holds(&self.stage_name, &self.stage) {
+            return Err(TransferError::Refused(format!(
+                "the staging directory {} was replaced while the tree arrived",
+                out.display(&self.stage_name).display()
+            )));
+        }
+        out.rename_noreplace(&self.stage_name, out, &self.root_name)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => TransferError::Refused(format!(
+                    "{} appeared while the tree arrived; move it away first",
+                    root.display()
+                )),
+                _ => io_err(root.clone())(e),
+            })?;
+        if let Err(e) = manifest.persist(manifest_name) {
+            // Undo: the tree goes back to its staging name (removed on drop).
+            let _ = out.rename(&self.root_name, out, &self.stage_name);
+            return Err(io_err(out.display(manifest_name))(e));
+        }
+        Ok(())
+    }
+
+    /// The tree root existed: move every entry into it, undoing everything on a failure.
+    fn commit_merge(
+        &mut self,
+        existing: &Dir,
+        entries: &[ManifestEntry],
+        manifest: Staged,
+        manifest_name: &str,
+    ) -> Result<(), TransferError> {
+        let out = self.out;
+        let (backup_name, backup) = out
+            .create_temp_dir()
+            .map_err(io_err(out.path().to_path_buf()))?;
+        let mut done = Vec::new();
+        let mut result = entries
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, e)| self.merge_one(existing, &backup, i, e, &mut done));
+        if result.is_ok() {
+            result = manifest
+                .persist(manifest_name)
+                .map_err(io_err(out.display(manifest_name)));
+        }
+        if result.is_err() {
+            for step in done.iter().rev() {
+                undo(existing, &self.stage, &backup, step);
+            }
+        }
+        out.remove_tree(&backup_name);
+        result
+    }
+
+    fn merge_one(
+        &self,
+        existing: &Dir,
+        backup: &Dir,
+        index: usize,
+        e: &ManifestEntry,
+        done: &mut Vec<Done>,
+    ) -> Result<(), TransferError> {
+        let parts = split(&e.path)?;
+        let (last, parent) = parts.split_last().expect("split gives a name");
+        let target = walk(existing, parent).map_err(io_err(existing.display(&e.path)))?;
+        let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let here = target.kind(last).map_err(io_err(target.display(last)))?;
+        match e.kind {
+            EntryKind::Dir => match here {
+                Some(Kind::Dir) => Ok(()),
+                Some(k) => Err(in_place(&target.display(last), k)),
+                None => {
+                    target
+                        .create_child(last)
+                        .map_err(io_err(target.display(last)))?;
+                    done.push(Done::MadeDir {
+                        parent: owned(parent),
+                        name: last.to_string(),
+                    });
+                    Ok(())
+                }
+            },
+            EntryKind::File => {
+                let from = walk(&self.stage, parent).map_err(io_err(self.stage.display(last)))?;
+                self.hook.call(LandStep::Rename {
+                    dir: target.path(),
+                    name: last,
+                });
+                let backup_as = match here {
+                    None => None,
+                    // A file, or a link (the link itself is replaced, never followed).
+                    Some(Kind::File | Kind::Symlink) => {
+                        let b = index.to_string();
+                        target
+                            .rename_noreplace(last, backup, &b)
+                            .map_err(io_err(target.display(last)))?;
+                        Some(b)
+                    }
+                    Some(k) => return Err(in_place(&target.display(last), k)),
+                };
+                if let Err(err) = from.rename_noreplace(last, &target, last) {
+                    // Only the backup happened: put the old file back.
+                    if let Some(b) = &backup_as {
+                        let _ = backup.rename(b, &target, last);
+                    }
+                    return Err(io_err(target.display(last))(err));
+                }
+                done.push(Done::Moved {
+                    parent: owned(parent),
+                    name: last.to_string(),
+                    backup: backup_as,
+                });
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Refuses an entry whose place in the existing tree holds something else (checked as the
+/// entry arrives, and again at the commit).
+fn check_in_the_way(existing: &Dir, parts: &[&str], kind: EntryKind) -> Result<(), TransferError> {
+    let (last, parent) = parts.split_last().expect("split gives a name");
+    let mut cur = existing
+        .try_clone()
+        .map_err(io_err(existing.path().into()))?;
+    for p in parent {
+        match cur.kind(p).map_err(io_err(cur.display(p)))? {
+            None => return Ok(()),
+            Some(Kind::Dir) => {}
+            Some(k) => return Err(in_place(&cur.display(p), k)),
+        }
+        match cur.open_child(p).map_err(io_err(cur.display(p)))? {
+            Some(d) => cur = d,
+            None => return Ok(()),
+        }
+    }
+    match (cur.kind(last).map_err(io_err(cur.display(last)))?, kind) {
+        (None, _) | (Some(Kind::Dir), EntryKind::Dir) => Ok(()),
+        (Some(Kind::File | Kind::Symlink), EntryKind::File) => Ok(()),
+        (Some(k), _) => Err(in_place(&cur.display(last), k)),
+    }
+}
+
+/// Undoes one commit step, best effort.
+fn undo(existing: &Dir, stage: &Dir, backup: &Dir, step: &Done) {
+    match step {
+        Done::MadeDir { parent, name } => {
+            let parent: Vec<&str> = parent.iter().map(String::as_str).collect();
+            if let Ok(d) = walk(existing, &parent) {
+                let _ = d.remove_dir(name);
+            }
+        }
+        Done::Moved {
+            parent,
+            name,
+            backup: b,
+        } => {
+            let parent: Vec<&str> = parent.iter().map(String::as_str).collect();
+            let (Ok(target), Ok(from)) = (walk(existing, &parent), walk(stage, &parent)) else {
+                return;
+            };
+            let _ = target.rename(name, &from, name);
+            if let Some(b) = b {
+                let _ = backup.rename(b, &target, name);
+            }
+        }
+    }
+}
