@@ -73,17 +73,43 @@ pub fn check_component(c: &str) -> Result<(), PathError> {
     Ok(())
 }
 
-/// The directory a server serves, canonicalised once at start.
+/// Whether `name` is one of minitls's own staging files (`.NAME.minitls-partial`,
+/// `.XXXX.minitls-tmp`): half-received data that is never served or listed.
+pub fn is_staging_name(name: &str) -> bool {
+    use crate::transfer::land::{PARTIAL_SUFFIX, TMP_SUFFIX};
+    name.starts_with('.') && (name.ends_with(PARTIAL_SUFFIX) || name.ends_with(TMP_SUFFIX))
+}
+
+/// The directory a server serves, canonicalised once at start, and what it never serves.
 #[derive(Clone, Debug)]
 pub struct ServeRoot {
     root: PathBuf,
+    /// Canonical paths never served or listed, nor anything below them (the server's own
+    /// secrets, should they appear under the root after the start-up check).
+    hidden: Vec<PathBuf>,
 }
 
 impl ServeRoot {
     pub fn new(dir: &Path) -> std::io::Result<Self> {
         Ok(Self {
             root: dir.canonicalize()?,
+            hidden: Vec::new(),
         })
+    }
+
+    /// Never serves or lists `path` (or anything below it), however it is reached.
+    pub fn hide(&mut self, path: &Path) {
+        let p = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        self.hidden.push(p);
+    }
+
+    /// True for a canonical path that is never served: a staging file, or a hidden path.
+    pub fn hides(&self, canonical: &Path) -> bool {
+        canonical
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(is_staging_name)
+            || self.hidden.iter().any(|h| canonical.starts_with(h))
     }
 
     pub fn path(&self) -> &Path {
@@ -91,10 +117,15 @@ impl ServeRoot {
     }
 
     /// Maps a requested path to a file system path under the root. Symlinks are resolved and
-    /// the result must still be under the root. Returns the canonical path and the request's
+    /// the result must still be under the root; staging files and hidden paths are "not
+    /// found". Returns the canonical path and the request's
     /// normalised relative form. `NotFound` I/O errors pass through.
     pub fn resolve(&self, requested: &str) -> Result<(PathBuf, String), ResolveError> {
         let parts = parse_relative(requested, true)?;
+        let not_found = || ResolveError::Io(std::io::ErrorKind::NotFound.into());
+        if parts.iter().any(|c| is_staging_name(c)) {
+            return Err(not_found());
+        }
         let mut p = self.root.clone();
         for c in &parts {
             p.push(c);
@@ -102,6 +133,10 @@ impl ServeRoot {
         let canonical = p.canonicalize().map_err(ResolveError::Io)?;
         if !canonical.starts_with(&self.root) {
             return Err(PathError::OutsideRoot.into());
+        }
+        // Answered as if absent: a client learns nothing of what is kept from it.
+        if self.hides(&canonical) {
+            return Err(not_found());
         }
         Ok((canonical, parts.join("/")))
     }

@@ -891,3 +891,75 @@ fn a_fetch_killed_mid_file_is_continued_by_resume_without_resending_what_arrived
     assert!(!partial.exists());
     ok(&w.run(&["verify", "client_received/big.bin"]));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Never serving secrets or staging files
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn serving_a_directory_that_holds_the_ca_or_the_loaded_key_is_refused() {
+    let w = Workspace::new();
+    // The project layout: `serve .` would serve ca/ca.key.
+    let line = fails(&w.run(&["serve", ".", "--listen", "127.0.0.1:0"]));
+    assert!(line.contains("refusing to serve"), "{line}");
+    assert!(
+        line.contains("CA directory") && line.contains("--ca-dir"),
+        "{line}"
+    );
+    // Serving the CA directory itself.
+    let line = fails(&w.run(&["serve", "ca", "--listen", "127.0.0.1:0"]));
+    assert!(line.contains("refusing to serve"), "{line}");
+    // An explicitly named key inside the served directory.
+    fs::create_dir(w.join("server_public/keys")).unwrap();
+    fs::copy(w.join("ca/server.key"), w.join("server_public/keys/k.pem")).unwrap();
+    let line = fails(&w.run(&[
+        "serve",
+        "server_public",
+        "--listen",
+        "127.0.0.1:0",
+        "--cert",
+        "ca/server.crt",
+        "--key",
+        "server_public/keys/k.pem",
+        "--ca-cert",
+        "ca/ca.crt",
+    ]));
+    assert!(line.contains("refusing to serve"), "{line}");
+    assert!(line.contains("--key") && line.contains("k.pem"), "{line}");
+}
+
+#[test]
+fn staging_files_are_never_listed_or_served() {
+    let w = Workspace::new();
+    let public = w.join("server_public");
+    fs::create_dir(public.join("d")).unwrap();
+    fs::write(public.join("d/real.txt"), "real").unwrap();
+    fs::write(public.join(".big.iso.minitls-partial"), "half a file").unwrap();
+    fs::write(public.join("d/.0123456789abcdef.minitls-tmp"), "staged").unwrap();
+    fs::create_dir(public.join(".fedcba9876543210.minitls-tmp")).unwrap();
+    fs::write(
+        public.join(".fedcba9876543210.minitls-tmp/x"),
+        "staged tree",
+    )
+    .unwrap();
+    let server = w.serve(&[]);
+    let s = ["--server", server.addr.as_str()];
+
+    let out = ok(&w.run(&[&["ls", "-r"][..], &s].concat()));
+    assert!(!out.contains("minitls-"), "{out}");
+    assert!(out.contains("d/real.txt"), "{out}");
+    for name in [
+        ".big.iso.minitls-partial",
+        "d/.0123456789abcdef.minitls-tmp",
+        ".fedcba9876543210.minitls-tmp/x",
+    ] {
+        let line = fails(&w.run(&[&["fetch", name][..], &s].concat()));
+        assert!(line.contains("no such file"), "{name}: {line}");
+    }
+    ok(&w.run(&[&["fetch", "-r", "d"][..], &s].concat()));
+    let got: Vec<String> = fs::read_dir(w.join("client_received/d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(got, ["real.txt"]);
+}

@@ -5,6 +5,7 @@
 //! line per connection outcome, and with `-v` every handshake step.
 
 use std::net::{TcpListener, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use minitls::net::{self, ServerSettings};
 use minitls::paths::ServeRoot;
 use minitls::pki::{self, Role};
 
-use super::args::ServeArgs;
+use super::args::{CredentialArgs, ServeArgs};
 use super::error::{CliError, CliResult, Context, note};
 use super::{Global, creds, iso_utc};
 
@@ -39,7 +40,22 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         }
         Err(e) => return Err(CliError::new(format!("{}: {e}", dir.display()))),
     }
-    let root = ServeRoot::new(dir).context(|| format!("open {}", dir.display()))?;
+    let mut root = ServeRoot::new(dir).context(|| format!("open {}", dir.display()))?;
+    // Never serve our own secrets: refuse a root that holds them, and hide them anyway should
+    // they be moved in later.
+    for (secret, what) in secrets(&args.creds) {
+        let abs = absolute(&secret);
+        if abs.starts_with(root.path()) {
+            return Err(CliError::new(format!(
+                "refusing to serve {}: it contains {what} {}, which clients could then fetch; \
+                 serve a directory that holds only what clients may read (e.g. `minitls serve \
+                 ./server_public`), or keep the credentials outside it",
+                root.path().display(),
+                secret.display()
+            )));
+        }
+        root.hide(&abs);
+    }
     if args.listen.to_socket_addrs().is_err() {
         return Err(CliError::new(format!(
             "--listen {}: not an address; use IP:PORT, e.g. 127.0.0.1:4041 (port 0 picks a free one)",
@@ -85,6 +101,40 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         Arc::new(log_line)
     };
     net::serve(listener, settings, stop, log).context(|| format!("serve on {local}"))
+}
+
+/// What `serve` must never serve: the private key it loads, or with `--ca-dir` the whole CA
+/// directory (the CA key and every leaf key in it).
+fn secrets(creds: &CredentialArgs) -> Vec<(PathBuf, &'static str)> {
+    match &creds.key {
+        Some(key) => vec![(key.clone(), "the server's private key (--key)")],
+        None => vec![(
+            creds.ca_dir.clone(),
+            "the CA directory with its private keys (--ca-dir)",
+        )],
+    }
+}
+
+/// `path` made absolute with symbolic links resolved, also when it does not exist yet (then
+/// its nearest existing ancestor is resolved and the rest appended).
+fn absolute(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut rest = Vec::new();
+    let mut cur = abs.as_path();
+    loop {
+        if let Ok(c) = cur.canonicalize() {
+            let mut out = c;
+            out.extend(rest.iter().rev());
+            return out;
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                cur = parent;
+            }
+            _ => return abs,
+        }
+    }
 }
 
 /// One server log line, with the time: `minitls: 2025-01-01T12:00:00Z <text>`.

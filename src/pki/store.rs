@@ -6,7 +6,7 @@
 //! file or the new one, never half of one.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use rand::Rng;
@@ -159,7 +159,7 @@ impl CaDir {
         };
         if !opts.force {
             for path in self.all_paths() {
-                if exists(&path) {
+                if exists(&path)? {
                     let action = if path == self.ca_cert_path() || path == self.ca_key_path() {
                         "replace the CA"
                     } else {
@@ -261,7 +261,7 @@ impl CaDir {
         let (cert_path, key_path) = (self.cert_path(role), self.key_path(role));
         if !force {
             for path in [&cert_path, &key_path] {
-                if exists(path) {
+                if exists(path)? {
                     return Err(PkiError::AlreadyExists {
                         path: path.clone(),
                         action: "replace it",
@@ -301,8 +301,15 @@ impl CaDir {
     ) -> Result<Option<String>, PkiError> {
         let (ca_crt, ca_key) = (self.ca_cert_path(), self.ca_key_path());
         let dir = self.dir.display();
-        if !exists(&ca_crt) && !exists(&ca_key) {
-            if let Some(orphan) = self.all_paths().into_iter().find(|p| exists(p)) {
+        if !exists(&ca_crt)? && !exists(&ca_key)? {
+            let mut orphan = None;
+            for p in self.all_paths() {
+                if exists(&p)? {
+                    orphan = Some(p);
+                    break;
+                }
+            }
+            if let Some(orphan) = orphan {
                 return Err(PkiError::Missing {
                     path: ca_crt,
                     fix: format!(
@@ -323,10 +330,10 @@ impl CaDir {
             )));
         }
         let (crt, key) = (self.cert_path(role), self.key_path(role));
-        match (exists(&crt), exists(&key)) {
+        match (exists(&crt)?, exists(&key)?) {
             (true, true) => Ok(None),
             (false, false) => {
-                if !exists(&ca_key) {
+                if !exists(&ca_key)? {
                     return Err(PkiError::Missing {
                         path: crt,
                         fix: format!(
@@ -336,7 +343,7 @@ impl CaDir {
                         ),
                     });
                 }
-                if !exists(&ca_crt) {
+                if !exists(&ca_crt)? {
                     return Err(PkiError::Missing {
                         path: ca_crt,
                         fix: format!(
@@ -456,8 +463,19 @@ fn check_days(days: u32) -> Result<(), PkiError> {
 }
 
 /// Whether anything (even a dangling symlink) is at `path`.
-fn exists(path: &Path) -> bool {
-    fs::symlink_metadata(path).is_ok()
+/// Whether `path` exists. Anything but "not found" (a directory we may not enter, a file where
+/// a directory should be) is an error: an unreadable CA directory is never taken for a missing
+/// CA, which would be replaced by a new one.
+fn exists(path: &Path) -> Result<bool, PkiError> {
+    match fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(PkiError::Read {
+            path: path.to_path_buf(),
+            source,
+            fix: "check the permissions of the directory and its parents".into(),
+        }),
+    }
 }
 
 /// Reads a small text file; the buffer is wiped on drop since it may be a private key.

@@ -879,6 +879,22 @@ fn ensure_on_an_empty_directory_creates_everything() {
 }
 
 #[test]
+fn a_ca_directory_that_cannot_be_read_is_an_error_and_never_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Something that is not a directory where the CA directory's parent should be: every
+    // lookup fails with "not a directory", not "not found". (A mode-000 directory behaves the
+    // same for other users; tests run as root, who may enter it.)
+    std::fs::write(tmp.path().join("file"), b"x").unwrap();
+    let dir = CaDir::new(tmp.path().join("file/ca"));
+    let e = dir
+        .ensure_with(Role::Client, &mut cached_keys())
+        .unwrap_err();
+    assert!(matches!(e, PkiError::Read { .. }), "{e:?}");
+    assert!(e.to_string().starts_with("cannot read "), "{e}");
+    assert_eq!(std::fs::read(tmp.path().join("file")).unwrap(), b"x");
+}
+
+#[test]
 fn ensure_reissues_a_missing_leaf_from_the_existing_ca() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = CaDir::new(tmp.path());

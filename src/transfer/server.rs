@@ -355,7 +355,11 @@ fn send_tree<S: Transport>(
     let walker = walkdir::WalkDir::new(dir)
         .min_depth(1)
         .follow_links(false)
-        .sort_by_file_name();
+        .sort_by_file_name()
+        .into_iter()
+        // Staging files and the server's secrets are not part of any tree (nor is anything
+        // below a hidden directory).
+        .filter_entry(|e| !opts.root.hides(e.path()));
     for entry in walker {
         let entry = match entry {
             Ok(e) => e,
