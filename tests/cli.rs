@@ -963,3 +963,83 @@ fn staging_files_are_never_listed_or_served() {
         .collect();
     assert_eq!(got, ["real.txt"]);
 }
+
+#[test]
+fn ca_issue_writes_several_clients_to_named_files_and_ca_list_shows_them() {
+    let w = Workspace::new();
+    for name in ["alice", "bob"] {
+        let (crt, key) = (format!("{name}.crt"), format!("{name}.key"));
+        let out = ok(&w.run(&[
+            "ca",
+            "issue",
+            "--role",
+            "client",
+            name,
+            "--key-bits",
+            "2048",
+            "--out-cert",
+            &crt,
+            "--out-key",
+            &key,
+        ]));
+        assert!(out.contains(&format!("wrote {key}")), "{out}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(w.join(&key)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{key}");
+        }
+    }
+    // Never overwritten without --force; the message names both ways out.
+    let line = fails(&w.run(&[
+        "ca",
+        "issue",
+        "--role",
+        "client",
+        "alice",
+        "--key-bits",
+        "2048",
+        "--out-cert",
+        "alice.crt",
+        "--out-key",
+        "alice.key",
+    ]));
+    assert!(
+        line.contains("already exists") && line.contains("--force"),
+        "{line}"
+    );
+    // Alice's own certificate gets her in.
+    let server = w.serve(&[]);
+    ok(&w.run(&[
+        "fetch",
+        "hello.txt",
+        "--server",
+        &server.addr,
+        "--cert",
+        "alice.crt",
+        "--key",
+        "alice.key",
+        "--ca-cert",
+        "ca/ca.crt",
+    ]));
+    assert!(
+        server.wait_for_log("client 'CN=alice' authenticated"),
+        "{}",
+        server.log()
+    );
+    let list = ok(&w.run(&["ca", "list"]));
+    for name in ["alice", "bob"] {
+        assert!(
+            list.lines().any(|l| l.starts_with("client ")
+                && l.contains(&format!(" {name} "))
+                && l.ends_with("valid")),
+            "{list}"
+        );
+    }
+    let json = ok(&w.run(&["ca", "list", "--json"]));
+    assert!(
+        json.lines()
+            .any(|l| l.contains(r#""name":"alice""#) && l.contains(r#""role":"client""#)),
+        "{json}"
+    );
+}

@@ -51,6 +51,20 @@ pub enum CaCommand {
     Issue(CaIssueArgs),
     /// Describe certificates: subject, issuer, validity, names, usages, fingerprint.
     Show(CaShowArgs),
+    /// List every certificate this CA issued (kept in DIR/issued/): role, name, serial,
+    /// expiry and status.
+    List(CaListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaListArgs {
+    /// The CA directory.
+    #[arg(long, default_value = "ca", value_hint = ValueHint::DirPath)]
+    pub dir: PathBuf,
+
+    /// One JSON object per line: role, name, serial, not_after, days_left, status, sha256.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which end a certificate is for.
@@ -112,13 +126,21 @@ pub struct CaIssueArgs {
     #[arg(long, default_value_t = minitls::pki::DEFAULT_LEAF_DAYS)]
     pub days: u32,
 
-    /// Replace an existing <role>.crt and <role>.key.
+    /// Replace existing certificate and key files.
     #[arg(long)]
     pub force: bool,
 
     /// RSA key size in bits: 2048, 3072 or 4096.
     #[arg(long, default_value_t = minitls::pki::DEFAULT_KEY_BITS)]
     pub key_bits: usize,
+
+    /// Write the certificate here instead of DIR/<role>.crt (with --out-key), e.g. alice.crt.
+    #[arg(long, value_name = "FILE", requires = "out_key", value_hint = ValueHint::FilePath)]
+    pub out_cert: Option<PathBuf>,
+
+    /// Write the private key (PKCS#8, mode 0600) here instead of DIR/<role>.key.
+    #[arg(long, value_name = "FILE", requires = "out_cert", value_hint = ValueHint::FilePath)]
+    pub out_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

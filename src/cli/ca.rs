@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use minitls::pki::{self, CaDir, InitOptions, Role, San};
+use minitls::pki::{self, CaDir, InitOptions, PkiError, Role, San};
 
 use super::Global;
-use super::args::{CaCommand, CaInitArgs, CaIssueArgs, CaShowArgs, RoleArg};
+use super::args::{CaCommand, CaInitArgs, CaIssueArgs, CaListArgs, CaShowArgs, RoleArg};
 use super::error::{CliError, CliResult, Context, out, report};
 use super::progress::Spinner;
 
@@ -14,6 +14,7 @@ pub fn run(cmd: CaCommand, global: Global) -> CliResult<()> {
         CaCommand::Init(a) => init(&a, global),
         CaCommand::Issue(a) => issue(&a, global),
         CaCommand::Show(a) => show(&a),
+        CaCommand::List(a) => list(&a),
     }
 }
 
@@ -80,16 +81,35 @@ fn issue(args: &CaIssueArgs, global: Global) -> CliResult<()> {
         global.quiet,
         &format!("generating an RSA-{} key", args.key_bits),
     );
-    let written = ca
-        .issue(
+    let written = match (&args.out_cert, &args.out_key) {
+        (Some(cert), Some(key)) => ca.issue_to(
             role,
             &args.name,
             &sans,
             args.days,
             args.key_bits,
             args.force,
-        )
-        .context(|| format!("ca issue --role {role} {}", args.name))?;
+            cert,
+            key,
+        ),
+        _ => ca.issue(
+            role,
+            &args.name,
+            &sans,
+            args.days,
+            args.key_bits,
+            args.force,
+        ),
+    }
+    .map_err(|e| match e {
+        PkiError::AlreadyExists { path, .. } => CliError::new(format!(
+            "ca issue --role {role} {}: {} already exists; pass --force to replace it, or \
+             write elsewhere with --out-cert FILE --out-key FILE",
+            args.name,
+            path.display()
+        )),
+        e => CliError::new(format!("ca issue --role {role} {}: {e}", args.name)),
+    })?;
     drop(spinner);
     print_written(&written)
 }
@@ -152,4 +172,59 @@ fn describe(file: &Path) -> CliResult<String> {
     let pem = std::fs::read_to_string(file)
         .map_err(|e| CliError::new(format!("cannot read {}: {e}", file.display())))?;
     pki::describe_certificate_pem(&pem).context(|| file.display().to_string())
+}
+
+/// Days in which a certificate counts as "expires soon" in `ca list`.
+const EXPIRES_SOON_DAYS: i64 = 30;
+
+fn list(args: &CaListArgs) -> CliResult<()> {
+    let ca = CaDir::new(&args.dir);
+    let issued = ca
+        .issued()
+        .context(|| format!("list the certificates of {}", args.dir.display()))?;
+    if issued.is_empty() && !args.json {
+        return Err(CliError::new(format!(
+            "no issued certificates recorded in {}; `minitls ca init --dir {}` and `minitls ca \
+             issue` record what they issue there",
+            ca.issued_dir().display(),
+            args.dir.display()
+        )));
+    }
+    let now = pki::now_unix();
+    for der in issued {
+        let s = pki::summarize_certificate_der(&der)
+            .context(|| format!("read a certificate in {}", ca.issued_dir().display()))?;
+        let days_left = (s.not_after_unix - now).div_euclid(86_400);
+        let status = if s.not_after_unix <= now {
+            "expired".to_string()
+        } else if days_left < EXPIRES_SOON_DAYS {
+            format!("expires in {days_left} days")
+        } else {
+            "valid".to_string()
+        };
+        if args.json {
+            out(&format!(
+                "{{\"role\":{},\"name\":{},\"serial\":\"{}\",\"not_after\":\"{}\",\"days_left\":{},\"status\":{},\"sha256\":\"{}\"}}",
+                super::ls::json_string(s.role),
+                super::ls::json_string(&s.common_name),
+                s.serial,
+                super::iso_utc(s.not_after_unix),
+                days_left,
+                super::ls::json_string(&status),
+                pki::fingerprint_hex(&s.sha256)
+                    .replace(':', "")
+                    .to_lowercase(),
+            ))?;
+        } else {
+            out(&format!(
+                "{:<7} {:<20} {} {}  {}",
+                s.role,
+                super::error::printable(&s.common_name),
+                s.serial,
+                super::iso_utc(s.not_after_unix),
+                status
+            ))?;
+        }
+    }
+    Ok(())
 }

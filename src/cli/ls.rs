@@ -82,7 +82,7 @@ fn to_json(entries: &[ListEntry]) -> String {
 }
 
 /// A JSON string literal (RFC 8259): quotes, backslashes and control characters escaped.
-fn json_string(s: &str) -> String {
+pub(super) fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

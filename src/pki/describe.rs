@@ -57,6 +57,58 @@ pub fn describe_certificate_der(der: &[u8]) -> Result<String, PkiError> {
     Ok(out)
 }
 
+/// The few facts of a certificate that `ca list` and policies need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertSummary {
+    /// The subject's common name (empty if it has none).
+    pub common_name: String,
+    /// `server`, `client`, `server+client`, `CA` or `other`, from basicConstraints and EKU.
+    pub role: &'static str,
+    /// Upper-case hex, as `openssl x509 -serial` prints it.
+    pub serial: String,
+    pub not_after_unix: i64,
+    pub sha256: [u8; 32],
+}
+
+/// Summarises one DER certificate (describes, does not verify).
+pub fn summarize_certificate_der(der: &[u8]) -> Result<CertSummary, PkiError> {
+    let cert = parse_single(der).map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    let common_name = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let is_ca = cert
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .is_some_and(|b| b.value.ca);
+    let (server, client) = match cert.extended_key_usage() {
+        Ok(Some(e)) => (e.value.server_auth, e.value.client_auth),
+        _ => (false, false),
+    };
+    let role = match (is_ca, server, client) {
+        (true, _, _) => "CA",
+        (false, true, true) => "server+client",
+        (false, true, false) => "server",
+        (false, false, true) => "client",
+        _ => "other",
+    };
+    Ok(CertSummary {
+        common_name,
+        role,
+        serial: cert
+            .raw_serial()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect(),
+        not_after_unix: cert.validity().not_after.timestamp(),
+        sha256: sha256_fingerprint(der),
+    })
+}
+
 fn key_usage(cert: &X509Certificate<'_>) -> String {
     match cert.key_usage() {
         Ok(Some(ku)) => {

@@ -32,7 +32,9 @@ mod verify;
 use std::fmt;
 use std::str::FromStr;
 
-pub use describe::{describe_certificate_der, describe_certificate_pem};
+pub use describe::{
+    CertSummary, describe_certificate_der, describe_certificate_pem, summarize_certificate_der,
+};
 pub use error::{CertError, PkiError};
 pub use identity::Identity;
 pub use issue::{
@@ -100,3 +102,9 @@ impl FromStr for Role {
 
 #[cfg(test)]
 mod tests;
+
+/// The serial number of a DER certificate as upper-case hex (the form `openssl x509 -serial`
+/// prints, and the `serial:` form a policy names).
+pub fn serial_hex(der: &[u8]) -> Result<String, PkiError> {
+    Ok(summarize_certificate_der(der)?.serial)
+}

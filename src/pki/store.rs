@@ -37,6 +37,8 @@ pub const DEFAULT_CLIENT_NAME: &str = "client";
 pub const DEFAULT_SERVER_NAME: &str = "localhost";
 /// Common name prefix of generated CAs; a random suffix tells different CAs apart in messages.
 const CA_NAME_PREFIX: &str = "minitls CA";
+/// Subdirectory of the CA directory with a copy of every certificate issued.
+const ISSUED_DIR: &str = "issued";
 /// Certificates start this far in the past so that a peer whose clock is a little behind
 /// accepts a certificate made a moment ago.
 const BACKDATE_SECS: i64 = 300;
@@ -116,6 +118,49 @@ impl CaDir {
     /// Path of the private key for `role` (`server.key` / `client.key`).
     pub fn key_path(&self, role: Role) -> PathBuf {
         self.dir.join(format!("{role}.key"))
+    }
+
+    /// Where a copy of every certificate this CA issued is kept: `DIR/issued/SERIAL.crt`
+    /// (as `openssl ca` keeps `newcerts/`), so that later commands can list and revoke them
+    /// by name or serial wherever the certificate itself was written.
+    pub fn issued_dir(&self) -> PathBuf {
+        self.dir.join(ISSUED_DIR)
+    }
+
+    /// Every certificate recorded in [`CaDir::issued_dir`], as DER, in serial order.
+    pub fn issued(&self) -> Result<Vec<Vec<u8>>, PkiError> {
+        let dir = self.issued_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(PkiError::Read {
+                    path: dir,
+                    source,
+                    fix: "check the permissions of the CA directory".into(),
+                });
+            }
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+            .collect();
+        paths.sort();
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            let text = read_text(&p, "it was written by `ca issue`; restore it or remove it")?;
+            out.push(super::pem::pem_to_der(&text)?);
+        }
+        Ok(out)
+    }
+
+    /// Keeps a copy of an issued certificate, named by its serial.
+    fn record(&self, der: &[u8]) -> Result<(), PkiError> {
+        let serial = super::serial_hex(der)?;
+        create_dir(&self.issued_dir())?;
+        let path = self.issued_dir().join(format!("{serial}.crt"));
+        write_file(&path, der_to_pem(der).as_bytes(), CERT_MODE)
     }
 
     fn all_paths(&self) -> [PathBuf; 6] {
@@ -217,6 +262,7 @@ impl CaDir {
             written.push(self.key_path(role));
             write_file(&self.cert_path(role), der_to_pem(der).as_bytes(), CERT_MODE)?;
             written.push(self.cert_path(role));
+            self.record(der)?;
         }
         Ok(written)
     }
@@ -237,6 +283,31 @@ impl CaDir {
         self.issue_with(role, name, sans, days, key_bits, force, &mut generate_key)
     }
 
+    /// Like [`CaDir::issue`], writing the certificate and key to `cert_path` and `key_path`
+    /// instead of `<role>.crt` and `<role>.key` in this directory (for several clients or
+    /// servers from one CA).
+    #[allow(clippy::too_many_arguments)] // `issue` plus where to write
+    pub fn issue_to(
+        &self,
+        role: Role,
+        name: &str,
+        sans: &[San],
+        days: u32,
+        key_bits: usize,
+        force: bool,
+        cert_path: &Path,
+        key_path: &Path,
+    ) -> Result<Vec<PathBuf>, PkiError> {
+        self.issue_into(
+            role,
+            name,
+            sans,
+            (days, key_bits, force),
+            (cert_path.to_path_buf(), key_path.to_path_buf()),
+            &mut generate_key,
+        )
+    }
+
     #[allow(clippy::too_many_arguments)] // the public `issue` plus the key source
     pub(super) fn issue_with(
         &self,
@@ -246,6 +317,19 @@ impl CaDir {
         days: u32,
         key_bits: usize,
         force: bool,
+        keygen: KeyGen<'_>,
+    ) -> Result<Vec<PathBuf>, PkiError> {
+        let to = (self.cert_path(role), self.key_path(role));
+        self.issue_into(role, name, sans, (days, key_bits, force), to, keygen)
+    }
+
+    fn issue_into(
+        &self,
+        role: Role,
+        name: &str,
+        sans: &[San],
+        (days, key_bits, force): (u32, usize, bool),
+        (cert_path, key_path): (PathBuf, PathBuf),
         keygen: KeyGen<'_>,
     ) -> Result<Vec<PathBuf>, PkiError> {
         check_key_bits(key_bits)?;
@@ -258,7 +342,6 @@ impl CaDir {
         } else {
             vec![San::for_host(name)?]
         };
-        let (cert_path, key_path) = (self.cert_path(role), self.key_path(role));
         if !force {
             for path in [&cert_path, &key_path] {
                 if exists(path)? {
@@ -283,6 +366,7 @@ impl CaDir {
         let der = issue_leaf(&ca, &spec, &key)?;
         write_key(&key_path, &key)?;
         write_file(&cert_path, der_to_pem(&der).as_bytes(), CERT_MODE)?;
+        self.record(&der)?;
         Ok(vec![key_path, cert_path])
     }
 
