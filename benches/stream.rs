@@ -91,6 +91,7 @@ fn main() {
             idle_timeout: Duration::from_secs(60),
             cache: None,
             log: &|_| {},
+            access: &minitls::policy::Access::default_read_all(),
         };
         transfer::serve_requests(&mut chan, &opts).unwrap();
     });

@@ -31,6 +31,7 @@ pub mod mem;
 pub mod net;
 pub mod paths;
 pub mod pki;
+pub mod policy;
 pub mod record;
 pub mod sigfile;
 pub mod testkit;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::conn::{self, Channel, ConnError, Transport};
 use crate::handshake::{ClientConfig, ServerConfig};
 use crate::paths::ServeRoot;
+use crate::policy::{Access, ClientId, Policy};
 use crate::transfer::{self, ServeOptions, StatementCache};
 use crate::wire::{Alert, Codec, FrameType, encode_frame};
 
@@ -126,6 +127,25 @@ pub struct ServerSettings {
     pub max_clients: usize,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
+    /// `--policy`: who may read and write what. `None`: every client reads all, none writes.
+    pub policy: Option<std::sync::RwLock<Arc<Policy>>>,
+}
+
+impl ServerSettings {
+    /// What the client holding the certificate `der` (verified by the handshake) may do, under
+    /// the policy in force now.
+    pub fn access_for(&self, der: &[u8]) -> Access {
+        let Some(policy) = &self.policy else {
+            return Access::default_read_all();
+        };
+        let policy = policy
+            .read()
+            .map_or_else(|e| e.into_inner().clone(), |p| p.clone());
+        match ClientId::from_der(der) {
+            Some(id) => policy.access_for(&id),
+            None => Access::none(),
+        }
+    }
 }
 
 /// Decrements the active-connection count however the connection thread ends.
@@ -252,7 +272,9 @@ fn handle_connection(
     let deadline = Instant::now() + settings.handshake_timeout;
     let mut chan = conn::server_handshake(transport, settings.config.clone(), Some(deadline))?;
     log(&format!("client '{}' authenticated", chan.peer().subject));
+    let access = settings.access_for(chan.peer_der());
     let opts = ServeOptions {
+        access: &access,
         root: &settings.root,
         identity: &settings.config.identity,
         idle_timeout: settings.idle_timeout,

@@ -11,6 +11,7 @@ use minitls::crypto;
 use minitls::handshake::{ClientConfig, ServerConfig};
 use minitls::mem::{self, MemEnd, Queue};
 use minitls::paths::ServeRoot;
+use minitls::policy::{Access, ClientId, Policy};
 use minitls::record::RecordError;
 use minitls::sigfile::{self, VerifyError};
 use minitls::testkit::{self, pki as test_pki};
@@ -170,6 +171,11 @@ struct Served {
 }
 
 fn served(setup: impl FnOnce(&Path)) -> Served {
+    served_with(setup, Access::default_read_all())
+}
+
+/// Like [`served`], the client's rights being `access`.
+fn served_with(setup: impl FnOnce(&Path), access: Access) -> Served {
     let root = tempfile::tempdir().unwrap();
     let root_path = root.path().join("public");
     std::fs::create_dir(&root_path).unwrap();
@@ -185,6 +191,7 @@ fn served(setup: impl FnOnce(&Path)) -> Served {
             idle_timeout: Duration::from_secs(10),
             cache: Some(&cache),
             log: &|_| {},
+            access: &access,
         };
         transfer::serve_requests(&mut server, &opts)
     });
@@ -1149,6 +1156,7 @@ fn clients_fetching_a_new_file_at_once_all_get_it_signed_and_whole() {
                 idle_timeout: Duration::from_secs(10),
                 cache: Some(&cache),
                 log: &|_| {},
+                access: &Access::default_read_all(),
             };
             transfer::serve_requests(&mut server, &opts)
         });
@@ -1437,5 +1445,118 @@ fn a_250_byte_name_arrives_and_verifies_single_and_in_a_tree() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(hidden.is_empty(), "{hidden:?}");
+    s.finish();
+}
+
+// ---- Issue 11: the access policy, decided by the server ----
+
+/// The rights of the test client certificate under `policy` (its CN is what the grants name).
+fn access_under(policy: &str) -> Access {
+    let id = ClientId::from_der(&test_pki().client_config().identity.cert_der).unwrap();
+    Policy::parse(&policy.replace("CLIENT", &id.common_name))
+        .unwrap()
+        .access_for(&id)
+}
+
+fn two_subtrees(r: &Path) {
+    for who in ["alice", "bob"] {
+        std::fs::create_dir_all(r.join(who).join("deep")).unwrap();
+        std::fs::write(r.join(who).join("f.txt"), format!("{who}'s")).unwrap();
+        std::fs::write(r.join(who).join("deep/g.txt"), format!("{who}'s deep")).unwrap();
+    }
+    std::fs::create_dir_all(r.join("shared/docs")).unwrap();
+    std::fs::create_dir_all(r.join("shared/other")).unwrap();
+    std::fs::write(r.join("shared/docs/d.txt"), b"doc").unwrap();
+    std::fs::write(r.join("shared/other/o.txt"), b"other").unwrap();
+    std::fs::write(r.join("top.txt"), b"top").unwrap();
+    // A link inside alice's subtree that leads into bob's.
+    std::os::unix::fs::symlink("../bob/f.txt", r.join("alice/to-bob")).unwrap();
+    std::os::unix::fs::symlink("../bob", r.join("alice/bob-dir")).unwrap();
+}
+
+fn not_allowed(r: Result<impl std::fmt::Debug, TransferError>) -> bool {
+    matches!(&r, Err(TransferError::Remote { code: ErrorCode::PathRefused, text }) if text.contains("not allowed"))
+}
+
+#[test]
+fn a_client_reads_its_subtree_and_nothing_else() {
+    let access =
+        access_under("[[grant]]\nclients = [\"CLIENT\"]\nread = [\"alice\", \"shared/docs\"]");
+    let mut s = served_with(two_subtrees, access);
+    let out = s.out.path().to_path_buf();
+    // Single files.
+    transfer::fetch_file(&mut s.client, "alice/f.txt", &out, &mut NoProgress).unwrap();
+    for denied in [
+        "bob/f.txt",
+        "top.txt",
+        "shared/other/o.txt",
+        "alice/to-bob",
+        "alice/bob-dir/f.txt",
+        "nothing-here/x",
+        "alice/../bob/f.txt",
+        "./bob/f.txt",
+    ] {
+        let r = transfer::fetch_file(&mut s.client, denied, &out, &mut NoProgress);
+        if denied.split('/').any(|c| c == "." || c == "..") {
+            // Refused before it leaves the client; the server would refuse it too.
+            assert!(
+                matches!(r, Err(TransferError::BadRequestPath { .. })),
+                "{denied}: {r:?}"
+            );
+        } else {
+            assert!(not_allowed(r), "{denied}");
+        }
+    }
+    // A recursive fetch of a directory on the way gets only the readable part; of the whole
+    // root, only alice/ and shared/docs/.
+    let t = match s.fetch_recursive("shared").unwrap() {
+        transfer::Fetch::Tree(t) => t,
+        other => panic!("{other:?}"),
+    };
+    assert!(t.dir.join("docs/d.txt").is_file());
+    assert!(!t.dir.join("other").exists());
+    assert!(not_allowed(s.fetch_recursive("bob")));
+    // Listings show only what may be read and the way to it.
+    let all: Vec<String> = transfer::list(&mut s.client, "", true)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    assert!(all.contains(&"alice/f.txt".to_string()), "{all:?}");
+    assert!(
+        all.contains(&"shared".to_string()) && all.contains(&"shared/docs/d.txt".to_string()),
+        "{all:?}"
+    );
+    for hidden in [
+        "bob",
+        "top.txt",
+        "shared/other",
+        "alice/to-bob",
+        "alice/bob-dir",
+    ] {
+        assert!(
+            !all.iter()
+                .any(|p| p == hidden || p.starts_with(&format!("{hidden}/"))),
+            "{hidden} listed: {all:?}"
+        );
+    }
+    assert!(not_allowed(transfer::list(&mut s.client, "bob", false)));
+    s.finish();
+}
+
+#[test]
+fn a_policy_without_a_grant_for_the_client_allows_nothing() {
+    let access = access_under("[[grant]]\nclients = [\"someone-else\"]\nread = [\".\"]");
+    let mut s = served_with(two_subtrees, access);
+    let out = s.out.path().to_path_buf();
+    assert!(not_allowed(transfer::fetch_file(
+        &mut s.client,
+        "top.txt",
+        &out,
+        &mut NoProgress
+    )));
+    assert!(not_allowed(s.fetch_recursive("alice")));
+    assert!(not_allowed(transfer::list(&mut s.client, "", false)));
+    assert!(dir_entries(&out).is_empty());
     s.finish();
 }

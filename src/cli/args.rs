@@ -220,6 +220,12 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub creds: CredentialArgs,
 
+    /// Access policy (TOML, see the README): which clients may read and write which subtrees.
+    /// Without it every authenticated client reads everything and nobody writes. SIGHUP
+    /// re-reads it.
+    #[arg(long, value_name = "FILE", env = "MINITLS_POLICY", value_hint = ValueHint::FilePath)]
+    pub policy: Option<PathBuf>,
+
     /// Most clients served at once; one more is told the server is busy.
     #[arg(
         long,

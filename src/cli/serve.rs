@@ -14,6 +14,7 @@ use minitls::handshake::ServerConfig;
 use minitls::net::{self, ServerSettings};
 use minitls::paths::ServeRoot;
 use minitls::pki::{self, Role};
+use minitls::policy::Policy;
 
 use super::args::{CredentialArgs, ServeArgs};
 use super::error::{CliError, CliResult, Context, note};
@@ -63,6 +64,19 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         )));
     }
 
+    let policy = match &args.policy {
+        None => None,
+        Some(path) => {
+            let p = Policy::load(path).map_err(|e| {
+                CliError::new(format!(
+                    "--policy {}: {e}; fix the file (the README shows the format)",
+                    path.display()
+                ))
+            })?;
+            Some(p)
+        }
+    };
+
     // 2. Credentials: ours as the server, and the CA our clients must chain to.
     let creds = creds::load(&args.creds, Role::Server, global.quiet)?;
     let mut config = ServerConfig::new(creds.identity, creds.anchor);
@@ -75,6 +89,9 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
     let local = listener
         .local_addr()
         .context(|| format!("listen on {}", args.listen))?;
+    if let Some(p) = &policy_note(args) {
+        note(p);
+    }
     note(&format!("serving {} on {local}", root.path().display()));
     if global.verbose {
         note(&format!(
@@ -90,6 +107,7 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         max_clients: args.max_clients,
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
+        policy: policy.map(|p| std::sync::RwLock::new(Arc::new(p))),
     });
     // SIGTERM or Ctrl-C stops accepting and lets transfers in flight finish (up to
     // net::SHUTDOWN_GRACE); a second signal exits at once.
@@ -135,6 +153,12 @@ fn absolute(path: &Path) -> PathBuf {
             _ => return abs,
         }
     }
+}
+
+fn policy_note(args: &ServeArgs) -> Option<String> {
+    args.policy
+        .as_ref()
+        .map(|p| format!("access policy from {} (deny by default)", p.display()))
 }
 
 /// One server log line, with the time: `minitls: 2025-01-01T12:00:00Z <text>`.

@@ -14,6 +14,7 @@ use crate::crypto::{self, FILE_SIGNATURE_CONTEXT, MANIFEST_SIGNATURE_CONTEXT};
 use crate::handshake::LocalIdentity;
 use crate::paths::{self, ResolveError, ServeRoot};
 use crate::pki;
+use crate::policy::Access;
 use crate::sigfile::{self, ManifestHasher};
 use crate::wire::{
     AppType, Codec, EntryKind, ErrorCode, ErrorMsg, FileDone, FileEnd, FileStart, FileStatement,
@@ -31,6 +32,9 @@ pub struct ServeOptions<'a> {
     /// Shared by every connection of a server; `None` hashes and signs every time.
     pub cache: Option<&'a Arc<StatementCache>>,
     pub log: &'a (dyn Fn(&str) + Sync),
+    /// What this connection's client may read (and write), from the policy and the identity
+    /// the handshake authenticated.
+    pub access: &'a Access,
 }
 
 /// Serves requests on an established channel until the client's Close.
@@ -74,22 +78,57 @@ fn send_error<S: Transport>(
 }
 
 /// Resolves a request path, answering the client with an error message when refused.
+/// What a request needs of the policy: to read a file, or to see (list, walk) a directory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Read,
+    See,
+}
+
+fn permits(access: &Access, rel: &str, need: Need) -> bool {
+    match need {
+        Need::Read => access.can_read(rel),
+        Need::See => access.can_see(rel),
+    }
+}
+
+/// The policy's verdict on a path both as named and as it resolved (a symlink inside the root
+/// may lead into a subtree the client may not read).
+fn allowed(opts: &ServeOptions<'_>, rel: &str, canonical: &Path, need: Need) -> bool {
+    let resolved = canonical
+        .strip_prefix(opts.root.path())
+        .ok()
+        .and_then(Path::to_str)
+        .map(|p| p.replace(std::path::MAIN_SEPARATOR, "/"));
+    permits(opts.access, rel, need) && resolved.is_some_and(|r| permits(opts.access, &r, need))
+}
+
+/// Resolves a request path, answering the client with an error message when refused: by the
+/// path rules, or by the policy (checked on the normalised path before the file system is
+/// looked at, so a denied client learns nothing of what exists, and again on the resolved one).
 fn resolve_or_refuse<S: Transport>(
     chan: &mut Channel<S>,
     opts: &ServeOptions<'_>,
     path: &str,
+    need: Need,
 ) -> Result<Option<(PathBuf, String, fs::Metadata)>, ConnError> {
-    let (code, text) = match opts.root.resolve(path) {
-        Ok((p, rel)) => match fs::metadata(&p) {
-            Ok(m) => return Ok(Some((p, rel, m))),
-            Err(e) => (ErrorCode::ReadFailed, format!("{path}: {e}")),
+    let normalised = paths::parse_relative(path, true).map(|p| p.join("/"));
+    let denied = || (ErrorCode::PathRefused, format!("'{path}': not allowed"));
+    let (code, text) = match normalised {
+        Ok(rel) if !permits(opts.access, &rel, need) => denied(),
+        _ => match opts.root.resolve(path) {
+            Ok((p, rel)) if !allowed(opts, &rel, &p, need) => denied(),
+            Ok((p, rel)) => match fs::metadata(&p) {
+                Ok(m) => return Ok(Some((p, rel, m))),
+                Err(e) => (ErrorCode::ReadFailed, format!("{path}: {e}")),
+            },
+            Err(ResolveError::Refused(e)) => (ErrorCode::PathRefused, format!("{path}: {e}")),
+            Err(ResolveError::Io(e)) if e.kind() == io::ErrorKind::NotFound => (
+                ErrorCode::NotFound,
+                format!("{path}: no such file or directory"),
+            ),
+            Err(ResolveError::Io(e)) => (ErrorCode::ReadFailed, format!("{path}: {e}")),
         },
-        Err(ResolveError::Refused(e)) => (ErrorCode::PathRefused, format!("{path}: {e}")),
-        Err(ResolveError::Io(e)) if e.kind() == io::ErrorKind::NotFound => (
-            ErrorCode::NotFound,
-            format!("{path}: no such file or directory"),
-        ),
-        Err(ResolveError::Io(e)) => (ErrorCode::ReadFailed, format!("{path}: {e}")),
     };
     (opts.log)(&format!("refused '{path}': {text}"));
     send_error(chan, code, text)?;
@@ -109,9 +148,17 @@ fn send_get<S: Transport>(
     req: &Request,
     buf: &mut [u8],
 ) -> Result<(), ConnError> {
-    let Some((path, rel, meta)) = resolve_or_refuse(chan, opts, &req.path)? else {
+    // A recursive fetch may name a directory on the way to what the client may read (it gets
+    // only that); anything else must be readable itself.
+    let need = if req.recursive { Need::See } else { Need::Read };
+    let Some((path, rel, meta)) = resolve_or_refuse(chan, opts, &req.path, need)? else {
         return Ok(());
     };
+    if !meta.is_dir() && !allowed(opts, &rel, &path, Need::Read) {
+        let text = format!("'{}': not allowed", req.path);
+        (opts.log)(&format!("refused '{}': {text}", req.path));
+        return send_error(chan, ErrorCode::PathRefused, text);
+    }
     if meta.is_dir() {
         if req.recursive {
             return send_tree(chan, opts, &path, &rel);
@@ -341,6 +388,18 @@ enum Planned {
     File(String, PathBuf, u64),
 }
 
+/// The served-root-relative name of `path`, found under the tree `dir` that was requested as
+/// `rel`; `None` if not UTF-8.
+fn tree_rel(rel: &str, dir: &Path, path: &Path) -> Option<String> {
+    let sub = path.strip_prefix(dir).ok()?.to_str()?;
+    let sub = sub.replace(std::path::MAIN_SEPARATOR, "/");
+    Some(if rel.is_empty() {
+        sub
+    } else {
+        format!("{rel}/{sub}")
+    })
+}
+
 /// Walks `dir` (no symlinks followed, sorted by name), then sends every directory and
 /// regular file, and one signature over the manifest of all of them.
 fn send_tree<S: Transport>(
@@ -358,8 +417,19 @@ fn send_tree<S: Transport>(
         .sort_by_file_name()
         .into_iter()
         // Staging files and the server's secrets are not part of any tree (nor is anything
-        // below a hidden directory).
-        .filter_entry(|e| !opts.root.hides(e.path()));
+        // below a hidden directory), nor is what the policy keeps from this client: entries
+        // it may not see are left out without a word (a Skipped message would name them).
+        .filter_entry(|e| {
+            !opts.root.hides(e.path()) && {
+                let full = tree_rel(rel, dir, e.path());
+                match full {
+                    Some(full) if e.file_type().is_dir() => opts.access.can_see(&full),
+                    Some(full) => opts.access.can_read(&full),
+                    // Not UTF-8: reported as skipped below, by its lossy name.
+                    None => opts.access.can_see(rel),
+                }
+            }
+        });
     for entry in walker {
         let entry = match entry {
             Ok(e) => e,
@@ -500,9 +570,14 @@ fn send_listing<S: Transport>(
     opts: &ServeOptions<'_>,
     req: &Request,
 ) -> Result<(), ConnError> {
-    let Some((path, rel, meta)) = resolve_or_refuse(chan, opts, &req.path)? else {
+    let Some((path, rel, meta)) = resolve_or_refuse(chan, opts, &req.path, Need::See)? else {
         return Ok(());
     };
+    if !meta.is_dir() && !allowed(opts, &rel, &path, Need::Read) {
+        let text = format!("'{}': not allowed", req.path);
+        (opts.log)(&format!("refused '{}': {text}", req.path));
+        return send_error(chan, ErrorCode::PathRefused, text);
+    }
     let mut entries = Vec::new();
     if meta.is_dir() {
         let walker = walkdir::WalkDir::new(&path)
@@ -522,13 +597,18 @@ fn send_listing<S: Transport>(
             } else {
                 format!("{rel}/{sub}")
             };
-            // Symlinks are listed as what they point to, and only if that stays in the root.
-            let Ok((_, _)) = opts.root.resolve(&full) else {
+            // Symlinks are listed as what they point to, and only if that stays in the root;
+            // only what the policy lets this client see or read is listed.
+            let Ok((canonical, _)) = opts.root.resolve(&full) else {
                 continue;
             };
             let Ok(m) = fs::metadata(entry.path()) else {
                 continue;
             };
+            let need = if m.is_dir() { Need::See } else { Need::Read };
+            if !allowed(opts, &full, &canonical, need) {
+                continue;
+            }
             entries.push(list_entry(full, &m));
         }
     } else {
