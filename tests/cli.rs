@@ -1043,3 +1043,97 @@ fn ca_issue_writes_several_clients_to_named_files_and_ca_list_shows_them() {
         "{json}"
     );
 }
+
+/// Issues a client certificate NAME.crt / NAME.key in the workspace.
+fn issue_client(w: &Workspace, name: &str) -> Vec<String> {
+    let (crt, key) = (format!("{name}.crt"), format!("{name}.key"));
+    ok(&w.run(&[
+        "ca",
+        "issue",
+        "--role",
+        "client",
+        name,
+        "--key-bits",
+        "2048",
+        "--out-cert",
+        &crt,
+        "--out-key",
+        &key,
+    ]));
+    ["--cert", &crt, "--key", &key, "--ca-cert", "ca/ca.crt"]
+        .map(String::from)
+        .to_vec()
+}
+
+#[test]
+fn a_policy_gives_each_client_its_subtree_and_sighup_applies_a_change() {
+    let w = Workspace::new();
+    for who in ["alice", "bob"] {
+        fs::create_dir(w.join(&format!("server_public/{who}"))).unwrap();
+        fs::write(w.join(&format!("server_public/{who}/f.txt")), who).unwrap();
+    }
+    let alice = issue_client(&w, "alice");
+    let bob = issue_client(&w, "bob");
+    let grants = |alice_reads: &str| {
+        format!(
+            "[[grant]]\nclients = [\"alice\"]\nread = [{alice_reads}]\n\n\
+             [[grant]]\nclients = [\"bob\"]\nread = [\"bob\"]\n"
+        )
+    };
+    fs::write(w.join("policy.toml"), grants("\"alice\"")).unwrap();
+    let server = w.serve(&["--policy", "policy.toml"]);
+    let run_as = |who: &[String], args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--server", server.addr.as_str()]);
+        if args[0] == "fetch" {
+            all.extend(["--out", "got"]);
+        }
+        all.extend(who.iter().map(String::as_str));
+        w.run(&all)
+    };
+    ok(&run_as(&alice, &["fetch", "alice/f.txt"]));
+    let line = fails(&run_as(&alice, &["fetch", "bob/f.txt"]));
+    assert!(line.contains("not allowed"), "{line}");
+    ok(&run_as(&bob, &["fetch", "bob/f.txt"]));
+    let listing = ok(&run_as(&alice, &["ls", "-r"]));
+    assert!(
+        listing.contains("alice/f.txt") && !listing.contains("bob"),
+        "{listing}"
+    );
+    assert!(
+        server.wait_for_log("refused 'bob/f.txt': 'bob/f.txt': not allowed"),
+        "{}",
+        server.log()
+    );
+    // Give alice bob's subtree too; SIGHUP applies it to the next connection.
+    fs::write(w.join("policy.toml"), grants("\"alice\", \"bob\"")).unwrap();
+    common::send_signal(server.pid(), "HUP");
+    assert!(
+        server.wait_for_log("reloaded the policy"),
+        "{}",
+        server.log()
+    );
+    ok(&run_as(&alice, &["fetch", "bob/f.txt"]));
+    assert_eq!(fs::read(w.join("got/f.txt")).unwrap(), b"bob");
+    // A broken file keeps the policy in force.
+    fs::write(w.join("policy.toml"), "[[grant]\n").unwrap();
+    common::send_signal(server.pid(), "HUP");
+    assert!(
+        server.wait_for_log("kept the previous policy"),
+        "{}",
+        server.log()
+    );
+    ok(&run_as(&alice, &["fetch", "alice/f.txt"]));
+    // And a broken file at start is refused with the reason.
+    let line = fails(&w.run(&[
+        "serve",
+        "--policy",
+        "policy.toml",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    assert!(
+        line.contains("--policy policy.toml") && line.contains("line 1"),
+        "{line}"
+    );
+}

@@ -109,6 +109,7 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         idle_timeout: Duration::from_secs(args.idle_timeout),
         policy: policy.map(|p| std::sync::RwLock::new(Arc::new(p))),
     });
+    reload_on_sighup(settings.clone(), args.policy.clone())?;
     // SIGTERM or Ctrl-C stops accepting and lets transfers in flight finish (up to
     // net::SHUTDOWN_GRACE); a second signal exits at once.
     let stop = Arc::new(AtomicBool::new(false));
@@ -153,6 +154,45 @@ fn absolute(path: &Path) -> PathBuf {
             _ => return abs,
         }
     }
+}
+
+/// SIGHUP re-reads the policy file; connections authenticated from then on get the new rules
+/// (a connection keeps the rights it was given at its handshake). A file that no longer parses
+/// is reported and the old policy stays in force. Without --policy, SIGHUP is noted and
+/// otherwise ignored (its default action would end the server).
+fn reload_on_sighup(settings: Arc<ServerSettings>, path: Option<PathBuf>) -> CliResult<()> {
+    use signal_hook::consts::SIGHUP;
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP])
+        .context(|| "install the SIGHUP handler".to_string())?;
+    std::thread::Builder::new()
+        .name("sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                let (Some(slot), Some(path)) = (&settings.policy, &path) else {
+                    log_line("SIGHUP: no --policy to reload");
+                    continue;
+                };
+                match Policy::load(path) {
+                    Ok(p) => {
+                        let grants = p.grants();
+                        match slot.write() {
+                            Ok(mut g) => *g = Arc::new(p),
+                            Err(poisoned) => *poisoned.into_inner() = Arc::new(p),
+                        }
+                        log_line(&format!(
+                            "SIGHUP: reloaded the policy from {} ({grants} grants)",
+                            path.display()
+                        ));
+                    }
+                    Err(e) => log_line(&format!(
+                        "SIGHUP: kept the previous policy; {}: {e}",
+                        path.display()
+                    )),
+                }
+            }
+        })
+        .context(|| "start the SIGHUP thread".to_string())?;
+    Ok(())
 }
 
 fn policy_note(args: &ServeArgs) -> Option<String> {
