@@ -92,6 +92,7 @@ fn main() {
             cache: None,
             log: &|_| {},
             access: &minitls::policy::Access::default_read_all(),
+            audit: &|_| {},
         };
         transfer::serve_requests(&mut chan, &opts).unwrap();
     });

@@ -24,6 +24,7 @@
 //! 7. Only paths under the served root are served; peer-supplied names are validated.
 //! 8. Deadlines, idle timeouts and a client limit keep one peer from starving the rest.
 
+pub mod audit;
 pub mod conn;
 pub mod crypto;
 pub mod handshake;

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::audit::{AuditEvent, Peer};
 use crate::conn::{self, Channel, ConnError, Transport};
 use crate::handshake::{ClientConfig, ServerConfig};
 use crate::paths::ServeRoot;
 use crate::policy::{Access, ClientId, Policy};
 use crate::transfer::{self, ServeOptions, StatementCache};
+use crate::transfer::{RequestRecord, RequestResult};
 use crate::wire::{Alert, Codec, FrameType, encode_frame};
 
 /// Default time a peer has to complete the handshake.
@@ -129,6 +131,8 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     /// `--policy`: who may read and write what. `None`: every client reads all, none writes.
     pub policy: Option<std::sync::RwLock<Arc<Policy>>>,
+    /// The audit log: one event per request and per failed handshake.
+    pub audit: Arc<dyn Fn(&AuditEvent) + Send + Sync>,
 }
 
 impl ServerSettings {
@@ -262,19 +266,64 @@ pub fn serve(
     Ok(())
 }
 
+/// Connection ids for the audit log, counted from 1.
+static NEXT_CONN_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 fn handle_connection(
     stream: TcpStream,
     settings: &ServerSettings,
     cache: &Arc<StatementCache>,
     log: &(dyn Fn(&str) + Sync),
 ) -> Result<(), ConnError> {
+    let conn_id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+    let peer = stream
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let transport = TcpTransport::new(stream, settings.idle_timeout).map_err(ConnError::Io)?;
-    let deadline = Instant::now() + settings.handshake_timeout;
-    let mut chan = conn::server_handshake(transport, settings.config.clone(), Some(deadline))?;
+    let started = Instant::now();
+    let deadline = started + settings.handshake_timeout;
+    let event = |client: Option<Peer>, op, record: Option<&RequestRecord>, result| AuditEvent {
+        ts: crate::pki::now_unix(),
+        peer,
+        conn: conn_id,
+        client,
+        op,
+        path: record.map(|r| r.path.clone()),
+        bytes: record.map_or(0, |r| r.bytes),
+        sha256: record.and_then(|r| r.sha256),
+        result,
+        duration: record.map_or_else(|| started.elapsed(), |r| r.duration),
+    };
+    let mut chan = match conn::server_handshake(transport, settings.config.clone(), Some(deadline))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            (settings.audit)(&event(
+                None,
+                "handshake",
+                None,
+                RequestResult::Error(e.to_string()),
+            ));
+            return Err(e);
+        }
+    };
     log(&format!("client '{}' authenticated", chan.peer().subject));
     let access = settings.access_for(chan.peer_der());
+    let client = Peer {
+        subject: chan.peer().subject.clone(),
+        serial: crate::pki::serial_hex(chan.peer_der()).unwrap_or_default(),
+    };
+    let audit = |r: &RequestRecord| {
+        (settings.audit)(&event(
+            Some(client.clone()),
+            r.op,
+            Some(r),
+            r.result.clone(),
+        ));
+    };
     let opts = ServeOptions {
         access: &access,
+        audit: &audit,
         root: &settings.root,
         identity: &settings.config.identity,
         idle_timeout: settings.idle_timeout,

@@ -1137,3 +1137,84 @@ fn a_policy_gives_each_client_its_subtree_and_sighup_applies_a_change() {
         "{line}"
     );
 }
+
+#[test]
+fn the_audit_log_has_a_json_line_per_request_and_per_failed_handshake() {
+    let w = Workspace::new();
+    fs::create_dir(w.join("server_public/secret")).unwrap();
+    fs::write(w.join("server_public/secret/s.txt"), "s").unwrap();
+    let alice = issue_client(&w, "alice");
+    fs::write(
+        w.join("policy.toml"),
+        "[[grant]]\nclients = [\"alice\"]\nread = [\"hello.txt\", \"missing.txt\"]\n",
+    )
+    .unwrap();
+    let server = w.serve(&["--policy", "policy.toml", "--log-format", "json"]);
+    let run_as = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--server", server.addr.as_str()]);
+        all.extend(alice.iter().map(String::as_str));
+        w.run(&all)
+    };
+    ok(&run_as(&["fetch", "hello.txt"]));
+    ok(&run_as(&["ls"]));
+    fails(&run_as(&["fetch", "secret/s.txt"]));
+    fails(&run_as(&["fetch", "missing.txt"]));
+    // Not a minitls client at all.
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let _ = std::io::Read::read(&mut s, &mut [0u8; 64]);
+    }
+    assert!(
+        server.wait_for_log(r#""op":"handshake""#),
+        "{}",
+        server.log()
+    );
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with('{')).collect();
+    let keys = [
+        "ts", "peer", "conn", "client", "serial", "op", "path", "bytes", "sha256", "result", "ms",
+    ];
+    for l in &lines {
+        for k in keys {
+            assert!(l.contains(&format!("\"{k}\":")), "{k} missing: {l}");
+        }
+    }
+    let find = |op: &str, result: &str| {
+        lines
+            .iter()
+            .find(|l| {
+                l.contains(&format!(r#""op":"{op}""#))
+                    && l.contains(&format!(r#""result":"{result}"#))
+            })
+            .unwrap_or_else(|| panic!("no {op} {result} line in:\n{log}"))
+            .to_string()
+    };
+    let get = find("get", "ok");
+    let sha = minitls::sigfile::hex(&minitls::crypto::sha256(HELLO.as_bytes()));
+    assert!(
+        get.contains(r#""client":"CN=alice""#) && get.contains(&format!(r#""sha256":"{sha}""#)),
+        "{get}"
+    );
+    assert!(
+        get.contains(&format!(r#""bytes":{}"#, HELLO.len())),
+        "{get}"
+    );
+    find("list", "ok");
+    let denied = find("get", "denied");
+    assert!(denied.contains(r#""path":"secret/s.txt""#), "{denied}");
+    find("get", "not-found");
+    let hs = find("handshake", "error");
+    assert!(hs.contains(r#""client":null"#), "{hs}");
+    // Nothing but the serving line and JSON lines.
+    for l in log.lines() {
+        assert!(
+            l.starts_with('{')
+                || l.starts_with("minitls: serving ")
+                || l.starts_with("minitls: access policy"),
+            "{l}"
+        );
+    }
+}

@@ -192,6 +192,7 @@ fn served_with(setup: impl FnOnce(&Path), access: Access) -> Served {
             cache: Some(&cache),
             log: &|_| {},
             access: &access,
+            audit: &|_| {},
         };
         transfer::serve_requests(&mut server, &opts)
     });
@@ -1157,6 +1158,7 @@ fn clients_fetching_a_new_file_at_once_all_get_it_signed_and_whole() {
                 cache: Some(&cache),
                 log: &|_| {},
                 access: &Access::default_read_all(),
+                audit: &|_| {},
             };
             transfer::serve_requests(&mut server, &opts)
         });

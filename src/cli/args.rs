@@ -67,6 +67,13 @@ pub struct CaListArgs {
     pub json: bool,
 }
 
+/// How `serve` writes its audit log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// Which end a certificate is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum RoleArg {
@@ -225,6 +232,12 @@ pub struct ServeArgs {
     /// re-reads it.
     #[arg(long, value_name = "FILE", env = "MINITLS_POLICY", value_hint = ValueHint::FilePath)]
     pub policy: Option<PathBuf>,
+
+    /// Audit log format on stderr: `text` (key=value) or `json` (one object per line with
+    /// ts, peer, conn, client, serial, op, path, bytes, sha256, result, ms). With json, only
+    /// the serving line and audit lines are printed.
+    #[arg(long, value_enum, default_value = "text", env = "MINITLS_LOG_FORMAT")]
+    pub log_format: LogFormat,
 
     /// Most clients served at once; one more is told the server is busy.
     #[arg(

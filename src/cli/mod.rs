@@ -158,31 +158,7 @@ fn conn_hint(e: &ConnError, server: &ServerArgs) -> String {
 
 /// Formats Unix seconds as ISO-8601 UTC, `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn iso_utc(secs: i64) -> String {
-    const SECS_PER_DAY: i64 = 86_400;
-    let days = secs.div_euclid(SECS_PER_DAY);
-    let rem = secs.rem_euclid(SECS_PER_DAY);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's
-/// civil_from_days). Saturating so that absurd mtimes from a peer cannot overflow.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days.saturating_add(719_468);
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe.saturating_add(era.saturating_mul(400)) + i64::from(m <= 2);
-    (y, m, d)
+    minitls::pki::format_unix_iso(secs)
 }
 
 #[cfg(test)]

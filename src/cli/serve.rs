@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use minitls::audit::AuditEvent;
 use minitls::handshake::ServerConfig;
 use minitls::net::{self, ServerSettings};
 use minitls::paths::ServeRoot;
 use minitls::pki::{self, Role};
 use minitls::policy::Policy;
 
-use super::args::{CredentialArgs, ServeArgs};
+use super::args::{CredentialArgs, LogFormat, ServeArgs};
 use super::error::{CliError, CliResult, Context, note};
 use super::{Global, creds, iso_utc};
 
@@ -108,13 +109,15 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
         policy: policy.map(|p| std::sync::RwLock::new(Arc::new(p))),
+        audit: audit_sink(args.log_format, global.quiet),
     });
     reload_on_sighup(settings.clone(), args.policy.clone())?;
     // SIGTERM or Ctrl-C stops accepting and lets transfers in flight finish (up to
     // net::SHUTDOWN_GRACE); a second signal exits at once.
     let stop = Arc::new(AtomicBool::new(false));
     net::stop_on_signals(&stop).context(|| "install the SIGTERM/SIGINT handlers".to_string())?;
-    let log: Arc<dyn Fn(&str) + Send + Sync> = if global.quiet {
+    let log: Arc<dyn Fn(&str) + Send + Sync> = if global.quiet || args.log_format == LogFormat::Json
+    {
         Arc::new(|_: &str| {})
     } else {
         Arc::new(log_line)
@@ -199,6 +202,25 @@ fn policy_note(args: &ServeArgs) -> Option<String> {
     args.policy
         .as_ref()
         .map(|p| format!("access policy from {} (deny by default)", p.display()))
+}
+
+/// Where audit events go: stderr, one line each. Under --quiet only failed handshakes are
+/// written (SPEC §1.3: they are logged whatever the verbosity).
+fn audit_sink(format: LogFormat, quiet: bool) -> Arc<dyn Fn(&AuditEvent) + Send + Sync> {
+    Arc::new(move |e: &AuditEvent| {
+        if quiet && e.op != "handshake" {
+            return;
+        }
+        let line = match format {
+            LogFormat::Text => format!("minitls: {}", e.text()),
+            LogFormat::Json => e.json(),
+        };
+        // One write per line, so lines of concurrent connections never interleave.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr().lock(),
+            format!("{line}\n").as_bytes(),
+        );
+    })
 }
 
 /// One server log line, with the time: `minitls: 2025-01-01T12:00:00Z <text>`.

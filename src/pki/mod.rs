@@ -46,7 +46,7 @@ pub use store::{
     CaDir, DEFAULT_CA_DAYS, DEFAULT_CA_DIR, DEFAULT_CLIENT_NAME, DEFAULT_KEY_BITS,
     DEFAULT_LEAF_DAYS, DEFAULT_SERVER_NAME, InitOptions, load_anchor_file, load_identity_files,
 };
-pub use time::{format_unix_utc, now_unix};
+pub use time::{format_unix_iso, format_unix_utc, now_unix};
 pub use verify::{
     MAX_RSA_BITS, MIN_RSA_BITS, TrustAnchor, VerifiedCert, fingerprint_hex, verify_certificate,
 };

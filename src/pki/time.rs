@@ -30,6 +30,19 @@ pub fn format_unix_utc(secs: i64) -> String {
     )
 }
 
+/// Renders Unix seconds as ISO 8601 UTC, `YYYY-MM-DDTHH:MM:SSZ` (logs, JSON output).
+pub fn format_unix_iso(secs: i64) -> String {
+    let days = secs.div_euclid(SECS_PER_DAY);
+    let rem = secs.rem_euclid(SECS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
 /// Converts days since 1970-01-01 into (year, month, day) of the proleptic Gregorian calendar.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     // Shift the epoch to 0000-03-01 so leap days fall at the end of the (400-year) era.
@@ -41,7 +54,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let mp = (5 * doy + 2) / 153; // [0, 11]
     let day = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
     let month = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    // Saturating so that absurd times from a peer (file mtimes) cannot overflow.
+    let year = yoe.saturating_add(era.saturating_mul(400)) + i64::from(month <= 2);
     // Both values are range-limited by the arithmetic above.
     (year, month as u32, day as u32)
 }

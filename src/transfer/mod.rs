@@ -29,7 +29,7 @@ pub use client::{
     Fetch, FetchOptions, Fetched, MAX_LIST_ENTRIES_TOTAL, TreeFetched, close, fetch, fetch_file,
     list,
 };
-pub use server::{ServeOptions, serve_requests};
+pub use server::{RequestRecord, RequestResult, ServeOptions, serve_requests};
 
 /// Why a fetch or listing failed on the client.
 #[derive(Debug, Error)]

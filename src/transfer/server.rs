@@ -35,6 +35,41 @@ pub struct ServeOptions<'a> {
     /// What this connection's client may read (and write), from the policy and the identity
     /// the handshake authenticated.
     pub access: &'a Access,
+    /// Called once per request, after it was answered (the audit log).
+    pub audit: &'a (dyn Fn(&RequestRecord) + Sync),
+}
+
+/// What became of a request, for the audit log (SPEC §1.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestResult {
+    Ok,
+    /// The policy does not allow it.
+    Denied,
+    NotFound,
+    /// Refused or failed otherwise; the text the client was sent.
+    Error(String),
+}
+
+/// One answered request.
+#[derive(Clone, Debug)]
+pub struct RequestRecord {
+    /// `get` or `list` (`put` with uploads).
+    pub op: &'static str,
+    /// As requested.
+    pub path: String,
+    /// File bytes sent (for a tree, all of its files).
+    pub bytes: u64,
+    /// Of the file sent (not for trees or listings).
+    pub sha256: Option<[u8; 32]>,
+    pub result: RequestResult,
+    pub duration: Duration,
+}
+
+/// Filled in while a request is answered.
+struct Outcome {
+    bytes: u64,
+    sha256: Option<[u8; 32]>,
+    result: RequestResult,
 }
 
 /// Serves requests on an established channel until the client's Close.
@@ -54,11 +89,32 @@ pub fn serve_requests<S: Transport>(
             AppType::Request => {
                 let req = Request::decode(payload)?;
                 chan.set_deadline(None)?;
-                match req.kind {
-                    RequestKind::Get => send_get(chan, opts, &req, &mut buf)?,
-                    RequestKind::List => send_listing(chan, opts, &req)?,
+                let started = Instant::now();
+                let mut out = Outcome {
+                    bytes: 0,
+                    sha256: None,
+                    result: RequestResult::Ok,
+                };
+                let answered = match req.kind {
+                    RequestKind::Get => send_get(chan, opts, &req, &mut buf, &mut out),
+                    RequestKind::List => send_listing(chan, opts, &req, &mut out),
                 }
-                chan.flush()?;
+                .and_then(|()| chan.flush());
+                if let Err(e) = &answered {
+                    out.result = RequestResult::Error(e.to_string());
+                }
+                (opts.audit)(&RequestRecord {
+                    op: match req.kind {
+                        RequestKind::Get => "get",
+                        RequestKind::List => "list",
+                    },
+                    path: req.path.clone(),
+                    bytes: out.bytes,
+                    sha256: out.sha256,
+                    result: out.result,
+                    duration: started.elapsed(),
+                });
+                answered?;
             }
             other => {
                 return Err(ConnError::Protocol(format!(
@@ -69,13 +125,23 @@ pub fn serve_requests<S: Transport>(
     }
 }
 
+/// Answers the request with an error, and notes why for the audit log.
 fn send_error<S: Transport>(
     chan: &mut Channel<S>,
+    out: &mut Outcome,
     code: ErrorCode,
     text: String,
 ) -> Result<(), ConnError> {
+    out.result = match code {
+        ErrorCode::NotFound => RequestResult::NotFound,
+        ErrorCode::PathRefused if text.ends_with(NOT_ALLOWED) => RequestResult::Denied,
+        _ => RequestResult::Error(text.clone()),
+    };
     chan.send_msg(AppType::Error, &ErrorMsg { code, text })
 }
+
+/// How a denial ends its message.
+const NOT_ALLOWED: &str = ": not allowed";
 
 /// Resolves a request path, answering the client with an error message when refused.
 /// What a request needs of the policy: to read a file, or to see (list, walk) a directory.
@@ -111,9 +177,10 @@ fn resolve_or_refuse<S: Transport>(
     opts: &ServeOptions<'_>,
     path: &str,
     need: Need,
+    out: &mut Outcome,
 ) -> Result<Option<(PathBuf, String, fs::Metadata)>, ConnError> {
     let normalised = paths::parse_relative(path, true).map(|p| p.join("/"));
-    let denied = || (ErrorCode::PathRefused, format!("'{path}': not allowed"));
+    let denied = || (ErrorCode::PathRefused, format!("'{path}'{NOT_ALLOWED}"));
     let (code, text) = match normalised {
         Ok(rel) if !permits(opts.access, &rel, need) => denied(),
         _ => match opts.root.resolve(path) {
@@ -131,7 +198,7 @@ fn resolve_or_refuse<S: Transport>(
         },
     };
     (opts.log)(&format!("refused '{path}': {text}"));
-    send_error(chan, code, text)?;
+    send_error(chan, out, code, text)?;
     Ok(None)
 }
 
@@ -147,24 +214,26 @@ fn send_get<S: Transport>(
     opts: &ServeOptions<'_>,
     req: &Request,
     buf: &mut [u8],
+    out: &mut Outcome,
 ) -> Result<(), ConnError> {
     // A recursive fetch may name a directory on the way to what the client may read (it gets
     // only that); anything else must be readable itself.
     let need = if req.recursive { Need::See } else { Need::Read };
-    let Some((path, rel, meta)) = resolve_or_refuse(chan, opts, &req.path, need)? else {
+    let Some((path, rel, meta)) = resolve_or_refuse(chan, opts, &req.path, need, out)? else {
         return Ok(());
     };
     if !meta.is_dir() && !allowed(opts, &rel, &path, Need::Read) {
-        let text = format!("'{}': not allowed", req.path);
+        let text = format!("'{}'{NOT_ALLOWED}", req.path);
         (opts.log)(&format!("refused '{}': {text}", req.path));
-        return send_error(chan, ErrorCode::PathRefused, text);
+        return send_error(chan, out, ErrorCode::PathRefused, text);
     }
     if meta.is_dir() {
         if req.recursive {
-            return send_tree(chan, opts, &path, &rel);
+            return send_tree(chan, opts, &path, &rel, out);
         }
         return send_error(
             chan,
+            out,
             ErrorCode::IsDirectory,
             format!(
                 "'{}' is a directory; use -r to fetch it recursively",
@@ -175,13 +244,21 @@ fn send_get<S: Transport>(
     if !meta.is_file() {
         return send_error(
             chan,
+            out,
             ErrorCode::BadRequest,
             format!("'{}' is not a regular file", req.path),
         );
     }
     let mut file = match File::open(&path) {
         Ok(f) => f,
-        Err(e) => return send_error(chan, ErrorCode::ReadFailed, format!("{}: {e}", req.path)),
+        Err(e) => {
+            return send_error(
+                chan,
+                out,
+                ErrorCode::ReadFailed,
+                format!("{}: {e}", req.path),
+            );
+        }
     };
     // The version of the file we opened (fstat, not the path: it may be replaced meanwhile).
     let meta = file.metadata().unwrap_or(meta);
@@ -195,7 +272,14 @@ fn send_get<S: Transport>(
     // start over (the source changed since the interrupted transfer).
     let offset = match resume_offset(&mut file, req, size, &mut hasher, buf) {
         Ok(o) => o,
-        Err(e) => return send_error(chan, ErrorCode::ReadFailed, format!("{}: {e}", req.path)),
+        Err(e) => {
+            return send_error(
+                chan,
+                out,
+                ErrorCode::ReadFailed,
+                format!("{}: {e}", req.path),
+            );
+        }
     };
     chan.send_msg(
         AppType::FileStart,
@@ -223,6 +307,7 @@ fn send_get<S: Transport>(
         Err(e) => {
             return send_error(
                 chan,
+                out,
                 ErrorCode::ReadFailed,
                 format!("{}: read failed: {e}", req.path),
             );
@@ -238,6 +323,7 @@ fn send_get<S: Transport>(
         (opts.log)(&format!("'{rel}' changed while being sent"));
         return send_error(
             chan,
+            out,
             ErrorCode::ReadFailed,
             format!(
                 "{}: the file changed while it was being sent; fetch it again",
@@ -252,12 +338,17 @@ fn send_get<S: Transport>(
                 None => hasher.finalize().into(),
                 Some(Ok(d)) => d,
                 Some(Err(e)) => {
-                    return send_error(chan, ErrorCode::ReadFailed, format!("{}: {e}", req.path));
+                    return send_error(
+                        chan,
+                        out,
+                        ErrorCode::ReadFailed,
+                        format!("{}: {e}", req.path),
+                    );
                 }
             };
             // Another connection may have signed this version while we waited.
             if let Some(entry) = opts.cache.and_then(|c| c.get(&version)) {
-                return finish_file(chan, opts, entry, offset, true);
+                return finish_file(chan, opts, entry, offset, true, out);
             }
             let statement = FileStatement {
                 path: rel,
@@ -280,7 +371,7 @@ fn send_get<S: Transport>(
             (entry, false)
         }
     };
-    finish_file(chan, opts, entry, offset, reused)
+    finish_file(chan, opts, entry, offset, reused, out)
 }
 
 /// Logs the file as sent and sends its signed statement.
@@ -290,7 +381,10 @@ fn finish_file<S: Transport>(
     entry: SignedEntry,
     offset: u64,
     reused: bool,
+    out: &mut Outcome,
 ) -> Result<(), ConnError> {
+    out.bytes = entry.statement.size - offset;
+    out.sha256 = Some(entry.statement.sha256);
     (opts.log)(&format!(
         "sent '{}' ({} bytes from offset {offset}, {})",
         entry.statement.path,
@@ -407,6 +501,7 @@ fn send_tree<S: Transport>(
     opts: &ServeOptions<'_>,
     dir: &Path,
     rel: &str,
+    out: &mut Outcome,
 ) -> Result<(), ConnError> {
     let mut planned = Vec::new();
     let mut skipped = Vec::new();
@@ -526,6 +621,7 @@ fn send_tree<S: Transport>(
                 let mut hasher = Sha256::new();
                 match stream_file(chan, &mut file, 0, size, Some(&mut hasher))? {
                     Ok(n) => {
+                        out.bytes += n;
                         let sha256 = hasher.finalize().into();
                         chan.send_msg(AppType::FileDone, &FileDone { sha256 })?;
                         manifest.add(&ManifestEntry {
@@ -569,14 +665,15 @@ fn send_listing<S: Transport>(
     chan: &mut Channel<S>,
     opts: &ServeOptions<'_>,
     req: &Request,
+    out: &mut Outcome,
 ) -> Result<(), ConnError> {
-    let Some((path, rel, meta)) = resolve_or_refuse(chan, opts, &req.path, Need::See)? else {
+    let Some((path, rel, meta)) = resolve_or_refuse(chan, opts, &req.path, Need::See, out)? else {
         return Ok(());
     };
     if !meta.is_dir() && !allowed(opts, &rel, &path, Need::Read) {
-        let text = format!("'{}': not allowed", req.path);
+        let text = format!("'{}'{NOT_ALLOWED}", req.path);
         (opts.log)(&format!("refused '{}': {text}", req.path));
-        return send_error(chan, ErrorCode::PathRefused, text);
+        return send_error(chan, out, ErrorCode::PathRefused, text);
     }
     let mut entries = Vec::new();
     if meta.is_dir() {
