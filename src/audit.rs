@@ -47,8 +47,7 @@ fn result_text(r: &RequestResult) -> String {
     }
 }
 
-/// A JSON string literal: quotes, backslashes and every control character escaped (a peer's
-/// text must not be able to break a line or drive a terminal).
+/// A JSON string literal (RFC 8259): quotes, backslashes and control characters escaped.
 pub fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -56,6 +55,13 @@ pub fn json_string(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            // Other controls, and DEL and the C1 range so that a terminal showing the JSON
+            // cannot be driven by escape sequences in a name.
             c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
@@ -156,7 +162,7 @@ mod tests {
             assert!(j.contains(&format!("\"{key}\":")), "{key}: {j}");
         }
         assert!(!j.contains('\n'));
-        assert!(j.contains(r#""path":"a \"b\"\u000a.txt""#), "{j}");
+        assert!(j.contains(r#""path":"a \"b\"\n.txt""#), "{j}");
         let mut h = event();
         h.op = "handshake";
         h.client = None;

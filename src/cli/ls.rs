@@ -81,28 +81,7 @@ fn to_json(entries: &[ListEntry]) -> String {
     format!("[\n{}\n]", objects.join(",\n"))
 }
 
-/// A JSON string literal (RFC 8259): quotes, backslashes and control characters escaped.
-pub(super) fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            // Other controls, and DEL and the C1 range so that a terminal showing the JSON
-            // cannot be driven by escape sequences in a name.
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub(super) use minitls::audit::json_string;
 
 #[cfg(test)]
 mod tests {

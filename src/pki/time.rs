@@ -19,28 +19,25 @@ pub fn now_unix() -> i64 {
 /// the whole of it (Howard Hinnant's days-to-civil algorithm, valid for every i64 input we pass,
 /// which come from parsed certificates and so lie between years 0 and 9999).
 pub fn format_unix_utc(secs: i64) -> String {
+    let (date, time) = date_and_time(secs);
+    format!("{date} {time} UTC")
+}
+
+/// `YYYY-MM-DD` and `HH:MM:SS` of Unix seconds, UTC.
+fn date_and_time(secs: i64) -> (String, String) {
     let days = secs.div_euclid(SECS_PER_DAY);
     let rem = secs.rem_euclid(SECS_PER_DAY);
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        format!("{:02}:{:02}:{:02}", rem / 3600, (rem % 3600) / 60, rem % 60),
     )
 }
 
 /// Renders Unix seconds as ISO 8601 UTC, `YYYY-MM-DDTHH:MM:SSZ` (logs, JSON output).
 pub fn format_unix_iso(secs: i64) -> String {
-    let days = secs.div_euclid(SECS_PER_DAY);
-    let rem = secs.rem_euclid(SECS_PER_DAY);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let (date, time) = date_and_time(secs);
+    format!("{date}T{time}Z")
 }
 
 /// Converts days since 1970-01-01 into (year, month, day) of the proleptic Gregorian calendar.
