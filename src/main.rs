@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         Ok(()) | Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
         Err(e) => {
             error::report(&e);
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_status())
         }
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{HELLO, Workspace, ca_template, copy_dir, fails, ok, stderr};
+use common::{HELLO, Workspace, ca_template, copy_dir, fails, fails_with, ok, stderr};
 
 /// Deterministic bytes that do not compress or repeat in any simple way.
 fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
@@ -816,7 +816,9 @@ fn fetch_r_brings_a_whole_tree_and_verify_checks_it_against_one_manifest() {
     std::os::unix::fs::symlink("a.txt", t.join("link")).unwrap();
     let server = w.serve(&[]);
     let o = w.run(&["fetch", "-r", "tree", "--server", &server.addr]);
-    assert_eq!(ok(&o), "client_received/tree\n");
+    // The symlink is skipped: the tree is in place and verified but not whole (exit 8).
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert_eq!(common::stdout(&o), "client_received/tree\n");
     assert!(
         stderr(&o).contains("skipped link: symbolic link"),
         "{}",
@@ -1217,4 +1219,43 @@ fn the_audit_log_has_a_json_line_per_request_and_per_failed_handshake() {
             "{l}"
         );
     }
+}
+
+#[test]
+fn each_kind_of_failure_has_its_exit_status() {
+    let w = Workspace::new();
+    fs::create_dir(w.join("server_public/tree")).unwrap();
+    fs::write(w.join("server_public/tree/f"), "f").unwrap();
+    std::os::unix::fs::symlink("f", w.join("server_public/tree/link")).unwrap();
+    fs::write(w.join("afile"), "not a directory").unwrap();
+    copy_dir(ca_template(1), &w.join("other"));
+    let server = w.serve(&[]);
+    let s = ["--server", server.addr.as_str()];
+    let with = |args: &[&str]| w.run(&[args, &s[..]].concat());
+    // 0
+    ok(&with(&["fetch", "hello.txt"]));
+    // 2: our own checks and clap's
+    fails_with(&with(&["fetch", "../x"]), 2);
+    assert_eq!(w.run(&["fetch", "--no-such-flag"]).status.code(), Some(2));
+    // 3: nothing listens there
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    fails_with(&w.run(&["fetch", "hello.txt", "--server", &closed]), 3);
+    // 4: credentials of another CA
+    fails_with(&with(&["fetch", "hello.txt", "--ca-dir", "other"]), 4);
+    // 5: not found, is a directory
+    fails_with(&with(&["fetch", "missing.txt"]), 5);
+    fails_with(&with(&["fetch", "tree"]), 5);
+    // 6: --out cannot be created
+    fails_with(&with(&["fetch", "hello.txt", "--out", "afile/sub"]), 6);
+    // 7: a received file altered afterwards
+    fs::write(w.join("client_received/hello.txt"), "altered").unwrap();
+    fails_with(&w.run(&["verify", "client_received/hello.txt"]), 7);
+    // 8: a tree with a skipped entry (a symbolic link) is in place but not whole
+    let o = with(&["fetch", "-r", "tree"]);
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert!(stderr(&o).contains("skipped link"), "{}", stderr(&o));
+    assert!(w.join("client_received/tree/f").is_file());
 }

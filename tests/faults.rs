@@ -548,7 +548,9 @@ fn files_the_server_cannot_read_are_refused_cleanly_and_the_server_goes_on() {
 
     // In a tree, what cannot be read is skipped and reported, the rest arrives signed.
     let o = w.run(&["-q", "fetch", "-r", "tree", "--server", &server.addr]);
-    assert_eq!(ok(&o), "client_received/tree\n");
+    // In place and verified, but not whole: exit status 8 (SPEC 1.1).
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    assert_eq!(common::stdout(&o), "client_received/tree\n");
     let err = stderr(&o);
     assert!(err.contains("skipped secret.bin: cannot open:"), "{err}");
     assert!(err.contains("skipped pipe: not a regular file"), "{err}");

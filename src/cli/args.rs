@@ -5,6 +5,18 @@ use std::path::PathBuf;
 use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 
+/// The exit statuses (SPEC §1.1), shown under `minitls --help`.
+const EXIT_STATUS_HELP: &str = "Exit status:
+  0  success
+  1  any other error
+  2  usage error (bad flags or arguments)
+  3  could not reach the server (name resolution, refused, timed out, busy)
+  4  authentication failed (a certificate rejected or expired, a handshake refused)
+  5  the server refused the request (not found, not allowed, is a directory)
+  6  local I/O failed (cannot write, disk full)
+  7  integrity failed (bad signature, tampered or truncated data; verify found a mismatch)
+  8  partial: a tree was fetched but some entries were skipped";
+
 /// Move files between machines that trust one small private certificate authority.
 ///
 /// Both ends prove who they are with certificates from that CA, every byte on the wire is
@@ -14,7 +26,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 /// Quick start (one machine): `minitls serve` in one terminal, `minitls fetch hello.txt` in
 /// another. Both create a CA and credentials in ca/ if there are none.
 #[derive(Debug, Parser)]
-#[command(name = "minitls", version, propagate_version = true)]
+#[command(
+    name = "minitls",
+    version,
+    propagate_version = true,
+    after_help = EXIT_STATUS_HELP
+)]
 pub struct Cli {
     /// Say more: handshake steps, sizes, digests and signers.
     #[arg(short, long, global = true, conflicts_with = "quiet")]

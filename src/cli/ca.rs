@@ -162,7 +162,7 @@ fn show(args: &CaShowArgs) -> CliResult<()> {
         }
     }
     if failed {
-        Err(CliError::Reported)
+        Err(CliError::Reported(super::error::exit::OTHER))
     } else {
         Ok(())
     }

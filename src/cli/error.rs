@@ -6,14 +6,34 @@
 use std::fmt;
 use std::io::{self, Write};
 
+/// Exit statuses (SPEC §1.1; also in `--help` and the README).
+pub mod exit {
+    /// Any other error.
+    pub const OTHER: u8 = 1;
+    /// Bad flags or arguments.
+    pub const USAGE: u8 = 2;
+    /// Could not reach the server (name resolution, refused, timed out).
+    pub const UNREACHABLE: u8 = 3;
+    /// Authentication failed: a certificate rejected, revoked or expired, a handshake refused.
+    pub const AUTH: u8 = 4;
+    /// The server refused the request (not found, not allowed, is a directory).
+    pub const REFUSED: u8 = 5;
+    /// Local I/O failed (cannot write, disk full).
+    pub const LOCAL_IO: u8 = 6;
+    /// Integrity failed: bad signature, tampered or truncated data, a mismatch in `verify`.
+    pub const INTEGRITY: u8 = 7;
+    /// A tree was fetched but some entries were skipped.
+    pub const PARTIAL: u8 = 8;
+}
+
 /// A failure of a command, ready to print as `minitls: error: <message>`.
 #[derive(Debug)]
 pub enum CliError {
-    /// A one-line message.
-    Message(String),
+    /// A one-line message, and the exit status it calls for.
+    Message(String, u8),
     /// The failure was already printed (for example one line per failed file in `verify`);
     /// only the exit status is left to set.
-    Reported,
+    Reported(u8),
     /// stdout was closed under us (`minitls ls | head`): stop quietly, like other Unix tools.
     BrokenPipe,
 }
@@ -22,15 +42,33 @@ pub type CliResult<T> = Result<T, CliError>;
 
 impl CliError {
     pub fn new(msg: impl Into<String>) -> Self {
-        CliError::Message(msg.into())
+        CliError::Message(msg.into(), exit::OTHER)
+    }
+
+    /// A message with a specific exit status.
+    pub fn with_code(code: u8, msg: impl Into<String>) -> Self {
+        CliError::Message(msg.into(), code)
+    }
+
+    /// A usage error found by our own checks (clap reports its own with status 2 too).
+    pub fn usage(msg: impl Into<String>) -> Self {
+        Self::with_code(exit::USAGE, msg)
+    }
+
+    /// The process exit status.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            CliError::Message(_, c) | CliError::Reported(c) => *c,
+            CliError::BrokenPipe => 0,
+        }
     }
 }
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::Message(m) => f.write_str(&one_line(&without_os_error(m))),
-            CliError::Reported => f.write_str("(already reported)"),
+            CliError::Message(m, _) => f.write_str(&one_line(&without_os_error(m))),
+            CliError::Reported(_) => f.write_str("(already reported)"),
             CliError::BrokenPipe => f.write_str("output closed"),
         }
     }
@@ -45,7 +83,7 @@ pub trait Context<T> {
 
 impl<T, E: fmt::Display> Context<T> for Result<T, E> {
     fn context(self, what: impl FnOnce() -> String) -> CliResult<T> {
-        self.map_err(|e| CliError::Message(format!("{}: {e}", what())))
+        self.map_err(|e| CliError::new(format!("{}: {e}", what())))
     }
 }
 
@@ -99,7 +137,7 @@ pub fn note(text: &str) {
 
 /// Prints the final error line on stderr.
 pub fn report(err: &CliError) {
-    if let CliError::Message(_) = err {
+    if let CliError::Message(..) = err {
         let _ = writeln!(io::stderr().lock(), "minitls: error: {err}");
     }
 }

@@ -7,21 +7,21 @@ use minitls::sigfile;
 use minitls::transfer;
 
 use super::args::FetchArgs;
-use super::error::{CliError, CliResult, note, out};
+use super::error::{CliError, CliResult, exit, note, out};
 use super::progress::Bars;
 use super::{Global, connect, creds, transfer_error};
 
 pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
     // Check everything we can before touching credentials or the network.
     paths::parse_relative(&args.path, false).map_err(|e| {
-        CliError::new(format!(
+        CliError::usage(format!(
             "'{}' is not a valid remote path: {e}; name a file relative to the served \
              directory, like docs/report.pdf",
             args.path
         ))
     })?;
     if std::fs::metadata(&args.out).is_ok_and(|m| !m.is_dir()) {
-        return Err(CliError::new(format!(
+        return Err(CliError::usage(format!(
             "--out {} exists and is not a directory; name a directory",
             args.out.display()
         )));
@@ -46,10 +46,14 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
             &args.server,
         );
         if resumable {
-            err = CliError::new(format!(
-                "{err}; the data received so far is kept: run `minitls fetch --resume {}` to continue",
-                args.path
-            ));
+            let status = err.exit_status();
+            err = CliError::with_code(
+                status,
+                format!(
+                    "{err}; the data received so far is kept: run `minitls fetch --resume {}` to continue",
+                    args.path
+                ),
+            );
         }
         err
     })?;
@@ -64,6 +68,14 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
             out(&t.dir.display().to_string())?;
             for (path, reason) in &t.skipped {
                 note(&format!("skipped {path}: {reason}"));
+            }
+            if !t.skipped.is_empty() {
+                // SPEC §1.1: the tree is in place and verified, but not whole.
+                note(&format!(
+                    "{} entries were skipped; the rest of the tree is verified and in place",
+                    t.skipped.len()
+                ));
+                return Err(CliError::Reported(exit::PARTIAL));
             }
             if global.verbose {
                 note(&format!(

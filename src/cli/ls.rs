@@ -12,7 +12,7 @@ use super::{Global, connect, creds, iso_utc, transfer_error};
 pub fn run(args: &LsArgs, global: Global) -> CliResult<()> {
     let path = args.path.as_deref().unwrap_or("");
     paths::parse_relative(path, true).map_err(|e| {
-        CliError::new(format!(
+        CliError::usage(format!(
             "'{path}' is not a valid remote path: {e}; name a directory relative to the served \
              directory, or nothing for its top"
         ))

@@ -24,7 +24,7 @@ use minitls::wire::Alert;
 
 use args::{Cli, Command, ServerArgs};
 use creds::Credentials;
-use error::{CliError, CliResult, note};
+use error::{CliError, CliResult, exit, note};
 
 /// Time allowed for connecting and completing the handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -62,12 +62,35 @@ fn connect(
         config.log = Arc::new(|step: &str| note(&format!("handshake: {step}")));
     }
     net::connect(&server.server, config, CONNECT_TIMEOUT).map_err(|e| {
-        CliError::new(format!(
-            "connect to {}: {e}{}",
-            server.server,
-            conn_hint(&e, server)
-        ))
+        CliError::with_code(
+            connect_status(&e),
+            format!("connect to {}: {e}{}", server.server, conn_hint(&e, server)),
+        )
     })
+}
+
+/// SPEC §1.1 for a failure to connect: the server could not be reached (3), or it was reached
+/// and the handshake failed (4).
+fn connect_status(e: &ConnError) -> u8 {
+    match e {
+        ConnError::Io(_) | ConnError::Timeout => exit::UNREACHABLE,
+        // At its --max-clients limit: reachable later, not an authentication failure.
+        ConnError::Handshake(HandshakeError::PeerAlert(Alert::Busy)) => exit::UNREACHABLE,
+        _ => exit::AUTH,
+    }
+}
+
+/// SPEC §1.1 for a failed request.
+fn transfer_status(e: &TransferError) -> u8 {
+    match e {
+        TransferError::Remote { .. } => exit::REFUSED,
+        TransferError::Io { .. } | TransferError::Refused(_) => exit::LOCAL_IO,
+        TransferError::Integrity(_) | TransferError::UnsafeName { .. } => exit::INTEGRITY,
+        TransferError::BadRequestPath { .. } => exit::USAGE,
+        // Altered or cut records: SPEC §1.1 counts truncated data as an integrity failure.
+        TransferError::Conn(ConnError::Record(_) | ConnError::Truncated) => exit::INTEGRITY,
+        TransferError::Conn(_) | TransferError::Protocol(_) => exit::OTHER,
+    }
 }
 
 /// An error of a request on an established channel, with context and a hint. When the
@@ -102,7 +125,7 @@ fn transfer_error(
         }
         _ => String::new(),
     };
-    CliError::new(format!("{what}: {e}{hint}"))
+    CliError::with_code(transfer_status(&e), format!("{what}: {e}{hint}"))
 }
 
 /// The likely fix for a connection or handshake failure, as "; ..." to append.

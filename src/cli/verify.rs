@@ -45,7 +45,7 @@ pub fn run(args: &VerifyArgs, _global: Global) -> CliResult<()> {
         }
     }
     if failed > 0 {
-        Err(CliError::Reported)
+        Err(CliError::Reported(super::error::exit::INTEGRITY))
     } else {
         Ok(())
     }

@@ -75,13 +75,20 @@ pub fn ok(o: &Output) -> String {
 
 /// Asserts the failure shape every error must have: exit status 1, exactly one line on stderr
 /// of the form `minitls: error: ...`, and no panic text. Returns that line.
+/// Like [`fails`], with exactly the exit status `code` (SPEC §1.1).
+#[track_caller]
+pub fn fails_with(o: &Output, code: i32) -> String {
+    assert_eq!(o.status.code(), Some(code), "stderr: {}", stderr(o));
+    fails(o)
+}
+
 #[track_caller]
 pub fn fails(o: &Output) -> String {
     let err = stderr(o);
-    assert_eq!(
+    assert!(
+        matches!(o.status.code(), Some(1..=8)),
+        "expected an exit status of SPEC 1.1 (1-8), got {:?}\nstdout: {}\nstderr: {err}",
         o.status.code(),
-        Some(1),
-        "expected exit status 1\nstdout: {}\nstderr: {err}",
         stdout(o)
     );
     assert_no_panic(&err);
