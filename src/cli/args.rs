@@ -290,23 +290,67 @@ pub struct ServeArgs {
 /// Which server to talk to.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// Server address (HOST:PORT).
+    /// Server address, HOST[:PORT] (port 4041 if none; IPv6 in brackets, [::1]:4041).
     #[arg(
         long,
-        value_name = "ADDR",
+        value_name = "HOST[:PORT]",
         default_value = "127.0.0.1:4041",
-        env = "MINITLS_SERVER"
+        env = "MINITLS_SERVER",
+        value_parser = parse_server_addr
     )]
     pub server: String,
 
-    /// Name the server certificate must carry (a DNS or IP name in it).
-    #[arg(
-        long,
-        value_name = "NAME",
-        default_value = "localhost",
-        env = "MINITLS_SERVER_NAME"
-    )]
-    pub server_name: String,
+    /// Name the server certificate must carry (a DNS or IP name in it) [default: the HOST of
+    /// --server, as curl and ssh do].
+    #[arg(long, value_name = "NAME", env = "MINITLS_SERVER_NAME")]
+    pub server_name: Option<String>,
+}
+
+impl ServerArgs {
+    /// The name the server's certificate must carry: `--server-name`, or the host of `--server`.
+    pub fn expected_name(&self) -> String {
+        self.server_name
+            .clone()
+            .unwrap_or_else(|| split_host_port(&self.server).0)
+    }
+}
+
+/// The port `--server` gets when it names none.
+pub const DEFAULT_PORT: u16 = 4041;
+
+/// Splits HOST[:PORT] (`[v6]:port`, `[v6]`, `host`, `host:port`); the host without brackets.
+pub fn split_host_port(addr: &str) -> (String, Option<&str>) {
+    if let Some(rest) = addr.strip_prefix('[') {
+        if let Some((host, tail)) = rest.split_once(']') {
+            return (host.to_string(), tail.strip_prefix(':'));
+        }
+        return (rest.to_string(), None);
+    }
+    match addr.rsplit_once(':') {
+        // More than one colon and no brackets: a bare IPv6 address, no port.
+        Some((host, _)) if host.contains(':') => (addr.to_string(), None),
+        Some((host, port)) => (host.to_string(), Some(port)),
+        None => (addr.to_string(), None),
+    }
+}
+
+/// Normalises `--server` to HOST:PORT (the port defaulting to 4041).
+fn parse_server_addr(addr: &str) -> Result<String, String> {
+    let (host, port) = split_host_port(addr);
+    if host.is_empty() {
+        return Err("give a host, e.g. files.example.org or 127.0.0.1:4041".into());
+    }
+    let port: u16 = match port {
+        None => DEFAULT_PORT,
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("'{p}' is not a port number (1-65535)"))?,
+    };
+    Ok(if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
 }
 
 #[derive(Debug, Args)]
@@ -387,6 +431,36 @@ pub struct VerifyArgs {
         value_hint = ValueHint::FilePath
     )]
     pub ca_cert: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod server_addr_tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses_get_the_default_port_and_give_their_host_as_the_name() {
+        for (given, addr, host) in [
+            ("vm", "vm:4041", "vm"),
+            ("vm:4060", "vm:4060", "vm"),
+            ("127.0.0.1", "127.0.0.1:4041", "127.0.0.1"),
+            ("[::1]:5000", "[::1]:5000", "::1"),
+            ("[::1]", "[::1]:4041", "::1"),
+            ("::1", "[::1]:4041", "::1"),
+        ] {
+            let a = parse_server_addr(given).unwrap();
+            assert_eq!(a, addr, "{given}");
+            assert_eq!(split_host_port(&a).0, host, "{given}");
+        }
+        assert!(parse_server_addr("vm:http").is_err());
+        assert!(parse_server_addr(":4041").is_err());
+        let mut a = ServerArgs {
+            server: parse_server_addr("vm:4060").unwrap(),
+            server_name: None,
+        };
+        assert_eq!(a.expected_name(), "vm");
+        a.server_name = Some("files.example.org".into());
+        assert_eq!(a.expected_name(), "files.example.org");
+    }
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ fn connect(
     creds: Credentials,
     global: Global,
 ) -> CliResult<Channel<TcpTransport>> {
-    let mut config = ClientConfig::new(creds.identity, creds.anchor, &server.server_name);
+    let mut config = ClientConfig::new(creds.identity, creds.anchor, &server.expected_name());
     if global.verbose {
         config.log = Arc::new(|step: &str| note(&format!("handshake: {step}")));
     }
