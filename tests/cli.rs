@@ -1259,3 +1259,36 @@ fn each_kind_of_failure_has_its_exit_status() {
     assert!(stderr(&o).contains("skipped link"), "{}", stderr(&o));
     assert!(w.join("client_received/tree/f").is_file());
 }
+
+#[test]
+fn fetch_o_writes_under_another_name_or_to_stdout_only_once_verified() {
+    let w = Workspace::new();
+    let server = w.serve(&[]);
+    let s = ["--server", server.addr.as_str()];
+    let with = |args: &[&str]| w.run(&[args, &s[..]].concat());
+    // -o FILE: that name, the signature beside it, verify works.
+    assert_eq!(
+        ok(&with(&["fetch", "hello.txt", "-o", "copy/greeting.txt"])),
+        "copy/greeting.txt\n"
+    );
+    assert_eq!(
+        fs::read_to_string(w.join("copy/greeting.txt")).unwrap(),
+        HELLO
+    );
+    assert!(w.join("copy/greeting.txt.minitls-sig").is_file());
+    ok(&w.run(&["verify", "copy/greeting.txt"]));
+    // -o -: the bytes on stdout, nothing left on disk here.
+    let o = with(&["fetch", "hello.txt", "-o", "-"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout, HELLO.as_bytes());
+    assert!(!w.join("client_received").exists());
+    // A failure writes nothing to stdout and exits non-zero.
+    let o = with(&["fetch", "missing.txt", "-o", "-"]);
+    assert_eq!(o.status.code(), Some(5));
+    assert!(o.stdout.is_empty());
+    // -o with -r is a usage error.
+    assert_eq!(
+        w.run(&["fetch", "-r", "x", "-o", "y"]).status.code(),
+        Some(2)
+    );
+}

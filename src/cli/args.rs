@@ -383,6 +383,17 @@ pub struct FetchArgs {
     )]
     pub out: PathBuf,
 
+    /// Write the file under this name instead (its signature beside it as FILE.minitls-sig);
+    /// `-` writes its bytes to stdout once the signature verified, and keeps no signature.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        conflicts_with_all = ["recursive", "out"],
+        value_hint = ValueHint::FilePath
+    )]
+    pub output: Option<PathBuf>,
+
     #[command(flatten)]
     pub creds: CredentialArgs,
 }

@@ -26,6 +26,44 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
             args.out.display()
         )));
     }
+    // -o FILE: that directory and name; -o -: a private directory, then stdout.
+    let to_stdout = args.output.as_deref() == Some(std::path::Path::new("-"));
+    let stdout_dir = if to_stdout {
+        Some(
+            tempfile::Builder::new()
+                .prefix(".minitls-stdout-")
+                .tempdir()
+                .map_err(|e| {
+                    CliError::with_code(
+                        exit::LOCAL_IO,
+                        format!("cannot make a temporary directory for -o -: {e} (set TMPDIR)"),
+                    )
+                })?,
+        )
+    } else {
+        None
+    };
+    let (out_dir, save_as) = match (&args.output, &stdout_dir) {
+        (_, Some(t)) => (t.path().to_path_buf(), None),
+        (Some(file), None) => {
+            let name = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .filter(|n| paths::check_component(n).is_ok())
+                .ok_or_else(|| {
+                    CliError::usage(format!(
+                        "-o {}: name a file (a UTF-8 name, not a directory)",
+                        file.display()
+                    ))
+                })?;
+            let dir = match file.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+            (dir, Some(name.to_string()))
+        }
+        (None, None) => (args.out.clone(), None),
+    };
 
     let creds = creds::load(&args.creds, Role::Client, global.quiet)?;
     let mut chan = connect(&args.server, creds, global)?;
@@ -33,9 +71,10 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
     let opts = transfer::FetchOptions {
         recursive: args.recursive,
         resume: args.resume,
+        save_as,
         ..Default::default()
     };
-    let result = transfer::fetch(&mut chan, &args.path, &args.out, &opts, &mut bars);
+    let result = transfer::fetch(&mut chan, &args.path, &out_dir, &opts, &mut bars);
     drop(bars);
     let fetched = result.map_err(|e| {
         let resumable = e.is_resumable() && !args.recursive;
@@ -98,6 +137,24 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
         ));
     }
 
+    if to_stdout {
+        // Verified and complete: only now does any byte reach the reader of the pipe.
+        let mut file = std::fs::File::open(&fetched.path).map_err(|e| {
+            CliError::with_code(exit::LOCAL_IO, format!("{}: {e}", fetched.path.display()))
+        })?;
+        let mut stdout = std::io::stdout().lock();
+        return match std::io::copy(&mut file, &mut stdout).and_then(|_| {
+            use std::io::Write;
+            stdout.flush()
+        }) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(CliError::BrokenPipe),
+            Err(e) => Err(CliError::with_code(
+                exit::LOCAL_IO,
+                format!("cannot write to stdout: {e}"),
+            )),
+        };
+    }
     out(&fetched.path.display().to_string())?;
     if global.verbose {
         let peer = chan.peer();

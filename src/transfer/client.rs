@@ -37,6 +37,9 @@ pub struct FetchOptions {
     /// Continue from `.NAME.minitls-partial` if one is there (`--resume`); otherwise any
     /// partial file is replaced.
     pub resume: bool,
+    /// The local name in `out_dir` instead of the remote path's last component (`-o FILE`);
+    /// one plain name, checked like a name from the network.
+    pub save_as: Option<String>,
     /// Called at each landing step; only tests set it (see [`land::LandStep`]).
     pub hook: LandHook,
 }
@@ -129,10 +132,19 @@ pub fn fetch<S: Transport>(
             source,
         })?;
     let requested = parts.join("/");
-    let name = parts
-        .last()
-        .expect("parse_relative(.., false) returns at least one component")
-        .to_string();
+    let name = match &opts.save_as {
+        Some(n) => {
+            paths::check_component(n).map_err(|source| TransferError::BadRequestPath {
+                path: n.clone(),
+                source,
+            })?;
+            n.clone()
+        }
+        None => parts
+            .last()
+            .expect("parse_relative(.., false) returns at least one component")
+            .to_string(),
+    };
     let out = Dir::create_all(out_dir).map_err(io_err(out_dir))?;
     let partial_name = land::fit_name(".", &name, land::PARTIAL_SUFFIX);
 
