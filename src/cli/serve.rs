@@ -72,6 +72,9 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         root,
         config,
         max_clients: args.max_clients,
+        max_handshakes: args.max_handshakes,
+        max_handshakes_per_source: args.max_handshakes_per_source,
+        first_flight_timeout: Duration::from_secs(args.first_flight_timeout),
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
     });
