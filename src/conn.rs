@@ -41,6 +41,8 @@ pub enum ConnError {
     Handshake(#[from] HandshakeError),
     #[error("protocol violation by the peer: {0}")]
     Protocol(String),
+    #[error("refused: already serving the most authenticated clients allowed")]
+    Busy,
 }
 
 impl From<io::Error> for ConnError {
@@ -134,24 +136,68 @@ pub fn client_handshake<S: Transport>(
 
 /// Runs the server side of the handshake; reads must finish by `deadline`.
 pub fn server_handshake<S: Transport>(
-    mut stream: S,
+    stream: S,
     config: ServerConfig,
     deadline: Option<Instant>,
 ) -> Result<Channel<S>, ConnError> {
-    stream.set_deadline(deadline)?;
+    server_handshake_gated(stream, config, deadline, deadline, &mut AdmitAll)
+}
+
+/// The two points at which a server's accept loop decides about a connection in its
+/// handshake (`net.rs`: unauthenticated peers must not hold authenticated clients' places).
+pub trait Admission {
+    /// The ClientHello has arrived and was valid; the first-flight deadline no longer applies.
+    fn hello_received(&mut self) {}
+    /// The client is authenticated (certificate, transcript signature and Finished verified);
+    /// called before the server's Finished is sent. `false` refuses it with a `Busy` alert.
+    fn admit(&mut self, peer: &VerifiedCert) -> bool;
+}
+
+/// Admits every authenticated client.
+pub struct AdmitAll;
+impl Admission for AdmitAll {
+    fn admit(&mut self, _peer: &VerifiedCert) -> bool {
+        true
+    }
+}
+
+/// Runs the server side of the handshake: the ClientHello must be complete by `first_flight`
+/// and the whole handshake by `deadline`; `gate` is told when the hello arrived and decides,
+/// once the client is authenticated, whether it is served.
+pub fn server_handshake_gated<S: Transport>(
+    mut stream: S,
+    config: ServerConfig,
+    first_flight: Option<Instant>,
+    deadline: Option<Instant>,
+    gate: &mut dyn Admission,
+) -> Result<Channel<S>, ConnError> {
+    let earliest = match (first_flight, deadline) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    stream.set_deadline(earliest)?;
     let mut buf = Vec::new();
     let run = |stream: &mut S, buf: &mut Vec<u8>| -> Result<Established, ConnError> {
         let state = handshake::server_start(config);
+        // 1. The client's first flight, under the (shorter) first-flight deadline.
         let typ = read_handshake_frame(stream, buf)?;
         let (state, out) = state.handle(typ, buf).map_err(|e| fail(stream, e))?;
+        gate.hello_received();
+        stream.set_deadline(deadline)?;
         stream.write_all(&out)?;
         stream.flush()?;
+        // 2. Its certificate, transcript signature and Finished.
         let typ = read_handshake_frame(stream, buf)?;
         let state = state.handle(typ, buf).map_err(|e| fail(stream, e))?;
         let typ = read_handshake_frame(stream, buf)?;
         let state = state.handle(typ, buf).map_err(|e| fail(stream, e))?;
         let typ = read_handshake_frame(stream, buf)?;
         let (est, out) = state.handle(typ, buf).map_err(|e| fail(stream, e))?;
+        // 3. Authenticated: served only if there is room for it.
+        if !gate.admit(&est.peer) {
+            send_alert(stream, Alert::Busy);
+            return Err(ConnError::Busy);
+        }
         stream.write_all(&out)?;
         stream.flush()?;
         Ok(est)

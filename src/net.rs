@@ -1,25 +1,50 @@
 //! TCP: a transport with deadlines, the accept loop with bounded concurrency, and connecting.
+//!
+//! Admission (issue 10): a connection is first a *handshake in progress*, held against a large,
+//! cheap budget ([`ServerSettings::max_handshakes`], at most
+//! [`ServerSettings::max_handshakes_per_source`] from one source address); only an
+//! authenticated client takes one of the `--max-clients` places. When a handshake budget is
+//! full the newcomer is admitted and the oldest handshake of the source holding the most is
+//! cut (one that has not sent its ClientHello yet before one that has), so peers that connect
+//! and trickle bytes can delay but never lock out a client whose handshake takes milliseconds.
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs,
+};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::audit::{AuditEvent, Peer};
-use crate::conn::{self, Channel, ConnError, Transport};
+use crate::conn::{self, Admission, Channel, ConnError, Transport};
 use crate::handshake::{ClientConfig, ServerConfig};
 use crate::paths::ServeRoot;
+use crate::pki::VerifiedCert;
 use crate::policy::{Access, ClientId, Policy};
 use crate::transfer::{self, ServeOptions, StatementCache};
 use crate::transfer::{RequestRecord, RequestResult};
-use crate::wire::{Alert, Codec, FrameType, encode_frame};
 
 /// Default time a peer has to complete the handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a connection may sit without progress.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default most authenticated clients served at once.
 pub const DEFAULT_MAX_CLIENTS: usize = 64;
+/// Default most handshakes in progress at once, all sources together. A handshake in progress
+/// costs a thread that mostly sleeps (measured: see bench/flood.sh) and at most one handshake
+/// frame (~18 KiB); 512 of them stay within a few tens of MiB.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 512;
+/// Default most handshakes in progress from one source (an IPv4 address, an IPv6 /64).
+pub const DEFAULT_MAX_HANDSHAKES_PER_SOURCE: usize = 32;
+/// Default time a new connection has to deliver its whole ClientHello (one small frame that
+/// an honest client sends at once). Tricklers are cut after this, not the whole-handshake
+/// deadline.
+pub const DEFAULT_FIRST_FLIGHT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often the log summarises the handshakes cut for the budgets and the first-flight
+/// deadline: a flood of connections must not become a flood of log lines.
+const FLOOD_SUMMARY_INTERVAL: Duration = Duration::from_secs(5);
 /// After a stop signal, how long transfers in flight may take to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -126,7 +151,14 @@ pub fn connect(
 pub struct ServerSettings {
     pub root: ServeRoot,
     pub config: ServerConfig,
+    /// Most authenticated clients at once; one more is told `Busy` after its handshake.
     pub max_clients: usize,
+    /// Most handshakes in progress at once (see the module docs).
+    pub max_handshakes: usize,
+    /// Most handshakes in progress from one source address.
+    pub max_handshakes_per_source: usize,
+    /// Time from accept to a complete ClientHello.
+    pub first_flight_timeout: Duration,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     /// `--policy`: who may read and write what. `None`: every client reads all, none writes.
@@ -152,11 +184,264 @@ impl ServerSettings {
     }
 }
 
-/// Decrements the active-connection count however the connection thread ends.
+/// Decrements a count however the thread holding it ends.
 struct Slot(Arc<AtomicUsize>);
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Where a connection comes from, for the per-source budget: an IPv4 address (also when
+/// IPv4-mapped), or an IPv6 /64, the smallest block a host is usually given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Source {
+    V4(Ipv4Addr),
+    V6Prefix(u64),
+}
+
+impl Source {
+    fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(a) => Self::V4(a),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => Self::V4(v4),
+                None => Self::V6Prefix((u128::from(a) >> 64) as u64),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::V4(a) => write!(f, "{a}"),
+            Self::V6Prefix(p) => write!(f, "{}/64", Ipv6Addr::from(u128::from(*p) << 64)),
+        }
+    }
+}
+
+/// One handshake in progress: a second handle on its socket, so that evicting it can shut the
+/// socket down and wake its thread.
+struct PendingEntry {
+    source: Source,
+    stream: TcpStream,
+    hello: bool,
+}
+
+#[derive(Default)]
+struct PendingTable {
+    next_id: u64,
+    /// By id, which grows with time: the first entries are the oldest.
+    entries: BTreeMap<u64, PendingEntry>,
+    per_source: HashMap<Source, usize>,
+    /// Since the last log summary: handshakes cut to make room, and cut by the first-flight
+    /// deadline, per source.
+    evicted: HashMap<Source, u64>,
+    slow_hello: HashMap<Source, u64>,
+}
+
+impl PendingTable {
+    fn take(&mut self, id: u64) -> Option<PendingEntry> {
+        let e = self.entries.remove(&id)?;
+        if let Some(n) = self.per_source.get_mut(&e.source) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_source.remove(&e.source);
+            }
+        }
+        Some(e)
+    }
+}
+
+/// The handshakes in progress, with the two budgets.
+struct Handshakes {
+    table: Mutex<PendingTable>,
+    max_total: usize,
+    max_per_source: usize,
+}
+
+impl Handshakes {
+    fn new(max_total: usize, max_per_source: usize) -> Self {
+        Self {
+            table: Mutex::new(PendingTable::default()),
+            max_total: max_total.max(1),
+            max_per_source: max_per_source.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PendingTable> {
+        // A panic while holding the lock leaves the table consistent (every update is one
+        // step), so a poisoned lock is still usable.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a new connection from `source`; if that would exceed a budget, first cuts
+    /// one handshake: from `source` itself when it is at its own limit, otherwise from the
+    /// source holding the most. Within that source, the oldest that has not sent its
+    /// ClientHello goes first, else the oldest. Returns the new entry's id.
+    fn register(&self, source: Source, stream: TcpStream) -> u64 {
+        let mut t = self.lock();
+        let victim_source =
+            if t.per_source.get(&source).copied().unwrap_or(0) >= self.max_per_source {
+                Some(source)
+            } else if t.entries.len() >= self.max_total {
+                t.per_source
+                    .iter()
+                    .max_by_key(|(_, n)| **n)
+                    .map(|(s, _)| *s)
+            } else {
+                None
+            };
+        if let Some(vs) = victim_source {
+            let mut oldest = None;
+            for (id, e) in t.entries.iter().filter(|(_, e)| e.source == vs) {
+                if !e.hello {
+                    oldest = Some(*id);
+                    break;
+                }
+                oldest.get_or_insert(*id);
+            }
+            if let Some(victim) = oldest.and_then(|id| t.take(id)) {
+                let _ = victim.stream.shutdown(Shutdown::Both);
+                *t.evicted.entry(vs).or_default() += 1;
+            }
+        }
+        let id = t.next_id;
+        t.next_id += 1;
+        *t.per_source.entry(source).or_default() += 1;
+        t.entries.insert(
+            id,
+            PendingEntry {
+                source,
+                stream,
+                hello: false,
+            },
+        );
+        id
+    }
+
+    fn hello_received(&self, id: u64) {
+        if let Some(e) = self.lock().entries.get_mut(&id) {
+            e.hello = true;
+        }
+    }
+
+    /// Removes entry `id`; `false` if it was not there any more (it was evicted).
+    fn remove(&self, id: u64) -> bool {
+        self.lock().take(id).is_some()
+    }
+
+    fn count_slow_hello(&self, source: Source) {
+        *self.lock().slow_hello.entry(source).or_default() += 1;
+    }
+
+    /// Cuts every handshake in progress (the server is stopping).
+    fn cut_all(&self) {
+        let mut t = self.lock();
+        for (_, e) in std::mem::take(&mut t.entries) {
+            let _ = e.stream.shutdown(Shutdown::Both);
+        }
+        t.per_source.clear();
+    }
+
+    /// The log lines for what was cut since the last call (none if nothing was).
+    fn take_summary(&self, first_flight: Duration) -> Vec<String> {
+        let mut t = self.lock();
+        let mut lines = Vec::new();
+        let evicted = std::mem::take(&mut t.evicted);
+        if !evicted.is_empty() {
+            lines.push(format!(
+                "handshake budget full: cut {} to admit newer connections ({})",
+                summarise(&evicted).0,
+                summarise(&evicted).1
+            ));
+        }
+        let slow = std::mem::take(&mut t.slow_hello);
+        if !slow.is_empty() {
+            lines.push(format!(
+                "cut {} that sent no complete ClientHello within {} s ({})",
+                summarise(&slow).0,
+                first_flight.as_secs_f64(),
+                summarise(&slow).1
+            ));
+        }
+        lines
+    }
+}
+
+/// "N pending handshake(s)" and "n from A, m from B, ... and k more sources", largest first.
+fn summarise(counts: &HashMap<Source, u64>) -> (String, String) {
+    const SHOWN: usize = 3;
+    let total: u64 = counts.values().sum();
+    let mut by_count: Vec<_> = counts.iter().collect();
+    by_count.sort_by(|a, b| {
+        b.1.cmp(a.1)
+            .then_with(|| a.0.to_string().cmp(&b.0.to_string()))
+    });
+    let mut parts: Vec<String> = by_count
+        .iter()
+        .take(SHOWN)
+        .map(|(s, n)| format!("{n} from {s}"))
+        .collect();
+    if by_count.len() > SHOWN {
+        parts.push(format!("and {} more sources", by_count.len() - SHOWN));
+    }
+    let noun = if total == 1 {
+        "handshake"
+    } else {
+        "handshakes"
+    };
+    (format!("{total} pending {noun}"), parts.join(", "))
+}
+
+/// One connection's view of the admission control, told by the handshake when the ClientHello
+/// arrived and asked whether the authenticated client may be served.
+struct Gate<'a> {
+    handshakes: &'a Handshakes,
+    id: u64,
+    /// Still registered as a handshake in progress (by us; eviction removes it too).
+    pending: bool,
+    hello: bool,
+    evicted: bool,
+    authenticated: &'a Arc<AtomicUsize>,
+    max_clients: usize,
+    /// Held while the authenticated client is served.
+    slot: Option<Slot>,
+    refused: Option<String>,
+}
+
+impl Gate<'_> {
+    /// Leaves the handshake budget (if still in it); notes whether we had been evicted.
+    fn leave_pending(&mut self) {
+        if self.pending {
+            self.pending = false;
+            self.evicted = !self.handshakes.remove(self.id);
+        }
+    }
+}
+
+impl Admission for Gate<'_> {
+    fn hello_received(&mut self) {
+        self.hello = true;
+        self.handshakes.hello_received(self.id);
+    }
+
+    fn admit(&mut self, peer: &VerifiedCert) -> bool {
+        self.leave_pending();
+        if self.evicted {
+            return false; // its socket is shut down already
+        }
+        if self.authenticated.fetch_add(1, Ordering::SeqCst) >= self.max_clients {
+            self.authenticated.fetch_sub(1, Ordering::SeqCst);
+            self.refused = Some(format!(
+                "client '{}' refused: already serving {} authenticated clients (--max-clients)",
+                peer.subject, self.max_clients
+            ));
+            return false;
+        }
+        self.slot = Some(Slot(self.authenticated.clone()));
+        true
     }
 }
 
@@ -188,19 +473,35 @@ fn wait_for_connection(_listener: &TcpListener, max: Duration) {
     std::thread::sleep(max.min(Duration::from_millis(5)));
 }
 
-/// Accepts connections until `stop` is set, each on its own thread, at most `max_clients` at
-/// once; one more is told `Busy` and closed. A failing connection never stops the server.
-/// Once stopped, waits up to [`SHUTDOWN_GRACE`] for connections in flight to finish.
+/// Accepts connections until `stop` is set, each on its own thread. A new connection is a
+/// handshake in progress, within the handshake budgets (see the module docs: when one is full
+/// an older handshake is cut, never the newcomer refused); an authenticated client takes one
+/// of `max_clients` places, and one more is told `Busy` and closed. A failing connection never
+/// stops the server. Once stopped, cuts the handshakes in progress and waits up to
+/// [`SHUTDOWN_GRACE`] for authenticated connections to finish.
 pub fn serve(
     listener: TcpListener,
     settings: Arc<ServerSettings>,
     stop: Arc<AtomicBool>,
     log: Arc<dyn Fn(&str) + Send + Sync>,
 ) -> io::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
+    // Connection threads alive (for the shutdown grace), authenticated clients served.
+    let threads = Arc::new(AtomicUsize::new(0));
+    let authenticated = Arc::new(AtomicUsize::new(0));
+    let handshakes = Arc::new(Handshakes::new(
+        settings.max_handshakes,
+        settings.max_handshakes_per_source,
+    ));
     let cache = Arc::new(StatementCache::new());
+    let mut last_summary = Instant::now();
     listener.set_nonblocking(true)?;
     while !stop.load(Ordering::SeqCst) {
+        if last_summary.elapsed() >= FLOOD_SUMMARY_INTERVAL {
+            for line in handshakes.take_summary(settings.first_flight_timeout) {
+                log(&line);
+            }
+            last_summary = Instant::now();
+        }
         let (stream, peer) = match listener.accept() {
             Ok(v) => v,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -216,48 +517,78 @@ pub fn serve(
             }
         };
         let _ = stream.set_nonblocking(false);
-        if active.fetch_add(1, Ordering::SeqCst) >= settings.max_clients {
-            active.fetch_sub(1, Ordering::SeqCst);
-            let mut s = stream;
-            let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
-            let _ = s.write_all(&encode_frame(FrameType::Alert, &Alert::Busy.to_bytes()));
-            log(&format!(
-                "{peer}: refused, already serving {} clients (--max-clients)",
-                settings.max_clients
-            ));
-            continue;
-        }
-        let slot = Slot(active.clone());
+        // The registry's handle on the socket, for eviction. Without one (out of file
+        // descriptors) the connection could not be cut, so it is not admitted.
+        let handle = match stream.try_clone() {
+            Ok(h) => h,
+            Err(e) => {
+                log(&format!("{peer}: refused: {e}"));
+                continue;
+            }
+        };
+        let source = Source::of(peer.ip());
+        let id = handshakes.register(source, handle);
+        let thread_slot = Slot(threads.clone());
+        threads.fetch_add(1, Ordering::SeqCst);
         let settings = settings.clone();
         let cache = cache.clone();
         let thread_log = log.clone();
+        let thread_handshakes = handshakes.clone();
+        let thread_authenticated = authenticated.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("conn-{peer}"))
             .spawn(move || {
-                let _slot = slot;
-                if let Err(e) = handle_connection(stream, &settings, &cache, &*thread_log) {
-                    thread_log(&format!("{peer}: {e}"));
+                let _slot = thread_slot;
+                let mut gate = Gate {
+                    handshakes: &thread_handshakes,
+                    id,
+                    pending: true,
+                    hello: false,
+                    evicted: false,
+                    authenticated: &thread_authenticated,
+                    max_clients: settings.max_clients,
+                    slot: None,
+                    refused: None,
+                };
+                let result = handle_connection(stream, &settings, &cache, &*thread_log, &mut gate);
+                gate.leave_pending();
+                if let Some(why) = gate.refused.take() {
+                    thread_log(&format!("{peer}: {why}"));
+                } else if let Err(e) = result {
+                    // Cut connections are summarised, not logged one by one.
+                    if gate.evicted {
+                    } else if matches!(e, ConnError::Timeout) && !gate.hello {
+                        thread_handshakes.count_slow_hello(source);
+                    } else {
+                        thread_log(&format!("{peer}: {e}"));
+                    }
                 }
             });
         if let Err(e) = spawned {
+            // The closure (and with it the thread slot and the stream) is dropped.
+            handshakes.remove(id);
             log(&format!("{peer}: cannot start a thread: {e}"));
         }
     }
     drop(listener);
+    handshakes.cut_all();
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     let mut announced = false;
-    while active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+    while threads.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         if !announced {
             log(&format!(
                 "stopping: waiting up to {} s for {} connection(s) in flight",
                 SHUTDOWN_GRACE.as_secs(),
-                active.load(Ordering::SeqCst)
+                threads.load(Ordering::SeqCst)
             ));
             announced = true;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let left = active.load(Ordering::SeqCst);
+    for line in handshakes.take_summary(settings.first_flight_timeout) {
+        log(&line);
+    }
+    let left = threads.load(Ordering::SeqCst);
     if left > 0 {
         log(&format!("stopped; {left} connection(s) cut off"));
     } else {
@@ -274,6 +605,7 @@ fn handle_connection(
     settings: &ServerSettings,
     cache: &Arc<StatementCache>,
     log: &(dyn Fn(&str) + Sync),
+    gate: &mut Gate<'_>,
 ) -> Result<(), ConnError> {
     let conn_id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
     let peer = stream
@@ -281,6 +613,7 @@ fn handle_connection(
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let transport = TcpTransport::new(stream, settings.idle_timeout).map_err(ConnError::Io)?;
     let started = Instant::now();
+    let first_flight = started + settings.first_flight_timeout;
     let deadline = started + settings.handshake_timeout;
     let event = |client: Option<Peer>, op, record: Option<&RequestRecord>, result| AuditEvent {
         ts: crate::pki::now_unix(),
@@ -294,8 +627,13 @@ fn handle_connection(
         result,
         duration: record.map_or_else(|| started.elapsed(), |r| r.duration),
     };
-    let mut chan = match conn::server_handshake(transport, settings.config.clone(), Some(deadline))
-    {
+    let mut chan = match conn::server_handshake_gated(
+        transport,
+        settings.config.clone(),
+        Some(first_flight),
+        Some(deadline),
+        gate,
+    ) {
         Ok(c) => c,
         Err(e) => {
             (settings.audit)(&event(

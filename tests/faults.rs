@@ -650,7 +650,9 @@ fn sigterm_on_an_idle_server_exits_0_at_once() {
     assert_eq!(status.code(), Some(0), "{}", server.log());
     let log = server.log();
     assert!(log.lines().last().unwrap().ends_with(" stopped"), "{log}");
-    assert!(!log.contains("waiting up to"), "{log}");
+    // The last connection's thread may still be ending when the signal comes (the client has
+    // its answer before the server's thread returns), so a "waiting up to" line may appear on
+    // a loaded machine; the 2 s bound above is what shows that nothing was waited for.
 }
 
 #[test]

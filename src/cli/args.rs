@@ -256,7 +256,8 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value = "text", env = "MINITLS_LOG_FORMAT")]
     pub log_format: LogFormat,
 
-    /// Most clients served at once; one more is told the server is busy.
+    /// Most authenticated clients served at once; one more is told the server is busy.
+    /// Connections still in their handshake never take these places (see --max-handshakes).
     #[arg(
         long,
         value_name = "N",
@@ -265,6 +266,38 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1..=65_536).map(|n| n as usize)
     )]
     pub max_clients: usize,
+
+    /// Most handshakes in progress at once. When full, a new connection is still taken and
+    /// the oldest handshake of the address holding the most is cut instead.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = minitls::net::DEFAULT_MAX_HANDSHAKES,
+        env = "MINITLS_MAX_HANDSHAKES",
+        value_parser = clap::value_parser!(u32).range(1..=65_536).map(|n| n as usize)
+    )]
+    pub max_handshakes: usize,
+
+    /// Most handshakes in progress from one address (IPv6: one /64). When full, a new
+    /// connection from it cuts that address's oldest handshake.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = minitls::net::DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
+        env = "MINITLS_MAX_HANDSHAKES_PER_SOURCE",
+        value_parser = clap::value_parser!(u32).range(1..=65_536).map(|n| n as usize)
+    )]
+    pub max_handshakes_per_source: usize,
+
+    /// Seconds a new connection has to send its whole first message (the ClientHello).
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = minitls::net::DEFAULT_FIRST_FLIGHT_TIMEOUT.as_secs(),
+        env = "MINITLS_FIRST_FLIGHT_TIMEOUT",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub first_flight_timeout: u64,
 
     /// Seconds a client has to complete the handshake.
     #[arg(
