@@ -445,6 +445,20 @@ impl Admission for Gate<'_> {
     }
 }
 
+/// Connections the kernel may queue before we accept them. std listens with 128: under a
+/// connection flood that queue overflows and an honest client's SYN is dropped, costing it a
+/// 1 s (then 3 s) retransmission. The kernel caps this at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Raises the listen backlog of a bound listener to [`LISTEN_BACKLOG`] (listening again on a
+/// listening socket only changes its queue length); best effort.
+pub fn widen_backlog(listener: &TcpListener) {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::net::listen(listener, LISTEN_BACKLOG);
+    #[cfg(not(target_os = "linux"))]
+    let _ = listener;
+}
+
 /// How often an idle accept loop looks at the stop flag.
 const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
