@@ -409,6 +409,9 @@ struct Gate<'a> {
     /// Held while the authenticated client is served.
     slot: Option<Slot>,
     refused: Option<String>,
+    /// The audit event of a failed handshake, written by the accept loop's thread unless the
+    /// handshake was one of those it summarises (cut for the budget or the first flight).
+    failed: Option<AuditEvent>,
 }
 
 impl Gate<'_> {
@@ -563,18 +566,27 @@ pub fn serve(
                     max_clients: settings.max_clients,
                     slot: None,
                     refused: None,
+                    failed: None,
                 };
                 let result = handle_connection(stream, &settings, &cache, &*thread_log, &mut gate);
                 gate.leave_pending();
+                let failed = gate.failed.take();
                 if let Some(why) = gate.refused.take() {
                     thread_log(&format!("{peer}: {why}"));
+                    if let Some(event) = &failed {
+                        (settings.audit)(event);
+                    }
                 } else if let Err(e) = result {
-                    // Cut connections are summarised, not logged one by one.
+                    // Cut connections are summarised, not logged (or audited) one by one: a
+                    // flood must not become a flood of log lines.
                     if gate.evicted {
                     } else if matches!(e, ConnError::Timeout) && !gate.hello {
                         thread_handshakes.count_slow_hello(source);
                     } else {
                         thread_log(&format!("{peer}: {e}"));
+                        if let Some(event) = &failed {
+                            (settings.audit)(event);
+                        }
                     }
                 }
             });
@@ -650,7 +662,7 @@ fn handle_connection(
     ) {
         Ok(c) => c,
         Err(e) => {
-            (settings.audit)(&event(
+            gate.failed = Some(event(
                 None,
                 "handshake",
                 None,
