@@ -25,6 +25,7 @@ use crate::pki::VerifiedCert;
 use crate::policy::{Access, ClientId, Policy};
 use crate::transfer::{self, ServeOptions, StatementCache};
 use crate::transfer::{RequestRecord, RequestResult};
+use crate::wire::{FRAME_HEADER_LEN, FrameHeader, FrameType};
 
 /// Default time a peer has to complete the handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,6 +43,13 @@ pub const DEFAULT_MAX_HANDSHAKES_PER_SOURCE: usize = 32;
 /// an honest client sends at once). Tricklers are cut after this, not the whole-handshake
 /// deadline.
 pub const DEFAULT_FIRST_FLIGHT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A handshake in progress younger than this is not cut for its own address's limit: it may
+/// not have had time to send its ClientHello (an accepted connection's thread may not have
+/// run yet). Meanwhile its address may go over --max-handshakes-per-source; the total budget
+/// still cuts regardless of age, from the address holding the most. Without this, 40
+/// tricklers reconnecting at once on the honest client's address (limit 32) cut its
+/// connection within milliseconds, before its thread had read the ClientHello.
+const EVICTION_MIN_AGE: Duration = Duration::from_millis(250);
 /// How often the log summarises the handshakes cut for the budgets and the first-flight
 /// deadline: a flood of connections must not become a flood of log lines.
 const FLOOD_SUMMARY_INTERVAL: Duration = Duration::from_secs(5);
@@ -227,6 +235,7 @@ struct PendingEntry {
     source: Source,
     stream: TcpStream,
     hello: bool,
+    since: Instant,
 }
 
 #[derive(Default)]
@@ -239,9 +248,30 @@ struct PendingTable {
     /// deadline, per source.
     evicted: HashMap<Source, u64>,
     slow_hello: HashMap<Source, u64>,
+    /// Closed or reset by the peer before its ClientHello was complete.
+    closed_early: HashMap<Source, u64>,
 }
 
 impl PendingTable {
+    /// The handshake of `source` to cut first: the oldest that has not sent its ClientHello,
+    /// else the oldest; with `cutoff`, only among those registered by then.
+    fn oldest_of(&self, source: Source, cutoff: Option<Instant>) -> Option<u64> {
+        let mut oldest = None;
+        for (id, e) in &self.entries {
+            if cutoff.is_some_and(|c| e.since > c) {
+                break; // by id is by age: the rest are younger still
+            }
+            if e.source != source {
+                continue;
+            }
+            if !e.hello {
+                return Some(*id);
+            }
+            oldest.get_or_insert(*id);
+        }
+        oldest
+    }
+
     fn take(&mut self, id: u64) -> Option<PendingEntry> {
         let e = self.entries.remove(&id)?;
         if let Some(n) = self.per_source.get_mut(&e.source) {
@@ -276,36 +306,29 @@ impl Handshakes {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a new connection from `source`; if that would exceed a budget, first cuts
+    /// Registers a new connection from `source` (`hello`: its ClientHello is already here);
+    /// if that would exceed a budget, first cuts
     /// one handshake: from `source` itself when it is at its own limit, otherwise from the
     /// source holding the most. Within that source, the oldest that has not sent its
     /// ClientHello goes first, else the oldest. Returns the new entry's id.
-    fn register(&self, source: Source, stream: TcpStream) -> u64 {
+    fn register(&self, source: Source, stream: TcpStream, hello: bool) -> u64 {
         let mut t = self.lock();
-        let victim_source =
-            if t.per_source.get(&source).copied().unwrap_or(0) >= self.max_per_source {
-                Some(source)
-            } else if t.entries.len() >= self.max_total {
-                t.per_source
-                    .iter()
-                    .max_by_key(|(_, n)| **n)
-                    .map(|(s, _)| *s)
-            } else {
-                None
-            };
-        if let Some(vs) = victim_source {
-            let mut oldest = None;
-            for (id, e) in t.entries.iter().filter(|(_, e)| e.source == vs) {
-                if !e.hello {
-                    oldest = Some(*id);
-                    break;
-                }
-                oldest.get_or_insert(*id);
-            }
-            if let Some(victim) = oldest.and_then(|id| t.take(id)) {
-                let _ = victim.stream.shutdown(Shutdown::Both);
-                *t.evicted.entry(vs).or_default() += 1;
-            }
+        let now = Instant::now();
+        let mut victim = None;
+        if t.per_source.get(&source).copied().unwrap_or(0) >= self.max_per_source {
+            victim = t.oldest_of(source, now.checked_sub(EVICTION_MIN_AGE));
+        }
+        if victim.is_none() && t.entries.len() >= self.max_total {
+            let biggest = t
+                .per_source
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .map(|(s, _)| *s);
+            victim = biggest.and_then(|s| t.oldest_of(s, None));
+        }
+        if let Some(victim) = victim.and_then(|id| t.take(id)) {
+            let _ = victim.stream.shutdown(Shutdown::Both);
+            *t.evicted.entry(victim.source).or_default() += 1;
         }
         let id = t.next_id;
         t.next_id += 1;
@@ -315,7 +338,8 @@ impl Handshakes {
             PendingEntry {
                 source,
                 stream,
-                hello: false,
+                hello,
+                since: now,
             },
         );
         id
@@ -334,6 +358,10 @@ impl Handshakes {
 
     fn count_slow_hello(&self, source: Source) {
         *self.lock().slow_hello.entry(source).or_default() += 1;
+    }
+
+    fn count_closed_early(&self, source: Source) {
+        *self.lock().closed_early.entry(source).or_default() += 1;
     }
 
     /// Cuts every handshake in progress (the server is stopping).
@@ -364,6 +392,14 @@ impl Handshakes {
                 summarise(&slow).0,
                 first_flight.as_secs_f64(),
                 summarise(&slow).1
+            ));
+        }
+        let closed = std::mem::take(&mut t.closed_early);
+        if !closed.is_empty() {
+            lines.push(format!(
+                "{} closed by the peer before a complete ClientHello ({})",
+                summarise(&closed).0,
+                summarise(&closed).1
             ));
         }
         lines
@@ -448,20 +484,6 @@ impl Admission for Gate<'_> {
     }
 }
 
-/// Connections the kernel may queue before we accept them. std listens with 128: under a
-/// connection flood that queue overflows and an honest client's SYN is dropped, costing it a
-/// 1 s (then 3 s) retransmission. The kernel caps this at `net.core.somaxconn`.
-pub const LISTEN_BACKLOG: i32 = 4096;
-
-/// Raises the listen backlog of a bound listener to [`LISTEN_BACKLOG`] (listening again on a
-/// listening socket only changes its queue length); best effort.
-pub fn widen_backlog(listener: &TcpListener) {
-    #[cfg(target_os = "linux")]
-    let _ = rustix::net::listen(listener, LISTEN_BACKLOG);
-    #[cfg(not(target_os = "linux"))]
-    let _ = listener;
-}
-
 /// How often an idle accept loop looks at the stop flag.
 const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -483,6 +505,46 @@ fn wait_for_connection(listener: &TcpListener, max: Duration) {
         Err(_) => std::thread::sleep(Duration::from_millis(5)),
     }
 }
+
+/// Whether `stream`'s whole first frame, a ClientHello, has already arrived (looked at without
+/// reading or waiting). Under a flood a connection waits in the accept queue long enough for an
+/// honest client's ClientHello (71 bytes, sent at once) to be there: such a connection is
+/// registered as past its first flight and is not cut before the tricklers.
+#[cfg(target_os = "linux")]
+fn first_flight_waiting(stream: &TcpStream) -> bool {
+    use rustix::net::{RecvFlags, recv};
+    // Larger than a ClientHello frame; anything longer is not one.
+    let mut buf = [0u8; 128];
+    let Ok((n, _)) = recv(stream, &mut buf[..], RecvFlags::PEEK | RecvFlags::DONTWAIT) else {
+        return false;
+    };
+    let Some(header) = buf[..n].first_chunk::<FRAME_HEADER_LEN>() else {
+        return false;
+    };
+    matches!(FrameHeader::parse(header), Ok(h) if h.typ == FrameType::ClientHello
+        && n >= FRAME_HEADER_LEN + h.len)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn first_flight_waiting(_stream: &TcpStream) -> bool {
+    false
+}
+
+/// Room in the kernel's accept queue. std listens with a backlog of 128; under a flood of
+/// connections the queue overflowed and the kernel dropped honest clients' SYNs, which cost
+/// them a 1 s (then 3 s, 7 s) retransmission (measured with bench/flood.sh). The kernel caps
+/// it at net.core.somaxconn (4096 by default).
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Listens again with [`LISTEN_BACKLOG`] (Linux updates the backlog of a listening socket).
+#[cfg(target_os = "linux")]
+fn deepen_backlog(listener: &TcpListener) {
+    // Best effort: the listener keeps working with std's backlog if this fails.
+    let _ = rustix::net::listen(listener, LISTEN_BACKLOG);
+}
+
+#[cfg(not(target_os = "linux"))]
+fn deepen_backlog(_listener: &TcpListener) {}
 
 /// Without poll: try again shortly.
 #[cfg(not(target_os = "linux"))]
@@ -511,6 +573,7 @@ pub fn serve(
     ));
     let cache = Arc::new(StatementCache::new());
     let mut last_summary = Instant::now();
+    deepen_backlog(&listener);
     listener.set_nonblocking(true)?;
     while !stop.load(Ordering::SeqCst) {
         if last_summary.elapsed() >= FLOOD_SUMMARY_INTERVAL {
@@ -544,7 +607,7 @@ pub fn serve(
             }
         };
         let source = Source::of(peer.ip());
-        let id = handshakes.register(source, handle);
+        let id = handshakes.register(source, handle, first_flight_waiting(&stream));
         let thread_slot = Slot(threads.clone());
         threads.fetch_add(1, Ordering::SeqCst);
         let settings = settings.clone();
@@ -577,12 +640,14 @@ pub fn serve(
                         (settings.audit)(event);
                     }
                 } else if let Err(e) = result {
-                    // Cut connections are summarised, not logged (or audited) one by one: a
-                    // flood must not become a flood of log lines.
-                    if gate.evicted {
-                    } else if matches!(e, ConnError::Timeout) && !gate.hello {
+                    // Cut connections are summarised, not logged one by one; an evicted one
+                    // was counted when it was cut.
+                    let before_hello = !gate.hello && !gate.evicted;
+                    if before_hello && matches!(e, ConnError::Timeout) {
                         thread_handshakes.count_slow_hello(source);
-                    } else {
+                    } else if before_hello && matches!(e, ConnError::Truncated | ConnError::Io(_)) {
+                        thread_handshakes.count_closed_early(source);
+                    } else if !gate.evicted {
                         thread_log(&format!("{peer}: {e}"));
                         if let Some(event) = &failed {
                             (settings.audit)(event);

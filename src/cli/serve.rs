@@ -87,7 +87,6 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
 
     // 3. Listen, and say where.
     let listener = TcpListener::bind(&args.listen).map_err(|e| bind_error(&args.listen, &e))?;
-    net::widen_backlog(&listener);
     let local = listener
         .local_addr()
         .context(|| format!("listen on {}", args.listen))?;
