@@ -1562,3 +1562,26 @@ fn a_policy_without_a_grant_for_the_client_allows_nothing() {
     assert!(dir_entries(&out).is_empty());
     s.finish();
 }
+
+#[test]
+fn a_file_on_the_way_to_a_grant_is_visible_but_not_readable() {
+    // A grant below a name that turns out to be a file makes the file "on the way": it may
+    // not be fetched, recursively or not, nor listed.
+    let access = access_under("[[grant]]\nclients = [\"CLIENT\"]\nread = [\"alice/f.txt/below\"]");
+    let mut s = served_with(two_subtrees, access);
+    let out = s.out.path().to_path_buf();
+    assert!(not_allowed(transfer::fetch_file(
+        &mut s.client,
+        "alice/f.txt",
+        &out,
+        &mut NoProgress
+    )));
+    assert!(not_allowed(s.fetch_recursive("alice/f.txt")));
+    assert!(not_allowed(transfer::list(
+        &mut s.client,
+        "alice/f.txt",
+        false
+    )));
+    assert!(dir_entries(&out).is_empty());
+    s.finish();
+}

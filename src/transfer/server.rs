@@ -186,6 +186,12 @@ fn resolve_or_refuse<S: Transport>(
         _ => match opts.root.resolve(path) {
             Ok((p, rel)) if !allowed(opts, &rel, &p, need) => denied(),
             Ok((p, rel)) => match fs::metadata(&p) {
+                // Seeing is enough only for a directory: a file must be readable itself.
+                Ok(m)
+                    if need == Need::See && !m.is_dir() && !allowed(opts, &rel, &p, Need::Read) =>
+                {
+                    denied()
+                }
                 Ok(m) => return Ok(Some((p, rel, m))),
                 Err(e) => (ErrorCode::ReadFailed, format!("{path}: {e}")),
             },
@@ -222,11 +228,6 @@ fn send_get<S: Transport>(
     let Some((path, rel, meta)) = resolve_or_refuse(chan, opts, &req.path, need, out)? else {
         return Ok(());
     };
-    if !meta.is_dir() && !allowed(opts, &rel, &path, Need::Read) {
-        let text = format!("'{}'{NOT_ALLOWED}", req.path);
-        (opts.log)(&format!("refused '{}': {text}", req.path));
-        return send_error(chan, out, ErrorCode::PathRefused, text);
-    }
     if meta.is_dir() {
         if req.recursive {
             return send_tree(chan, opts, &path, &rel, out);
@@ -670,11 +671,6 @@ fn send_listing<S: Transport>(
     let Some((path, rel, meta)) = resolve_or_refuse(chan, opts, &req.path, Need::See, out)? else {
         return Ok(());
     };
-    if !meta.is_dir() && !allowed(opts, &rel, &path, Need::Read) {
-        let text = format!("'{}'{NOT_ALLOWED}", req.path);
-        (opts.log)(&format!("refused '{}': {text}", req.path));
-        return send_error(chan, out, ErrorCode::PathRefused, text);
-    }
     let mut entries = Vec::new();
     if meta.is_dir() {
         let walker = walkdir::WalkDir::new(&path)
