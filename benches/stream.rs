@@ -93,6 +93,7 @@ fn main() {
             log: &|_| {},
             access: &minitls::policy::Access::default_read_all(),
             audit: &|_| {},
+            max_upload: minitls::transfer::upload::DEFAULT_MAX_UPLOAD,
         };
         transfer::serve_requests(&mut chan, &opts).unwrap();
     });

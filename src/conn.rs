@@ -10,7 +10,7 @@ use crate::handshake::{self, ClientConfig, Established, HandshakeError, ServerCo
 use crate::pki::VerifiedCert;
 use crate::record::{Opener, RecordError, Sealer};
 use crate::wire::{
-    Alert, AppType, Codec, DecodeError, FRAME_HEADER_LEN, FrameHeader, FrameType,
+    Alert, AppMessage, AppType, Codec, DecodeError, FRAME_HEADER_LEN, FrameHeader, FrameType,
     MAX_RECORD_PAYLOAD, encode_frame,
 };
 
@@ -303,6 +303,25 @@ impl<S: Transport> Channel<S> {
             return Err(RecordError::PayloadTooLarge(bytes.len()).into());
         }
         self.send(typ, &bytes)
+    }
+
+    /// Queues one typed message (its type byte comes from the message itself).
+    pub fn send_app(&mut self, msg: &AppMessage<'_>) -> Result<(), ConnError> {
+        if let AppMessage::Data(d) = msg {
+            return self.send(AppType::Data, d);
+        }
+        let mut bytes = Vec::new();
+        msg.encode(&mut bytes);
+        if bytes.len() > MAX_RECORD_PAYLOAD {
+            return Err(RecordError::PayloadTooLarge(bytes.len()).into());
+        }
+        self.send(msg.typ(), &bytes)
+    }
+
+    /// Receives and decodes the next message.
+    pub fn recv_app(&mut self) -> Result<AppMessage<'_>, ConnError> {
+        let (typ, payload) = self.recv()?;
+        Ok(AppMessage::decode(typ, payload)?)
     }
 
     pub fn flush(&mut self) -> Result<(), ConnError> {

@@ -23,6 +23,10 @@ pub const SERVER_SIGNATURE_CONTEXT: &[u8] = b"minitls v1, server CertificateVeri
 pub const FILE_SIGNATURE_CONTEXT: &[u8] = b"minitls v1, signed file statement";
 /// Context for the server's signature over the manifest of a directory tree.
 pub const MANIFEST_SIGNATURE_CONTEXT: &[u8] = b"minitls v1, signed tree manifest";
+/// Context for a client's signature over the statement of a file it uploads (`push`). It
+/// differs from every server context, so no server signature (over a file, a manifest or a
+/// transcript) can pass for an upload's, and an upload's signature for nothing the server signs.
+pub const UPLOAD_SIGNATURE_CONTEXT: &[u8] = b"minitls v1, client-signed upload statement";
 
 /// HKDF-Expand labels of the key schedule.
 pub const LABEL_C2S_KEY: &[u8] = b"minitls v1 c2s key";

@@ -173,6 +173,8 @@ pub struct ServerSettings {
     pub policy: Option<std::sync::RwLock<Arc<Policy>>>,
     /// The audit log: one event per request and per failed handshake.
     pub audit: Arc<dyn Fn(&AuditEvent) + Send + Sync>,
+    /// `--max-upload-size`: the largest file a client may `push`.
+    pub max_upload: u64,
 }
 
 impl ServerSettings {
@@ -758,6 +760,7 @@ fn handle_connection(
         idle_timeout: settings.idle_timeout,
         cache: Some(cache),
         log,
+        max_upload: settings.max_upload,
     };
     let result = transfer::serve_requests(&mut chan, &opts);
     chan.into_inner().shutdown();

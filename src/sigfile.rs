@@ -17,6 +17,11 @@
 //! `verify` re-encodes the statement from these fields, checks the signature with the
 //! embedded certificate's key, checks that certificate chains to the CA and was valid when it
 //! signed, then hashes the file and compares size and digest.
+//!
+//! A file a client uploaded (`push`) has the same sidecar on the server, first line
+//! `minitls-upload-signature v1`: the statement is signed by the uploading *client* under the
+//! upload context string, and the certificate is the client's. `verify` then requires a client
+//! certificate of the CA and says who uploaded the file.
 
 use std::fs;
 use std::io::Read;
@@ -25,12 +30,15 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::crypto::{self, FILE_SIGNATURE_CONTEXT, MANIFEST_SIGNATURE_CONTEXT};
+use crate::crypto::{
+    self, FILE_SIGNATURE_CONTEXT, MANIFEST_SIGNATURE_CONTEXT, UPLOAD_SIGNATURE_CONTEXT,
+};
 use crate::paths;
 use crate::pki::{self, CertError, Role, TrustAnchor, VerifiedCert};
 use crate::wire::{Codec, EntryKind, FileStatement, ManifestEntry, put_u64, put_vec_u16};
 
 const MAGIC: &str = "minitls-signature v1";
+const UPLOAD_MAGIC: &str = "minitls-upload-signature v1";
 const MANIFEST_MAGIC: &str = "minitls-manifest v1";
 /// Suffix of the sidecar file.
 pub const SIG_SUFFIX: &str = ".minitls-sig";
@@ -47,6 +55,19 @@ pub struct SignedStatement {
     pub statement: FileStatement,
     pub signature: Vec<u8>,
     pub signer_der: Vec<u8>,
+    /// Who signed: the server that sent the file (a fetch), or the client that uploaded it
+    /// (`push`; the sidecar's first line says which).
+    pub signer_role: Role,
+}
+
+impl SignedStatement {
+    /// The context string the signature is made under, by who made it.
+    pub fn context(&self) -> &'static [u8] {
+        match self.signer_role {
+            Role::Server => FILE_SIGNATURE_CONTEXT,
+            Role::Client => UPLOAD_SIGNATURE_CONTEXT,
+        }
+    }
 }
 
 /// The digest that the server signs for a statement.
@@ -251,8 +272,12 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 impl SignedStatement {
     pub fn to_text(&self) -> String {
         let st = &self.statement;
+        let magic = match self.signer_role {
+            Role::Server => MAGIC,
+            Role::Client => UPLOAD_MAGIC,
+        };
         format!(
-            "{MAGIC}\npath: {}\nsize: {}\nsha256: {}\nsigned-at: {}\nsignature: {}\n{}",
+            "{magic}\npath: {}\nsize: {}\nsha256: {}\nsigned-at: {}\nsignature: {}\n{}",
             st.path,
             st.size,
             hex(&st.sha256),
@@ -265,9 +290,15 @@ impl SignedStatement {
     pub fn parse(text: &str) -> Result<Self, VerifyError> {
         let bad = |what: &str| VerifyError::BadSidecar(what.to_string());
         let mut lines = text.lines();
-        if lines.next() != Some(MAGIC) {
-            return Err(bad("first line is not 'minitls-signature v1'"));
-        }
+        let signer_role = match lines.next() {
+            Some(MAGIC) => Role::Server,
+            Some(UPLOAD_MAGIC) => Role::Client,
+            _ => {
+                return Err(bad(
+                    "first line is not 'minitls-signature v1' or 'minitls-upload-signature v1'",
+                ));
+            }
+        };
         let mut field = |name: &str| next_field(&mut lines, name).ok_or_else(|| bad(name));
         let path = field("path")?;
         let size = field("size")?.parse().map_err(|_| bad("size"))?;
@@ -285,6 +316,7 @@ impl SignedStatement {
             },
             signature,
             signer_der,
+            signer_role,
         })
     }
 }
@@ -325,6 +357,8 @@ pub struct Verified {
     pub statement: FileStatement,
     pub signer_subject: String,
     pub signer_fingerprint: [u8; 32],
+    /// The server that sent the file, or the client that uploaded it.
+    pub signer_role: Role,
 }
 
 /// Reads a sidecar or manifest of at most `max` bytes.
@@ -392,18 +426,19 @@ pub fn verify_file(file: &Path, anchor: &TrustAnchor) -> Result<Verified, Verify
     };
     let signed = SignedStatement::parse(&text)?;
 
-    // 1. The signer must be a server certificate of our CA, valid when it signed.
+    // 1. The signer must be a certificate of our CA for the role the sidecar names (a server
+    //    that sent the file, a client that uploaded it), valid when it signed.
     let signer = pki::verify_certificate(
         anchor,
         &signed.signer_der,
-        Role::Server,
+        signed.signer_role,
         None,
         signed.statement.signed_at,
     )?;
-    // 2. The signature binds path, size, digest and time.
+    // 2. The signature binds path, size, digest and time, under that role's context string.
     if !crypto::verify(
         &signer.public_key,
-        FILE_SIGNATURE_CONTEXT,
+        signed.context(),
         &statement_digest(&signed.statement),
         &signed.signature,
     ) {
@@ -415,6 +450,7 @@ pub fn verify_file(file: &Path, anchor: &TrustAnchor) -> Result<Verified, Verify
         statement: signed.statement,
         signer_subject: signer.subject,
         signer_fingerprint: signer.fingerprint,
+        signer_role: signed.signer_role,
     })
 }
 
@@ -449,6 +485,7 @@ fn verify_in_tree(file: &Path, anchor: &TrustAnchor) -> Result<Verified, VerifyE
                 },
                 signer_subject: signer.subject,
                 signer_fingerprint: signer.fingerprint,
+                signer_role: Role::Server,
             });
         }
         cur = parent;

@@ -7,7 +7,7 @@
 use thiserror::Error;
 
 /// Version number carried in the hellos. Bumped for any incompatible change of this file.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// A frame is `type: u8 | length: u32 (big endian) | body`.
 pub const FRAME_HEADER_LEN: usize = 5;
@@ -438,6 +438,12 @@ pub enum AppType {
     Skipped = 12,
     /// The end of a tree: the signature over the manifest of everything sent.
     TreeEnd = 13,
+    /// Client -> server: an upload of one file or directory follows (`push`).
+    Put = 14,
+    /// Server -> client: the upload may be sent.
+    PutReady = 15,
+    /// Server -> client: the upload is verified and in place.
+    PutDone = 16,
 }
 
 impl AppType {
@@ -456,6 +462,9 @@ impl AppType {
             11 => Self::FileDone,
             12 => Self::Skipped,
             13 => Self::TreeEnd,
+            14 => Self::Put,
+            15 => Self::PutReady,
+            16 => Self::PutDone,
             _ => return None,
         })
     }
@@ -808,6 +817,14 @@ pub enum ErrorCode {
     IsDirectory = 3,
     ReadFailed = 4,
     BadRequest = 5,
+    /// An upload would replace an existing file and `force` was not set.
+    Exists = 6,
+    /// An upload is larger than the server accepts.
+    TooLarge = 7,
+    /// The server could not store an upload (disk full, I/O error).
+    WriteFailed = 8,
+    /// An upload's data or signature did not match its signed statement.
+    IntegrityFailed = 9,
 }
 
 impl ErrorCode {
@@ -818,6 +835,10 @@ impl ErrorCode {
             3 => Self::IsDirectory,
             4 => Self::ReadFailed,
             5 => Self::BadRequest,
+            6 => Self::Exists,
+            7 => Self::TooLarge,
+            8 => Self::WriteFailed,
+            9 => Self::IntegrityFailed,
             _ => return None,
         })
     }
@@ -841,6 +862,152 @@ impl Codec for ErrorMsg {
         Ok(Self {
             code,
             text: r.string(MAX_ERROR_TEXT, "error text")?,
+        })
+    }
+}
+
+/// Client -> server: what an upload is (`push`). A file's data follows as Data messages and a
+/// FileEnd carrying the client's signed statement, once the server answered PutReady; a
+/// directory is made at once and answered PutDone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutStart {
+    pub kind: EntryKind,
+    /// Replace an existing file (it still needs a write grant).
+    pub force: bool,
+    /// Where it goes, relative to the served root, `/`-separated and canonical.
+    pub path: String,
+    /// Bytes of data that follow (0 for a directory).
+    pub size: u64,
+    pub mtime: i64,
+}
+
+impl Codec for PutStart {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.kind as u8);
+        out.push(self.force as u8);
+        put_vec_u16(out, self.path.as_bytes());
+        put_u64(out, self.size);
+        put_u64(out, self.mtime as u64);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let kind = EntryKind::read(r)?;
+        let force = match r.u8("force flag")? {
+            0 => false,
+            1 => true,
+            _ => return Err(DecodeError::InvalidValue("force flag")),
+        };
+        Ok(Self {
+            kind,
+            force,
+            path: r.string(MAX_PATH_LEN, "path")?,
+            size: r.u64("size")?,
+            mtime: r.i64("mtime")?,
+        })
+    }
+}
+
+/// Every application message, each carrying its own type byte: what a peer sends is one of
+/// these, encoded by [`AppMessage::encode`] after its [`AppMessage::typ`], and what arrives is
+/// decoded by [`AppMessage::decode`] from the type byte and the payload together, so a call
+/// site never pairs a tag with the wrong struct. `Data` borrows its bytes (the hot path copies
+/// nothing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppMessage<'a> {
+    Request(Request),
+    FileStart(FileStart),
+    Data(&'a [u8]),
+    FileEnd(FileEnd),
+    Listing(Listing),
+    ListEnd,
+    Error(ErrorMsg),
+    Close,
+    TreeStart(TreeStart),
+    TreeDir(PathMsg),
+    FileDone(FileDone),
+    Skipped(SkippedMsg),
+    TreeEnd(TreeEnd),
+    Put(PutStart),
+    PutReady,
+    /// The server's digest of what it stored (zeros for a directory).
+    PutDone(FileDone),
+}
+
+impl<'a> AppMessage<'a> {
+    pub fn typ(&self) -> AppType {
+        match self {
+            Self::Request(_) => AppType::Request,
+            Self::FileStart(_) => AppType::FileStart,
+            Self::Data(_) => AppType::Data,
+            Self::FileEnd(_) => AppType::FileEnd,
+            Self::Listing(_) => AppType::Listing,
+            Self::ListEnd => AppType::ListEnd,
+            Self::Error(_) => AppType::Error,
+            Self::Close => AppType::Close,
+            Self::TreeStart(_) => AppType::TreeStart,
+            Self::TreeDir(_) => AppType::TreeDir,
+            Self::FileDone(_) => AppType::FileDone,
+            Self::Skipped(_) => AppType::Skipped,
+            Self::TreeEnd(_) => AppType::TreeEnd,
+            Self::Put(_) => AppType::Put,
+            Self::PutReady => AppType::PutReady,
+            Self::PutDone(_) => AppType::PutDone,
+        }
+    }
+
+    /// The payload (without the type byte).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Request(m) => m.encode(out),
+            Self::FileStart(m) => m.encode(out),
+            Self::Data(d) => out.extend_from_slice(d),
+            Self::FileEnd(m) => m.encode(out),
+            Self::Listing(m) => m.encode(out),
+            Self::ListEnd | Self::Close | Self::PutReady => {}
+            Self::Error(m) => m.encode(out),
+            Self::TreeStart(m) => m.encode(out),
+            Self::TreeDir(m) => m.encode(out),
+            Self::FileDone(m) | Self::PutDone(m) => m.encode(out),
+            Self::Skipped(m) => m.encode(out),
+            Self::TreeEnd(m) => m.encode(out),
+            Self::Put(m) => m.encode(out),
+        }
+    }
+
+    /// Decodes the payload of a message of type `typ`; trailing bytes are an error (so an
+    /// empty message is exactly empty).
+    pub fn decode(typ: AppType, payload: &'a [u8]) -> Result<Self, DecodeError> {
+        fn empty(payload: &[u8]) -> Result<(), DecodeError> {
+            match payload.len() {
+                0 => Ok(()),
+                n => Err(DecodeError::TrailingBytes(n)),
+            }
+        }
+        Ok(match typ {
+            AppType::Request => Self::Request(Request::decode(payload)?),
+            AppType::FileStart => Self::FileStart(FileStart::decode(payload)?),
+            AppType::Data => Self::Data(payload),
+            AppType::FileEnd => Self::FileEnd(FileEnd::decode(payload)?),
+            AppType::Listing => Self::Listing(Listing::decode(payload)?),
+            AppType::ListEnd => {
+                empty(payload)?;
+                Self::ListEnd
+            }
+            AppType::Error => Self::Error(ErrorMsg::decode(payload)?),
+            AppType::Close => {
+                empty(payload)?;
+                Self::Close
+            }
+            AppType::TreeStart => Self::TreeStart(TreeStart::decode(payload)?),
+            AppType::TreeDir => Self::TreeDir(PathMsg::decode(payload)?),
+            AppType::FileDone => Self::FileDone(FileDone::decode(payload)?),
+            AppType::Skipped => Self::Skipped(SkippedMsg::decode(payload)?),
+            AppType::TreeEnd => Self::TreeEnd(TreeEnd::decode(payload)?),
+            AppType::Put => Self::Put(PutStart::decode(payload)?),
+            AppType::PutReady => {
+                empty(payload)?;
+                Self::PutReady
+            }
+            AppType::PutDone => Self::PutDone(FileDone::decode(payload)?),
         })
     }
 }
@@ -947,6 +1114,43 @@ mod tests {
             code: ErrorCode::NotFound,
             text: "no such file".into(),
         });
+        roundtrip(PutStart {
+            kind: EntryKind::File,
+            force: true,
+            path: "uploads/alice/f".into(),
+            size: 12,
+            mtime: 7,
+        });
+    }
+
+    #[test]
+    fn every_app_message_carries_its_own_type_and_decodes_back() {
+        let data = [5u8; 9];
+        let msgs = [
+            AppMessage::Data(&data),
+            AppMessage::ListEnd,
+            AppMessage::Close,
+            AppMessage::PutReady,
+            AppMessage::PutDone(FileDone { sha256: [1; 32] }),
+            AppMessage::Put(PutStart {
+                kind: EntryKind::Dir,
+                force: false,
+                path: "d".into(),
+                size: 0,
+                mtime: 0,
+            }),
+            AppMessage::TreeDir(PathMsg { path: "t".into() }),
+        ];
+        for m in msgs {
+            let mut b = Vec::new();
+            m.encode(&mut b);
+            assert_eq!(AppMessage::decode(m.typ(), &b).unwrap(), m);
+            assert_eq!(AppType::from_u8(m.typ() as u8), Some(m.typ()));
+        }
+        assert_eq!(
+            AppMessage::decode(AppType::PutReady, &[0]),
+            Err(DecodeError::TrailingBytes(1))
+        );
     }
 
     #[test]

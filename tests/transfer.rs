@@ -193,6 +193,7 @@ fn served_with(setup: impl FnOnce(&Path), access: Access) -> Served {
             log: &|_| {},
             access: &access,
             audit: &|_| {},
+            max_upload: minitls::transfer::upload::DEFAULT_MAX_UPLOAD,
         };
         transfer::serve_requests(&mut server, &opts)
     });
@@ -1159,6 +1160,7 @@ fn clients_fetching_a_new_file_at_once_all_get_it_signed_and_whole() {
                 log: &|_| {},
                 access: &Access::default_read_all(),
                 audit: &|_| {},
+                max_upload: minitls::transfer::upload::DEFAULT_MAX_UPLOAD,
             };
             transfer::serve_requests(&mut server, &opts)
         });

@@ -18,8 +18,8 @@ use minitls::wire::{
     EntryKind, ErrorCode, ErrorMsg, FRAME_HEADER_LEN, FileDone, FileEnd, FileStart, FileStatement,
     Finished, FrameHeader, FrameType, ListEntry, Listing, MAX_CERT_LEN, MAX_ERROR_TEXT,
     MAX_HANDSHAKE_BODY, MAX_LIST_ENTRIES_PER_MSG, MAX_PATH_LEN, MAX_RECORD_BODY,
-    MAX_RECORD_PAYLOAD, MAX_RSA_BLOB_LEN, ManifestEntry, PROTOCOL_VERSION, PathMsg, Request,
-    RequestKind, ServerHello, SkippedMsg, TAG_LEN, TreeEnd, TreeStart,
+    MAX_RECORD_PAYLOAD, MAX_RSA_BLOB_LEN, ManifestEntry, PROTOCOL_VERSION, PathMsg, PutStart,
+    Request, RequestKind, ServerHello, SkippedMsg, TAG_LEN, TreeEnd, TreeStart,
 };
 use rsa::signature::Verifier;
 use sha2::{Digest, Sha256};
@@ -118,15 +118,15 @@ fn a_frame_header_is_a_type_byte_and_a_big_endian_u32_length() {
 #[test]
 fn client_hello_is_version_random_and_key_share() {
     let mut b = vec![];
-    b.extend(1u16.to_be_bytes()); // version u16 (=1)
+    b.extend(2u16.to_be_bytes()); // version u16 (=2)
     b.extend([0x11; 32]); // random_c [32]
     b.extend([0x22; 32]); // x25519_c [32]
     assert_eq!(b.len(), 66);
-    assert_eq!(PROTOCOL_VERSION, 1);
+    assert_eq!(PROTOCOL_VERSION, 2);
     layout(
         &b,
         ClientHello {
-            version: 1,
+            version: 2,
             random: [0x11; 32],
             x25519: [0x22; 32],
         },
@@ -235,6 +235,9 @@ fn application_message_types_are_numbered_as_documented() {
         (11, AppType::FileDone),
         (12, AppType::Skipped),
         (13, AppType::TreeEnd),
+        (14, AppType::Put),
+        (15, AppType::PutReady),
+        (16, AppType::PutDone),
     ];
     for b in 0..=255u8 {
         let want = table.iter().find(|(t, _)| *t == b).map(|(_, a)| *a);
@@ -441,6 +444,41 @@ fn listing_is_a_count_then_entries_of_kind_size_mtime_path() {
 }
 
 #[test]
+fn put_is_kind_force_path_size_mtime_and_its_answers_are_empty_or_a_digest() {
+    let mut b = vec![1u8]; // kind u8 (1 = file)
+    b.push(1); // force u8 (0 or 1)
+    vec16(&mut b, b"uploads/alice/r.pdf"); // vec16<path>
+    b.extend(12_345u64.to_be_bytes()); // size u64
+    b.extend(1_795_000_000u64.to_be_bytes()); // mtime i64
+    layout(
+        &b,
+        PutStart {
+            kind: EntryKind::File,
+            force: true,
+            path: "uploads/alice/r.pdf".into(),
+            size: 12_345,
+            mtime: 1_795_000_000,
+        },
+    );
+    let mut bad = b.clone();
+    bad[1] = 2;
+    assert_eq!(
+        PutStart::decode(&bad),
+        Err(DecodeError::InvalidValue("force flag"))
+    );
+    // PutReady is empty; PutDone is a FileDone (sha256 [32]).
+    use minitls::wire::AppMessage;
+    assert_eq!(
+        AppMessage::decode(AppType::PutReady, &[]),
+        Ok(AppMessage::PutReady)
+    );
+    assert_eq!(
+        AppMessage::decode(AppType::PutDone, &[7; 32]),
+        Ok(AppMessage::PutDone(FileDone { sha256: [7; 32] }))
+    );
+}
+
+#[test]
 fn error_is_a_code_then_text() {
     let codes = [
         (1, ErrorCode::NotFound),
@@ -448,6 +486,10 @@ fn error_is_a_code_then_text() {
         (3, ErrorCode::IsDirectory),
         (4, ErrorCode::ReadFailed),
         (5, ErrorCode::BadRequest),
+        (6, ErrorCode::Exists),
+        (7, ErrorCode::TooLarge),
+        (8, ErrorCode::WriteFailed),
+        (9, ErrorCode::IntegrityFailed),
     ];
     for (code, name) in codes {
         let mut b = vec![code]; // code u8
@@ -460,7 +502,7 @@ fn error_is_a_code_then_text() {
             },
         );
     }
-    for bad in [0u8, 6] {
+    for bad in [0u8, 10] {
         let mut b = vec![bad];
         vec16(&mut b, b"x");
         assert_eq!(
@@ -761,7 +803,7 @@ fn a_handshake_follows_the_documented_flights_transcript_and_signatures() {
 
     // Bodies decode as documented.
     let ch = ClientHello::decode(&f1[0].1).unwrap();
-    assert_eq!(ch.version, 1);
+    assert_eq!(ch.version, 2);
     let sh = ServerHello::decode(&f2[0].1).unwrap();
     assert_eq!(sh.certificate, p.server.cert_der);
     let cc = ClientCertificate::decode(&f3[0].1).unwrap();
@@ -936,6 +978,7 @@ fn the_signature_sidecar_is_the_documented_text() {
         },
         signature: vec![0x9f, 0x0c, 0x01],
         signer_der: b"abc".to_vec(),
+        signer_role: minitls::pki::Role::Server,
     };
     assert_eq!(SignedStatement::parse(&text).unwrap(), signed);
     assert_eq!(signed.to_text(), text);

@@ -54,6 +54,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Fetch a file from a server; it is written only after its signature checks out.
     Fetch(FetchArgs),
+    /// Upload files or trees; each is signed with the client's key and stored by the server
+    /// only after that signature checks out (needs a write grant in the server's policy).
+    Push(PushArgs),
     /// List files on a server.
     Ls(LsArgs),
     /// Check received files against their stored signatures, offline.
@@ -267,6 +270,17 @@ pub struct ServeArgs {
     )]
     pub max_clients: usize,
 
+    /// Largest file a client may upload with `push` (bytes, or with a K, M, G or T suffix,
+    /// powers of 1024); a larger upload is refused before anything is written.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "4G",
+        env = "MINITLS_MAX_UPLOAD_SIZE",
+        value_parser = parse_byte_size
+    )]
+    pub max_upload_size: u64,
+
     /// Most handshakes in progress at once. When full, a new connection is still taken and
     /// the oldest handshake of the address holding the most is cut instead.
     #[arg(
@@ -429,6 +443,62 @@ pub struct FetchArgs {
 
     #[command(flatten)]
     pub creds: CredentialArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Local files (with -r, directories too) to upload.
+    #[arg(value_name = "LOCAL", required = true, value_hint = ValueHint::AnyPath)]
+    pub local: Vec<PathBuf>,
+
+    /// Upload directories and everything under them (LOCAL/d becomes REMOTE_DIR/d/...).
+    #[arg(short, long)]
+    pub recursive: bool,
+
+    /// Directory on the server to upload into, relative to the served directory [default:
+    /// the served directory itself]; made if missing (under a write grant).
+    #[arg(long, value_name = "REMOTE_DIR", default_value = ".")]
+    pub to: String,
+
+    /// Replace files that already exist on the server (the write grant must cover them).
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    #[command(flatten)]
+    pub creds: CredentialArgs,
+}
+
+/// Parses a byte count with an optional K, M, G or T suffix (powers of 1024; `KiB`, `MB`...
+/// are read the same way), as curl's and rsync's size options do.
+pub fn parse_byte_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size; use a number of bytes, or e.g. 500M or 4G"))?;
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => {
+            return Err(format!(
+                "'{s}': unknown unit; use K, M, G or T (powers of 1024)"
+            ));
+        }
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{s}' is too large"))
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ pub mod error;
 pub mod fetch;
 pub mod ls;
 pub mod progress;
+pub mod push;
 pub mod serve;
 pub mod verify;
 
@@ -20,7 +21,7 @@ use minitls::handshake::{ClientConfig, HandshakeError};
 use minitls::net::{self, TcpTransport};
 use minitls::pki::{CertError, Role};
 use minitls::transfer::{self, TransferError};
-use minitls::wire::Alert;
+use minitls::wire::{Alert, ErrorCode};
 
 use args::{Cli, Command, ServerArgs};
 use creds::Credentials;
@@ -46,6 +47,7 @@ pub fn run(cli: Cli) -> CliResult<()> {
         Command::Ca(cmd) => ca::run(cmd, global),
         Command::Serve(a) => serve::run(&a, global),
         Command::Fetch(a) => fetch::run(&a, global),
+        Command::Push(a) => push::run(&a, global),
         Command::Ls(a) => ls::run(&a, global),
         Command::Verify(a) => verify::run(&a, global),
     }
@@ -83,6 +85,11 @@ fn connect_status(e: &ConnError) -> u8 {
 /// SPEC §1.1 for a failed request.
 fn transfer_status(e: &TransferError) -> u8 {
     match e {
+        // The server found an upload's data or signature not to match (push).
+        TransferError::Remote {
+            code: ErrorCode::IntegrityFailed,
+            ..
+        } => exit::INTEGRITY,
         TransferError::Remote { .. } => exit::REFUSED,
         TransferError::Io { .. } | TransferError::Refused(_) => exit::LOCAL_IO,
         TransferError::Integrity(_) | TransferError::UnsafeName { .. } => exit::INTEGRITY,

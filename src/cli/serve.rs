@@ -113,6 +113,7 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         idle_timeout: Duration::from_secs(args.idle_timeout),
         policy: policy.map(|p| std::sync::RwLock::new(Arc::new(p))),
         audit: audit_sink(args.log_format, global.quiet),
+        max_upload: args.max_upload_size,
     });
     reload_on_sighup(settings.clone(), args.policy.clone())?;
     // SIGTERM or Ctrl-C stops accepting and lets transfers in flight finish (up to

@@ -32,9 +32,13 @@ pub fn run(args: &VerifyArgs, _global: Global) -> CliResult<()> {
         }
         match sigfile::verify_file(file, &anchor) {
             Ok(v) => out(&format!(
-                "OK {} ({} bytes, signed by '{}' at {})",
+                "OK {} ({} bytes, {} '{}' at {})",
                 file.display(),
                 v.statement.size,
+                match v.signer_role {
+                    pki::Role::Server => "signed by",
+                    pki::Role::Client => "uploaded and signed by client",
+                },
                 printable(&v.signer_subject),
                 iso_utc(v.statement.signed_at)
             ))?,

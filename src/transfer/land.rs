@@ -372,6 +372,15 @@ impl Staged {
         self.keep = true;
         Ok(())
     }
+
+    /// Renames it to `to` in the same directory unless something has that name
+    /// (`AlreadyExists`, and the staged file stays staged, removed on drop).
+    pub fn persist_noreplace(&mut self, to: &str) -> io::Result<()> {
+        self.close();
+        self.dir.rename_noreplace(&self.name, &self.dir, to)?;
+        self.keep = true;
+        Ok(())
+    }
 }
 
 impl Drop for Staged {

@@ -21,14 +21,18 @@ pub mod client;
 #[cfg(target_os = "linux")]
 pub mod direct;
 pub mod land;
+pub mod push;
+mod receive;
 pub mod server;
 mod stage;
+pub mod upload;
 
 pub use cache::StatementCache;
 pub use client::{
     Fetch, FetchOptions, Fetched, MAX_LIST_ENTRIES_TOTAL, TreeFetched, close, fetch, fetch_file,
     list,
 };
+pub use push::{PushOptions, Pushed, push};
 pub use server::{RequestRecord, RequestResult, ServeOptions, serve_requests};
 
 /// Why a fetch or listing failed on the client.

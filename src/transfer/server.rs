@@ -19,7 +19,7 @@ use crate::sigfile::{self, ManifestHasher};
 use crate::wire::{
     AppType, Codec, EntryKind, ErrorCode, ErrorMsg, FileDone, FileEnd, FileStart, FileStatement,
     ListEntry, Listing, MAX_LIST_ENTRIES_PER_MSG, MAX_RECORD_PAYLOAD, ManifestEntry, PathMsg,
-    Request, RequestKind, SkippedMsg, TreeEnd, TreeStart,
+    PutStart, Request, RequestKind, SkippedMsg, TreeEnd, TreeStart,
 };
 
 /// Per-connection server settings.
@@ -37,6 +37,8 @@ pub struct ServeOptions<'a> {
     pub access: &'a Access,
     /// Called once per request, after it was answered (the audit log).
     pub audit: &'a (dyn Fn(&RequestRecord) + Sync),
+    /// The largest file a client may upload (`push`), checked before anything is written.
+    pub max_upload: u64,
 }
 
 /// What became of a request, for the audit log (SPEC §1.3).
@@ -66,10 +68,20 @@ pub struct RequestRecord {
 }
 
 /// Filled in while a request is answered.
-struct Outcome {
-    bytes: u64,
-    sha256: Option<[u8; 32]>,
-    result: RequestResult,
+pub(super) struct Outcome {
+    pub(super) bytes: u64,
+    pub(super) sha256: Option<[u8; 32]>,
+    pub(super) result: RequestResult,
+}
+
+impl Outcome {
+    fn new() -> Self {
+        Self {
+            bytes: 0,
+            sha256: None,
+            result: RequestResult::Ok,
+        }
+    }
 }
 
 /// Serves requests on an established channel until the client's Close.
@@ -90,30 +102,27 @@ pub fn serve_requests<S: Transport>(
                 let req = Request::decode(payload)?;
                 chan.set_deadline(None)?;
                 let started = Instant::now();
-                let mut out = Outcome {
-                    bytes: 0,
-                    sha256: None,
-                    result: RequestResult::Ok,
-                };
+                let mut out = Outcome::new();
                 let answered = match req.kind {
                     RequestKind::Get => send_get(chan, opts, &req, &mut buf, &mut out),
                     RequestKind::List => send_listing(chan, opts, &req, &mut out),
                 }
                 .and_then(|()| chan.flush());
-                if let Err(e) = &answered {
-                    out.result = RequestResult::Error(e.to_string());
-                }
-                (opts.audit)(&RequestRecord {
-                    op: match req.kind {
-                        RequestKind::Get => "get",
-                        RequestKind::List => "list",
-                    },
-                    path: req.path.clone(),
-                    bytes: out.bytes,
-                    sha256: out.sha256,
-                    result: out.result,
-                    duration: started.elapsed(),
-                });
+                let op = match req.kind {
+                    RequestKind::Get => "get",
+                    RequestKind::List => "list",
+                };
+                audit(opts, op, req.path, out, started, &answered);
+                answered?;
+            }
+            AppType::Put => {
+                let put = PutStart::decode(payload)?;
+                chan.set_deadline(None)?;
+                let started = Instant::now();
+                let mut out = Outcome::new();
+                let answered = super::upload::receive_put(chan, opts, &put, &mut out)
+                    .and_then(|()| chan.flush());
+                audit(opts, "put", put.path, out, started, &answered);
                 answered?;
             }
             other => {
@@ -125,8 +134,30 @@ pub fn serve_requests<S: Transport>(
     }
 }
 
+/// Hands one answered request to the audit log.
+fn audit(
+    opts: &ServeOptions<'_>,
+    op: &'static str,
+    path: String,
+    mut out: Outcome,
+    started: Instant,
+    answered: &Result<(), ConnError>,
+) {
+    if let Err(e) = answered {
+        out.result = RequestResult::Error(e.to_string());
+    }
+    (opts.audit)(&RequestRecord {
+        op,
+        path,
+        bytes: out.bytes,
+        sha256: out.sha256,
+        result: out.result,
+        duration: started.elapsed(),
+    });
+}
+
 /// Answers the request with an error, and notes why for the audit log.
-fn send_error<S: Transport>(
+pub(super) fn send_error<S: Transport>(
     chan: &mut Channel<S>,
     out: &mut Outcome,
     code: ErrorCode,
@@ -141,7 +172,7 @@ fn send_error<S: Transport>(
 }
 
 /// How a denial ends its message.
-const NOT_ALLOWED: &str = ": not allowed";
+pub(super) const NOT_ALLOWED: &str = ": not allowed";
 
 /// Resolves a request path, answering the client with an error message when refused.
 /// What a request needs of the policy: to read a file, or to see (list, walk) a directory.
@@ -303,7 +334,14 @@ fn send_get<S: Transport>(
     } else {
         Some(&mut hasher)
     };
-    let sent = match stream_file(chan, &mut file, offset, size, hashing)? {
+    let sent = match stream_file(
+        chan,
+        &mut file,
+        offset,
+        size,
+        hashing,
+        &mut super::NoProgress,
+    )? {
         Ok(n) => n,
         Err(e) => {
             return send_error(
@@ -444,13 +482,14 @@ fn resume_offset(
 /// Sends the file from the current position (`pos`) up to `size` bytes as Data records,
 /// read straight into the send buffer, hashing everything if `hasher` is given. Reads at most
 /// `size` bytes so a file that grows while we send stays consistent with FileStart. The outer
-/// error is the connection's, the inner the file's.
-fn stream_file<S: Transport>(
+/// error is the connection's, the inner the file's. Also the client's sending side of `push`.
+pub(super) fn stream_file<S: Transport>(
     chan: &mut Channel<S>,
     file: &mut File,
     mut pos: u64,
     size: u64,
     mut hasher: Option<&mut Sha256>,
+    progress: &mut dyn super::Progress,
 ) -> Result<io::Result<u64>, ConnError> {
     while pos < size {
         let want = (size - pos).min(MAX_RECORD_PAYLOAD as u64) as usize;
@@ -470,7 +509,10 @@ fn stream_file<S: Transport>(
         })?;
         match read {
             Ok(0) => break,
-            Ok(n) => pos += n as u64,
+            Ok(n) => {
+                pos += n as u64;
+                progress.advance(n as u64);
+            }
             Err(e) => return Ok(Err(e)),
         }
     }
@@ -620,7 +662,14 @@ fn send_tree<S: Transport>(
                     },
                 )?;
                 let mut hasher = Sha256::new();
-                match stream_file(chan, &mut file, 0, size, Some(&mut hasher))? {
+                match stream_file(
+                    chan,
+                    &mut file,
+                    0,
+                    size,
+                    Some(&mut hasher),
+                    &mut super::NoProgress,
+                )? {
                     Ok(n) => {
                         out.bytes += n;
                         let sha256 = hasher.finalize().into();
