@@ -1235,6 +1235,107 @@ fn the_audit_log_has_a_json_line_per_request_and_per_failed_handshake() {
 }
 
 #[test]
+fn two_clients_push_into_their_own_subtrees_and_verify_proves_who_uploaded() {
+    let w = Workspace::new();
+    let alice = issue_client(&w, "alice");
+    let bob = issue_client(&w, "bob");
+    fs::write(
+        w.join("policy.toml"),
+        "[[grant]]\nclients = [\"alice\"]\nread = [\"uploads/alice\"]\nwrite = [\"uploads/alice\"]\n\n\
+         [[grant]]\nclients = [\"bob\"]\nread = [\"uploads\"]\nwrite = [\"uploads/bob\"]\n",
+    )
+    .unwrap();
+    let server = w.serve(&[
+        "--policy",
+        "policy.toml",
+        "--log-format",
+        "json",
+        "--max-upload-size",
+        "1M",
+    ]);
+    let run_as = |who: &[String], args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--server", server.addr.as_str()]);
+        all.extend(who.iter().map(String::as_str));
+        w.run(&all)
+    };
+    fs::write(w.join("report.txt"), "alice's report\n").unwrap();
+    fs::create_dir_all(w.join("site/css")).unwrap();
+    fs::write(w.join("site/index.html"), "<html>").unwrap();
+    fs::write(w.join("site/css/a.css"), "a{}").unwrap();
+    // alice: a file and a tree into her subtree (made on the way).
+    assert_eq!(
+        ok(&run_as(
+            &alice,
+            &["push", "report.txt", "site", "-r", "--to", "uploads/alice"]
+        )),
+        "uploads/alice/report.txt\nuploads/alice/site\n"
+    );
+    let stored = w.join("server_public/uploads/alice/report.txt");
+    assert_eq!(fs::read(&stored).unwrap(), b"alice's report\n");
+    // On the server machine, verify names the client that uploaded it.
+    let v = ok(&w.run(&["verify", "server_public/uploads/alice/report.txt"]));
+    assert!(
+        v.contains("uploaded and signed by client 'CN=alice'"),
+        "{v}"
+    );
+    ok(&w.run(&["verify", "server_public/uploads/alice/site/css/a.css"]));
+    // An existing file needs --force; bob cannot write into alice's subtree.
+    let line = fails_with(
+        &run_as(&alice, &["push", "report.txt", "--to", "uploads/alice"]),
+        5,
+    );
+    assert!(line.contains("--force"), "{line}");
+    ok(&run_as(
+        &alice,
+        &["push", "report.txt", "--to", "uploads/alice", "--force"],
+    ));
+    let line = fails_with(
+        &run_as(&bob, &["push", "report.txt", "--to", "uploads/alice"]),
+        5,
+    );
+    assert!(line.contains("not allowed"), "{line}");
+    // Over --max-upload-size: refused before anything is written.
+    fs::write(w.join("big.bin"), vec![7u8; (1 << 20) + 1]).unwrap();
+    let line = fails_with(
+        &run_as(&bob, &["push", "big.bin", "--to", "uploads/bob"]),
+        5,
+    );
+    assert!(line.contains("at most 1048576 bytes"), "{line}");
+    assert!(!w.join("server_public/uploads/bob").exists());
+    // bob reads what alice uploaded (his read grant covers uploads/) and it verifies.
+    ok(&run_as(
+        &bob,
+        &["fetch", "uploads/alice/report.txt", "--out", "bobs"],
+    ));
+    // A directory without -r is a usage error, found before connecting.
+    fails_with(
+        &run_as(&alice, &["push", "site", "--to", "uploads/alice"]),
+        2,
+    );
+
+    assert!(server.wait_for_log(r#""op":"put""#), "{}", server.log());
+    let log = server.log();
+    let puts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with('{') && l.contains(r#""op":"put""#))
+        .collect();
+    let sha = minitls::sigfile::hex(&minitls::crypto::sha256(b"alice's report\n"));
+    assert!(
+        puts.iter().any(|l| l.contains(r#""client":"CN=alice""#)
+            && l.contains(r#""path":"uploads/alice/report.txt""#)
+            && l.contains(&format!(r#""sha256":"{sha}""#))
+            && l.contains(r#""result":"ok""#)),
+        "{log}"
+    );
+    assert!(
+        puts.iter()
+            .any(|l| l.contains(r#""client":"CN=bob""#) && l.contains(r#""result":"denied""#)),
+        "{log}"
+    );
+}
+
+#[test]
 fn each_kind_of_failure_has_its_exit_status() {
     let w = Workspace::new();
     fs::create_dir(w.join("server_public/tree")).unwrap();

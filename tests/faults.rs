@@ -455,6 +455,59 @@ fn a_full_filesystem_mid_file_is_a_clean_error_and_leaves_nothing() {
     a_local_write_error_left_nothing(&o, &small, "no space left on device", &w, &mut server);
 }
 
+#[test]
+fn an_upload_to_a_full_server_disk_is_refused_cleanly_and_leaves_nothing() {
+    let w = Workspace::new();
+    let uploads = w.join("server_public/uploads");
+    let _mounted = match Tmpfs::mount(&uploads, "4m") {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("note: skipping the server-side ENOSPC variant, cannot mount a tmpfs: {why}");
+            return;
+        }
+    };
+    fs::write(
+        w.join("policy.toml"),
+        "[[grant]]\nclients = [\"*\"]\nread = [\".\"]\nwrite = [\"uploads\"]\n",
+    )
+    .unwrap();
+    fs::write(w.join("big.bin"), pseudo_random(16 * MIB, 11)).unwrap();
+    fs::write(w.join("small.bin"), pseudo_random(1000, 12)).unwrap();
+    let mut server = w.serve(&["--policy", "policy.toml"]);
+    let push = |file: &str| {
+        let mut cmd = common::minitls(w.path());
+        cmd.args([
+            "-q",
+            "push",
+            file,
+            "--to",
+            "uploads",
+            "--server",
+            &server.addr,
+        ]);
+        Proc::spawn(cmd, &w, "client").finish(CLIENT_LIMIT)
+    };
+    let o = push("big.bin");
+    let line = common::fails_with(&o, 5);
+    assert!(
+        line.contains("uploads/big.bin") && line.contains("no space left on the server"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("/tmp") && !line.contains("os error"),
+        "{line}"
+    );
+    assert_eq!(walk(&uploads), Vec::<(String, u64)>::new(), "nothing left");
+    // The server goes on; once there is room, an upload lands.
+    ok(&push("small.bin"));
+    assert_eq!(
+        fs::read(uploads.join("small.bin")).unwrap(),
+        pseudo_random(1000, 12)
+    );
+    assert!(server.is_running(), "{}", server.log());
+    assert_no_panic(&server.log());
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. Files the server cannot read
 // ---------------------------------------------------------------------------------------------

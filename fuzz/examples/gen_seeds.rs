@@ -12,7 +12,7 @@ use minitls::testkit;
 use minitls::wire::{
     Alert, AppType, CertificateVerify, ClientCertificate, Codec, EntryKind, ErrorCode, ErrorMsg,
     FRAME_HEADER_LEN, FileDone, FileEnd, FileStart, FileStatement, Finished, FrameType, ListEntry,
-    Listing, ManifestEntry, PathMsg, Request, RequestKind, SkippedMsg, TreeEnd, TreeStart,
+    Listing, ManifestEntry, PathMsg, PutStart, Request, RequestKind, SkippedMsg, TreeEnd, TreeStart,
 };
 use minitls_fuzz::{
     MODE_ROUND_TRIP, MODE_STREAM, REAL, put_piece, record_keys, run_client, run_server,
@@ -178,6 +178,17 @@ fn main() {
             TreeEnd {
                 signed_at: 5,
                 signature: vec![2; 384],
+            }
+            .to_bytes(),
+        ),
+        (
+            "put",
+            PutStart {
+                kind: EntryKind::File,
+                force: true,
+                path: "uploads/alice/f.bin".into(),
+                size: 1 << 20,
+                mtime: 1_790_000_000,
             }
             .to_bytes(),
         ),

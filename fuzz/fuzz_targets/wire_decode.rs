@@ -11,8 +11,8 @@ use libfuzzer_sys::fuzz_target;
 use minitls::wire::{
     Alert, AppType, CertificateVerify, ClientCertificate, ClientHello, Codec, ErrorMsg,
     FRAME_HEADER_LEN, FileDone, FileEnd, FileStart, FileStatement, Finished, FrameHeader,
-    FrameType, ListEntry, Listing, ManifestEntry, PathMsg, Request, ServerHello, SkippedMsg,
-    TreeEnd, TreeStart,
+    FrameType, ListEntry, Listing, ManifestEntry, PathMsg, PutStart, Request, ServerHello,
+    SkippedMsg, TreeEnd, TreeStart, AppMessage,
 };
 
 fn canonical<T: Codec + PartialEq + Debug>(data: &[u8]) {
@@ -48,6 +48,19 @@ fuzz_target!(|data: &[u8]| {
     canonical::<TreeEnd>(data);
     canonical::<ManifestEntry>(data);
     canonical::<ErrorMsg>(data);
+    canonical::<PutStart>(data);
+
+    // The typed message enum: type byte, then body. Whatever decodes carries that type and
+    // re-encodes to the same body.
+    if let Some((&b, body)) = data.split_first()
+        && let Some(t) = AppType::from_u8(b)
+        && let Ok(m) = AppMessage::decode(t, body)
+    {
+        assert_eq!(m.typ(), t);
+        let mut again = Vec::new();
+        m.encode(&mut again);
+        assert_eq!(again, body, "{t:?} accepted a non-canonical encoding");
+    }
 
     if let Some(raw) = data.first_chunk::<FRAME_HEADER_LEN>() {
         let declared = u32::from_be_bytes([raw[1], raw[2], raw[3], raw[4]]) as usize;
