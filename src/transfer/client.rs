@@ -21,8 +21,8 @@ use crate::crypto::{self, FILE_SIGNATURE_CONTEXT, MANIFEST_SIGNATURE_CONTEXT};
 use crate::paths::{self, PathError};
 use crate::sigfile::{self, ManifestHasher, SignedManifest, SignedStatement};
 use crate::wire::{
-    AppType, Codec, EntryKind, ErrorMsg, FileDone, FileEnd, FileStart, ListEntry, Listing,
-    ManifestEntry, PathMsg, Request, RequestKind, SkippedMsg, TreeEnd, TreeStart,
+    AppMessage, AppType, EntryKind, FileStart, ListEntry, ManifestEntry, Request, RequestKind,
+    SkippedMsg, TreeEnd, TreeStart,
 };
 
 /// A hostile server cannot make a client hold more listing entries than this.
@@ -82,25 +82,27 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TransferError + '_ {
     }
 }
 
-fn remote_or_protocol<T>(
-    typ: AppType,
-    payload: &[u8],
+/// The error for a message that is not what we wait for: the server's refusal if it is an
+/// Error, a protocol violation otherwise.
+pub(super) fn remote_or_protocol<T>(
+    msg: AppMessage<'_>,
     waiting_for: &str,
 ) -> Result<T, TransferError> {
-    if typ == AppType::Error {
-        let e = ErrorMsg::decode(payload).map_err(ConnError::from)?;
-        return Err(TransferError::Remote {
+    match msg {
+        AppMessage::Error(e) => Err(TransferError::Remote {
             code: e.code,
             text: e.text,
-        });
+        }),
+        other => Err(TransferError::Protocol(format!(
+            "got {:?} while waiting for {waiting_for}",
+            other.typ()
+        ))),
     }
-    Err(TransferError::Protocol(format!(
-        "got {typ:?} while waiting for {waiting_for}"
-    )))
 }
 
-fn decode<T: Codec>(payload: &[u8]) -> Result<T, TransferError> {
-    Ok(T::decode(payload).map_err(ConnError::from)?)
+/// Decodes the message that ended a file's data ([`receive_data`] hands it back raw).
+fn after_data(typ: AppType, payload: &[u8]) -> Result<AppMessage<'_>, TransferError> {
+    Ok(AppMessage::decode(typ, payload).map_err(ConnError::from)?)
 }
 
 /// Fetches one regular file into `out_dir` under its last path component.
@@ -166,39 +168,31 @@ pub fn fetch<S: Transport>(
         Some((len, h)) => (*len, h.clone().finalize().into()),
         None => (0, [0; 32]),
     };
-    chan.send_msg(
-        AppType::Request,
-        &Request {
-            kind: RequestKind::Get,
-            recursive: opts.recursive,
-            offset,
-            prefix_sha256,
-            path: requested.clone(),
-        },
-    )?;
+    chan.send_app(&AppMessage::Request(Request {
+        kind: RequestKind::Get,
+        recursive: opts.recursive,
+        offset,
+        prefix_sha256,
+        path: requested.clone(),
+    }))?;
     chan.flush()?;
 
-    let (typ, payload) = chan.recv()?;
-    match typ {
-        AppType::FileStart => {
-            let start: FileStart = decode(payload)?;
-            receive_single(
-                chan,
-                start,
-                &requested,
-                &out,
-                &name,
-                &partial_name,
-                prefix,
-                progress,
-            )
-            .map(Fetch::File)
-        }
-        AppType::TreeStart if opts.recursive => {
-            let start: TreeStart = decode(payload)?;
+    match chan.recv_app()? {
+        AppMessage::FileStart(start) => receive_single(
+            chan,
+            start,
+            &requested,
+            &out,
+            &name,
+            &partial_name,
+            prefix,
+            progress,
+        )
+        .map(Fetch::File),
+        AppMessage::TreeStart(start) if opts.recursive => {
             receive_tree(chan, start, &requested, &out, &name, opts, progress).map(Fetch::Tree)
         }
-        _ => remote_or_protocol(typ, payload, "the file"),
+        other => remote_or_protocol(other, "the file"),
     }
 }
 
@@ -285,10 +279,10 @@ fn receive_single<S: Transport>(
             return Err(e);
         }
     };
-    if typ != AppType::FileEnd {
-        return remote_or_protocol(typ, &payload, "file data");
-    }
-    let end: FileEnd = decode(&payload)?;
+    let end = match after_data(typ, &payload)? {
+        AppMessage::FileEnd(end) => end,
+        other => return remote_or_protocol(other, "file data"),
+    };
     let digest: [u8; 32] = hasher.finalize().into();
     let st = &end.statement;
     // 1. The statement must describe exactly what we hold...
@@ -397,10 +391,8 @@ fn receive_tree<S: Transport>(
     let (mut files, mut dirs, mut bytes) = (0u64, 0u64, 0u64);
     progress.begin(name, start.bytes);
     let end: TreeEnd = loop {
-        let (typ, payload) = chan.recv()?;
-        match typ {
-            AppType::TreeDir => {
-                let m: PathMsg = decode(payload)?;
+        match chan.recv_app()? {
+            AppMessage::TreeDir(m) => {
                 stage.add_dir(&m.path)?;
                 let e = ManifestEntry {
                     kind: EntryKind::Dir,
@@ -412,8 +404,7 @@ fn receive_tree<S: Transport>(
                 entries.push(e);
                 dirs += 1;
             }
-            AppType::FileStart => {
-                let fs_msg: FileStart = decode(payload)?;
+            AppMessage::FileStart(fs_msg) => {
                 if fs_msg.offset != 0 {
                     return Err(TransferError::Protocol("tree file with an offset".into()));
                 }
@@ -429,9 +420,8 @@ fn receive_tree<S: Transport>(
                     false,
                     progress,
                 )?;
-                match t {
-                    AppType::FileDone => {
-                        let done: FileDone = decode(&p)?;
+                match after_data(t, &p)? {
+                    AppMessage::FileDone(done) => {
                         let sha256: [u8; 32] = hasher.finalize().into();
                         if done.sha256 != sha256 {
                             return Err(TransferError::Integrity(format!(
@@ -453,10 +443,9 @@ fn receive_tree<S: Transport>(
                         bytes += received;
                         progress.file_done(files, start.files);
                     }
-                    AppType::Skipped => {
+                    AppMessage::Skipped(s) => {
                         // The server could not finish reading it: what came is dropped (with
                         // `tmp`). The skip must name this entry, whose name stays taken.
-                        let s: SkippedMsg = decode(&p)?;
                         if s.path != fs_msg.path {
                             return Err(TransferError::Protocol(format!(
                                 "'{}' was cut short by a skip of another entry, '{}'",
@@ -466,15 +455,12 @@ fn receive_tree<S: Transport>(
                         }
                         skipped.push(checked_skip(s)?);
                     }
-                    _ => return remote_or_protocol(t, &p, "the end of a file"),
+                    other => return remote_or_protocol(other, "the end of a file"),
                 }
             }
-            AppType::Skipped => {
-                let s: SkippedMsg = decode(payload)?;
-                skipped.push(checked_skip(s)?);
-            }
-            AppType::TreeEnd => break decode(payload)?,
-            _ => return remote_or_protocol(typ, payload, "the tree"),
+            AppMessage::Skipped(s) => skipped.push(checked_skip(s)?),
+            AppMessage::TreeEnd(end) => break end,
+            other => return remote_or_protocol(other, "the tree"),
         }
         if files + dirs > MAX_TREE_ENTRIES || skipped.len() as u64 > MAX_TREE_ENTRIES {
             return Err(TransferError::Protocol(format!(
@@ -532,23 +518,18 @@ pub fn list<S: Transport>(
             path: remote.to_string(),
             source,
         })?;
-    chan.send_msg(
-        AppType::Request,
-        &Request {
-            kind: RequestKind::List,
-            recursive,
-            offset: 0,
-            prefix_sha256: [0; 32],
-            path: parts.join("/"),
-        },
-    )?;
+    chan.send_app(&AppMessage::Request(Request {
+        kind: RequestKind::List,
+        recursive,
+        offset: 0,
+        prefix_sha256: [0; 32],
+        path: parts.join("/"),
+    }))?;
     chan.flush()?;
     let mut entries = Vec::new();
     loop {
-        let (typ, payload) = chan.recv()?;
-        match typ {
-            AppType::Listing => {
-                let l: Listing = decode(payload)?;
+        match chan.recv_app()? {
+            AppMessage::Listing(l) => {
                 if entries.len() + l.entries.len() > MAX_LIST_ENTRIES_TOTAL {
                     return Err(TransferError::Protocol(format!(
                         "listing has more than {MAX_LIST_ENTRIES_TOTAL} entries"
@@ -560,8 +541,8 @@ pub fn list<S: Transport>(
                 }
                 entries.extend(l.entries);
             }
-            AppType::ListEnd => return Ok(entries),
-            _ => return remote_or_protocol(typ, payload, "the listing"),
+            AppMessage::ListEnd => return Ok(entries),
+            other => return remote_or_protocol(other, "the listing"),
         }
     }
 }
@@ -569,10 +550,11 @@ pub fn list<S: Transport>(
 /// Ends the session: our Close, then the server's.
 pub fn close<S: Transport>(chan: &mut Channel<S>) -> Result<(), TransferError> {
     chan.send_close()?;
-    match chan.recv()? {
-        (AppType::Close, _) => Ok(()),
-        (typ, _) => Err(TransferError::Protocol(format!(
-            "got {typ:?} instead of the server's Close"
+    match chan.recv_app()? {
+        AppMessage::Close => Ok(()),
+        other => Err(TransferError::Protocol(format!(
+            "got {:?} instead of the server's Close",
+            other.typ()
         ))),
     }
 }

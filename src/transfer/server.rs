@@ -17,9 +17,9 @@ use crate::pki;
 use crate::policy::Access;
 use crate::sigfile::{self, ManifestHasher};
 use crate::wire::{
-    AppType, Codec, EntryKind, ErrorCode, ErrorMsg, FileDone, FileEnd, FileStart, FileStatement,
-    ListEntry, Listing, MAX_LIST_ENTRIES_PER_MSG, MAX_RECORD_PAYLOAD, ManifestEntry, PathMsg,
-    PutStart, Request, RequestKind, SkippedMsg, TreeEnd, TreeStart,
+    AppMessage, AppType, Codec, EntryKind, ErrorCode, ErrorMsg, FileDone, FileEnd, FileStart,
+    FileStatement, ListEntry, Listing, MAX_LIST_ENTRIES_PER_MSG, MAX_RECORD_PAYLOAD, ManifestEntry,
+    PathMsg, Request, RequestKind, SkippedMsg, TreeEnd, TreeStart,
 };
 
 /// Per-connection server settings.
@@ -92,14 +92,12 @@ pub fn serve_requests<S: Transport>(
     let mut buf = vec![0u8; MAX_RECORD_PAYLOAD];
     loop {
         chan.set_deadline(Some(Instant::now() + opts.idle_timeout))?;
-        let (typ, payload) = chan.recv()?;
-        match typ {
-            AppType::Close => {
+        match chan.recv_app()? {
+            AppMessage::Close => {
                 chan.send_close()?;
                 return Ok(());
             }
-            AppType::Request => {
-                let req = Request::decode(payload)?;
+            AppMessage::Request(req) => {
                 chan.set_deadline(None)?;
                 let started = Instant::now();
                 let mut out = Outcome::new();
@@ -115,8 +113,7 @@ pub fn serve_requests<S: Transport>(
                 audit(opts, op, req.path, out, started, &answered);
                 answered?;
             }
-            AppType::Put => {
-                let put = PutStart::decode(payload)?;
+            AppMessage::Put(put) => {
                 chan.set_deadline(None)?;
                 let started = Instant::now();
                 let mut out = Outcome::new();
@@ -127,7 +124,8 @@ pub fn serve_requests<S: Transport>(
             }
             other => {
                 return Err(ConnError::Protocol(format!(
-                    "client sent {other:?} instead of a request"
+                    "client sent {:?} instead of a request",
+                    other.typ()
                 )));
             }
         }
@@ -168,7 +166,7 @@ pub(super) fn send_error<S: Transport>(
         ErrorCode::PathRefused if text.ends_with(NOT_ALLOWED) => RequestResult::Denied,
         _ => RequestResult::Error(text.clone()),
     };
-    chan.send_msg(AppType::Error, &ErrorMsg { code, text })
+    chan.send_app(&AppMessage::Error(ErrorMsg { code, text }))
 }
 
 /// How a denial ends its message.
@@ -313,15 +311,12 @@ fn send_get<S: Transport>(
             );
         }
     };
-    chan.send_msg(
-        AppType::FileStart,
-        &FileStart {
-            path: rel.clone(),
-            size,
-            mtime: mtime(&meta),
-            offset,
-        },
-    )?;
+    chan.send_app(&AppMessage::FileStart(FileStart {
+        path: rel.clone(),
+        size,
+        mtime: mtime(&meta),
+        offset,
+    }))?;
     // With a signed statement for this very version, the data need not be hashed again.
     // Otherwise, with a cache, a background job hashes the file (once for all connections
     // asking now) while we send it; without one, we hash what we send.
@@ -434,13 +429,10 @@ fn finish_file<S: Transport>(
             "signed"
         }
     ));
-    chan.send_msg(
-        AppType::FileEnd,
-        &FileEnd {
-            statement: entry.statement,
-            signature: entry.signature,
-        },
-    )
+    chan.send_app(&AppMessage::FileEnd(FileEnd {
+        statement: entry.statement,
+        signature: entry.signature,
+    }))
 }
 
 fn sign(opts: &ServeOptions<'_>, context: &[u8], digest: &[u8; 32]) -> Result<Vec<u8>, ConnError> {
@@ -613,24 +605,21 @@ fn send_tree<S: Transport>(
             skipped.push((name, "not a regular file".into()));
         }
     }
-    chan.send_msg(
-        AppType::TreeStart,
-        &TreeStart {
-            root: rel.to_string(),
-            files,
-            dirs,
-            bytes,
-        },
-    )?;
+    chan.send_app(&AppMessage::TreeStart(TreeStart {
+        root: rel.to_string(),
+        files,
+        dirs,
+        bytes,
+    }))?;
     for (path, reason) in skipped {
-        chan.send_msg(AppType::Skipped, &SkippedMsg { path, reason })?;
+        chan.send_app(&AppMessage::Skipped(SkippedMsg { path, reason }))?;
     }
     let mut manifest = ManifestHasher::new(rel);
     let mut sent_files = 0u64;
     for p in planned {
         match p {
             Planned::Dir(path) => {
-                chan.send_msg(AppType::TreeDir, &PathMsg { path: path.clone() })?;
+                chan.send_app(&AppMessage::TreeDir(PathMsg { path: path.clone() }))?;
                 manifest.add(&ManifestEntry {
                     kind: EntryKind::Dir,
                     path,
@@ -642,25 +631,19 @@ fn send_tree<S: Transport>(
                 let mut file = match File::open(&full) {
                     Ok(f) => f,
                     Err(e) => {
-                        chan.send_msg(
-                            AppType::Skipped,
-                            &SkippedMsg {
-                                path,
-                                reason: format!("cannot open: {e}"),
-                            },
-                        )?;
+                        chan.send_app(&AppMessage::Skipped(SkippedMsg {
+                            path,
+                            reason: format!("cannot open: {e}"),
+                        }))?;
                         continue;
                     }
                 };
-                chan.send_msg(
-                    AppType::FileStart,
-                    &FileStart {
-                        path: path.clone(),
-                        size,
-                        mtime: file.metadata().map_or(0, |m| mtime(&m)),
-                        offset: 0,
-                    },
-                )?;
+                chan.send_app(&AppMessage::FileStart(FileStart {
+                    path: path.clone(),
+                    size,
+                    mtime: file.metadata().map_or(0, |m| mtime(&m)),
+                    offset: 0,
+                }))?;
                 let mut hasher = Sha256::new();
                 match stream_file(
                     chan,
@@ -673,7 +656,7 @@ fn send_tree<S: Transport>(
                     Ok(n) => {
                         out.bytes += n;
                         let sha256 = hasher.finalize().into();
-                        chan.send_msg(AppType::FileDone, &FileDone { sha256 })?;
+                        chan.send_app(&AppMessage::FileDone(FileDone { sha256 }))?;
                         manifest.add(&ManifestEntry {
                             kind: EntryKind::File,
                             path,
@@ -682,13 +665,10 @@ fn send_tree<S: Transport>(
                         });
                         sent_files += 1;
                     }
-                    Err(e) => chan.send_msg(
-                        AppType::Skipped,
-                        &SkippedMsg {
-                            path,
-                            reason: format!("read failed: {e}"),
-                        },
-                    )?,
+                    Err(e) => chan.send_app(&AppMessage::Skipped(SkippedMsg {
+                        path,
+                        reason: format!("read failed: {e}"),
+                    }))?,
                 }
             }
         }
@@ -702,13 +682,10 @@ fn send_tree<S: Transport>(
     (opts.log)(&format!(
         "sent tree '{rel}' ({sent_files} files, {dirs} directories, one signature)"
     ));
-    chan.send_msg(
-        AppType::TreeEnd,
-        &TreeEnd {
-            signed_at,
-            signature,
-        },
-    )
+    chan.send_app(&AppMessage::TreeEnd(TreeEnd {
+        signed_at,
+        signature,
+    }))
 }
 
 fn send_listing<S: Transport>(
@@ -762,19 +739,16 @@ fn send_listing<S: Transport>(
         };
         // A batch of long names could exceed one record: split further if it does.
         if msg.to_bytes().len() <= MAX_RECORD_PAYLOAD {
-            chan.send_msg(AppType::Listing, &msg)?;
+            chan.send_app(&AppMessage::Listing(msg))?;
         } else {
             for e in chunk {
-                chan.send_msg(
-                    AppType::Listing,
-                    &Listing {
-                        entries: vec![e.clone()],
-                    },
-                )?;
+                chan.send_app(&AppMessage::Listing(Listing {
+                    entries: vec![e.clone()],
+                }))?;
             }
         }
     }
-    chan.send(AppType::ListEnd, &[])
+    chan.send_app(&AppMessage::ListEnd)
 }
 
 fn list_entry(path: String, m: &fs::Metadata) -> ListEntry {

@@ -32,7 +32,7 @@ use crate::crypto::{self, UPLOAD_SIGNATURE_CONTEXT};
 use crate::paths;
 use crate::pki::Role;
 use crate::sigfile::{self, MANIFEST_SUFFIX, SIG_SUFFIX, SignedStatement};
-use crate::wire::{AppMessage, AppType, Codec, EntryKind, ErrorCode, FileDone, FileEnd, PutStart};
+use crate::wire::{AppMessage, EntryKind, ErrorCode, FileDone, PutStart};
 
 /// The default of `serve --max-upload-size`: 4 GiB.
 pub const DEFAULT_MAX_UPLOAD: u64 = 4 << 30;
@@ -239,12 +239,15 @@ pub(super) fn receive_put<S: Transport>(
         Err(TransferError::Conn(e)) => return Err(e),
         Err(e) => return Err(ConnError::Protocol(e.to_string())),
     };
-    if typ != AppType::FileEnd {
-        return Err(ConnError::Protocol(format!(
-            "client sent {typ:?} instead of the end of the upload of '{rel}'"
-        )));
-    }
-    let end = FileEnd::decode(&payload)?;
+    let end = match AppMessage::decode(typ, &payload)? {
+        AppMessage::FileEnd(end) => end,
+        other => {
+            return Err(ConnError::Protocol(format!(
+                "client sent {:?} instead of the end of the upload of '{rel}'",
+                other.typ()
+            )));
+        }
+    };
     let digest: [u8; 32] = hasher.finalize().into();
     out.sha256 = Some(digest);
 
