@@ -314,8 +314,7 @@ fn receive_single<S: Transport>(
             "the server's signature over the file does not verify".into(),
         ));
     }
-    // 3. Keep the signature for `minitls verify`, then move the file into place.
-    staged.close();
+    // 3. Move the file into place, with the signature beside it for `minitls verify`.
     let signed = SignedStatement {
         statement: end.statement.clone(),
         signature: end.signature,
@@ -323,9 +322,15 @@ fn receive_single<S: Transport>(
         signer_role: crate::pki::Role::Server,
     };
     let sig_name = sigfile::sidecar_name(name);
-    land::write_replace(out, &sig_name, signed.to_text().as_bytes())
-        .map_err(io_err(&out.display(&sig_name)))?;
-    staged.persist(name).map_err(io_err(&out.display(name)))?;
+    land::persist_with_sidecar(
+        out,
+        staged,
+        name,
+        &sig_name,
+        signed.to_text().as_bytes(),
+        true,
+    )
+    .map_err(io_err(&out.display(name)))?;
     let dest = out.display(name);
     let sig_dest = out.display(&sig_name);
     Ok(Fetched {

@@ -392,12 +392,28 @@ impl Drop for Staged {
     }
 }
 
-/// Writes `text` to a new temporary file in `dir` and renames it to `to` (replacing).
-pub fn write_replace(dir: &Dir, to: &str, text: &[u8]) -> io::Result<()> {
-    let (name, file) = dir.create_temp_file()?;
-    let mut staged = Staged::new(dir, name, file)?;
-    staged.write_all(text)?;
-    staged.persist(to)
+/// Puts a verified file in place, with its signature sidecar beside it: the sidecar is
+/// written to a temporary file first, then `staged` is renamed to `name` (over an existing
+/// file only with `replace`; otherwise `AlreadyExists`), then the sidecar to `sidecar`,
+/// replacing an older one. Both directions land a verified file this way: `fetch` on the
+/// client, `push` on the server. On failure nothing new is left but what was already renamed.
+pub fn persist_with_sidecar(
+    dir: &Dir,
+    mut staged: Staged,
+    name: &str,
+    sidecar: &str,
+    sidecar_text: &[u8],
+    replace: bool,
+) -> io::Result<()> {
+    let (tmp, file) = dir.create_temp_file()?;
+    let mut sig = Staged::new(dir, tmp, file)?;
+    sig.write_all(sidecar_text)?;
+    if replace {
+        staged.persist(name)?;
+    } else {
+        staged.persist_noreplace(name)?;
+    }
+    sig.persist(sidecar)
 }
 
 #[cfg(test)]

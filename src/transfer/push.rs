@@ -108,7 +108,10 @@ pub fn push<S: Transport>(
         push_tree(chan, identity, local, &remote, opts, progress, &mut pushed)?;
     } else if meta.is_file() {
         let file = File::open(local).map_err(io_err(local))?;
-        let sha256 = push_file(chan, identity, file, local, &remote, opts.force, progress)?;
+        progress.begin(name, meta.len());
+        let sha256 = push_file(chan, identity, file, local, &remote, opts.force, progress);
+        progress.end();
+        let sha256 = sha256?;
         pushed.files = 1;
         pushed.bytes = meta.len();
         pushed.sha256 = Some(sha256);
@@ -187,13 +190,8 @@ fn push_file<S: Transport>(
             ));
         }
     }
-    let name = local
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    progress.begin(&name, size);
     let mut hasher = Sha256::new();
     let sent = stream_file(chan, &mut file, 0, size, Some(&mut hasher), progress);
-    progress.end();
     // A read error or a file that shrank still ends the upload with an honest statement (the
     // server then refuses it: it does not match what was announced), so the session stays in
     // step; the local error is what the user is told.
@@ -240,8 +238,15 @@ fn push_file<S: Transport>(
     }
 }
 
+/// One entry of a local tree, planned before anything is sent.
+enum Planned {
+    Dir(String),
+    File(String, PathBuf),
+}
+
 /// Uploads the directory `local` as `remote` with everything under it (sorted by name, links
-/// not followed). Directories are made before what they contain.
+/// not followed). The tree is walked first, so that one progress bar covers it (bytes, and
+/// files done of all); directories are made before what they contain.
 fn push_tree<S: Transport>(
     chan: &mut Channel<S>,
     identity: &LocalIdentity,
@@ -251,8 +256,8 @@ fn push_tree<S: Transport>(
     progress: &mut dyn Progress,
     pushed: &mut Pushed,
 ) -> Result<(), TransferError> {
-    push_dir(chan, remote)?;
-    pushed.dirs += 1;
+    let mut planned = Vec::new();
+    let (mut total_files, mut total_bytes) = (0u64, 0u64);
     let walker = walkdir::WalkDir::new(local)
         .min_depth(1)
         .follow_links(false)
@@ -284,26 +289,13 @@ fn push_tree<S: Transport>(
                 .push((entry.path().to_path_buf(), format!("unusable name: {e}")));
             continue;
         }
-        let target = remote_join(remote, &rel);
         let ft = entry.file_type();
         if ft.is_dir() {
-            push_dir(chan, &target)?;
-            pushed.dirs += 1;
+            planned.push(Planned::Dir(rel));
         } else if ft.is_file() {
-            let file = File::open(entry.path()).map_err(io_err(entry.path()))?;
-            let size = file.metadata().map_err(io_err(entry.path()))?.len();
-            push_file(
-                chan,
-                identity,
-                file,
-                entry.path(),
-                &target,
-                opts.force,
-                progress,
-            )?;
-            pushed.files += 1;
-            pushed.bytes += size;
-            progress.file_done(pushed.files, 0);
+            total_files += 1;
+            total_bytes += entry.metadata().map_or(0, |m| m.len());
+            planned.push(Planned::File(rel, entry.path().to_path_buf()));
         } else if ft.is_symlink() {
             pushed.skipped.push((
                 entry.path().to_path_buf(),
@@ -313,6 +305,54 @@ fn push_tree<S: Transport>(
             pushed
                 .skipped
                 .push((entry.path().to_path_buf(), "not a regular file".into()));
+        }
+    }
+    let name = local
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    progress.begin(&name, total_bytes);
+    let result = push_planned(
+        chan,
+        identity,
+        remote,
+        planned,
+        opts,
+        progress,
+        pushed,
+        total_files,
+    );
+    progress.end();
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_planned<S: Transport>(
+    chan: &mut Channel<S>,
+    identity: &LocalIdentity,
+    remote: &str,
+    planned: Vec<Planned>,
+    opts: PushOptions,
+    progress: &mut dyn Progress,
+    pushed: &mut Pushed,
+    total_files: u64,
+) -> Result<(), TransferError> {
+    push_dir(chan, remote)?;
+    pushed.dirs += 1;
+    for p in planned {
+        match p {
+            Planned::Dir(rel) => {
+                push_dir(chan, &remote_join(remote, &rel))?;
+                pushed.dirs += 1;
+            }
+            Planned::File(rel, path) => {
+                let file = File::open(&path).map_err(io_err(&path))?;
+                let size = file.metadata().map_err(io_err(&path))?.len();
+                let target = remote_join(remote, &rel);
+                push_file(chan, identity, file, &path, &target, opts.force, progress)?;
+                pushed.files += 1;
+                pushed.bytes += size;
+                progress.file_done(pushed.files, total_files);
+            }
         }
     }
     Ok(())

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::NoProgress;
 use super::TransferError;
-use super::land::{Dir, Kind, PARTIAL_SUFFIX, Staged, TMP_SUFFIX};
+use super::land::{self, Dir, Kind, PARTIAL_SUFFIX, Staged, TMP_SUFFIX};
 use super::receive::receive_data;
 use super::server::{Outcome, ServeOptions, send_error};
 use crate::conn::{Channel, ConnError, Transport};
@@ -311,36 +311,32 @@ pub(super) fn receive_put<S: Transport>(
     chan.send_app(&AppMessage::PutDone(FileDone { sha256: digest }))
 }
 
-/// Renames the verified upload into place and its signature beside it. The sidecar is staged
-/// first, so once the file is in place only a rename is left to do.
+/// Renames the verified upload into place with its signature beside it
+/// ([`land::persist_with_sidecar`], as a fetch does on the client).
 fn put_in_place(
     dir: &Dir,
     rel: &str,
     name: &str,
-    mut staged: Staged,
+    staged: Staged,
     signed: &SignedStatement,
     force: bool,
 ) -> Result<(), String> {
-    let store_err = |e: io::Error| format!("'{rel}': cannot store it: {}", plain_io(&e));
-    let (sig_tmp, sig_file) = dir.create_temp_file().map_err(store_err)?;
-    let mut sig = Staged::new(dir, sig_tmp, sig_file).map_err(store_err)?;
-    sig.write_all(signed.to_text().as_bytes())
-        .map_err(store_err)?;
-    if force {
-        staged.persist(name).map_err(store_err)?;
-    } else {
-        match staged.persist_noreplace(name) {
-            Ok(()) => {}
-            // Someone else's upload (or a local user) took the name meanwhile.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(format!(
-                    "'{rel}' already exists on the server (push --force replaces it)"
-                ));
-            }
-            Err(e) => return Err(store_err(e)),
-        }
+    let text = signed.to_text();
+    match land::persist_with_sidecar(
+        dir,
+        staged,
+        name,
+        &sigfile::sidecar_name(name),
+        text.as_bytes(),
+        force,
+    ) {
+        Ok(()) => Ok(()),
+        // Someone else's upload (or a local user) took the name meanwhile.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(format!(
+            "'{rel}' already exists on the server (push --force replaces it)"
+        )),
+        Err(e) => Err(format!("'{rel}': cannot store it: {}", plain_io(&e))),
     }
-    sig.persist(&sigfile::sidecar_name(name)).map_err(store_err)
 }
 
 /// Refuses an upload: logs it, answers the client, notes the result for the audit log.
