@@ -20,7 +20,9 @@ WORK=$(mktemp -d)
 SERVER_PID=
 stop_server() {
     if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null || true
+        # SIGTERM to the server under /usr/bin/time (not to time itself, which would then
+        # not write its figures); the server finishes and exits, time writes and exits.
+        pkill -TERM -P "$SERVER_PID" 2>/dev/null || kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
         SERVER_PID=
     fi
@@ -70,8 +72,9 @@ one() {
         cmp -s big.bin out/big.bin || { echo "fetch: received file differs" >&2; exit 1; }
     fi
     stop_server
-    read -r cw cu cs cr < client.time
-    read -r _ su ss sr < server.time
+    # /usr/bin/time puts "Command exited with non-zero status N" first when that happens.
+    read -r cw cu cs cr < <(tail -n 1 client.time)
+    read -r _ su ss sr < <(tail -n 1 server.time)
     echo "$cw $cu $cs $cr $su $ss $sr"
 }
 
