@@ -108,7 +108,15 @@ fn send_alert<S: Write>(stream: &mut S, alert: Alert) {
     let _ = stream.flush();
 }
 
-/// Runs the client side of the handshake; reads must finish by `deadline`.
+/// Runs the client side of the handshake up to our own Finished; reads must finish by
+/// `deadline`. The returned channel holds our last flight (certificate, signature, Finished)
+/// unsent: the first requests queued on it go out in the same flight, encrypted under keys
+/// only the holder of the server's key can derive. The server's CertificateVerify and Finished
+/// are read and checked by the first [`Channel::recv`] (or [`Channel::complete_handshake`])
+/// before any record is opened, so nothing the server sends is acted on before the server
+/// proved its key and confirmed ours. A first contact thus costs two round trips after the
+/// TCP connect: the hellos, then our flight with the requests against the server's flight
+/// with the answers.
 pub fn client_handshake<S: Transport>(
     mut stream: S,
     config: ClientConfig,
@@ -124,14 +132,8 @@ pub fn client_handshake<S: Transport>(
         Ok(v) => v,
         Err(e) => return Err(fail(&mut stream, e)),
     };
-    stream.write_all(&out)?;
-    stream.flush()?;
-    let typ = read_handshake_frame(&mut stream, &mut buf)?;
-    let state = state.handle(typ, &buf).map_err(|e| fail(&mut stream, e))?;
-    let typ = read_handshake_frame(&mut stream, &mut buf)?;
-    let est = state.handle(typ, &buf).map_err(|e| fail(&mut stream, e))?;
     stream.set_deadline(None)?;
-    Ok(Channel::new(stream, est))
+    Ok(Channel::pending(stream, state, out, deadline))
 }
 
 /// Runs the server side of the handshake; reads must finish by `deadline`.
@@ -177,7 +179,7 @@ pub fn server_handshake_gated<S: Transport>(
     };
     stream.set_deadline(earliest)?;
     let mut buf = Vec::new();
-    let run = |stream: &mut S, buf: &mut Vec<u8>| -> Result<Established, ConnError> {
+    let run = |stream: &mut S, buf: &mut Vec<u8>| -> Result<(Established, Vec<u8>), ConnError> {
         let state = handshake::server_start(config);
         // 1. The client's first flight, under the (shorter) first-flight deadline.
         let typ = read_handshake_frame(stream, buf)?;
@@ -198,12 +200,16 @@ pub fn server_handshake_gated<S: Transport>(
             send_alert(stream, Alert::Busy);
             return Err(ConnError::Busy);
         }
-        stream.write_all(&out)?;
-        stream.flush()?;
-        Ok(est)
+        Ok((est, out))
     };
     match run(&mut stream, &mut buf) {
-        Ok(est) => {
+        Ok((est, out)) => {
+            // Our CertificateVerify and Finished go out at once; the client's first requests
+            // came with its Finished and are answered right behind them, in the same round
+            // trip. (Holding them back for the first answer would save a packet, but leave a
+            // client that sends nothing first waiting for the idle timeout.)
+            stream.write_all(&out)?;
+            stream.flush()?;
             stream.set_deadline(None)?;
             Ok(Channel::new(stream, est))
         }
@@ -237,7 +243,15 @@ impl OwnedMsg {
     }
 }
 
-/// An established, mutually authenticated channel carrying application messages.
+/// A client's handshake waiting for the server's CertificateVerify and Finished.
+struct Pending {
+    state: handshake::ExpectServerCertificateVerify,
+    deadline: Option<Instant>,
+}
+
+/// A mutually authenticated channel carrying application messages. On the client it may
+/// still be waiting for the server's last handshake flight ([`client_handshake`]): it can
+/// send, and completes the handshake before it opens anything.
 pub struct Channel<S> {
     stream: S,
     sealer: Sealer,
@@ -246,6 +260,10 @@ pub struct Channel<S> {
     wbuf: Vec<u8>,
     peer: VerifiedCert,
     peer_der: Vec<u8>,
+    pending: Option<Box<Pending>>,
+    /// Set while the server's last flight is being checked, cleared when it verified: a
+    /// channel whose handshake failed never opens a record afterwards.
+    unverified: bool,
 }
 
 impl<S: Transport> Channel<S> {
@@ -258,10 +276,75 @@ impl<S: Transport> Channel<S> {
             wbuf: Vec::new(),
             peer: est.peer,
             peer_der: est.peer_der,
+            pending: None,
+            unverified: false,
         }
     }
 
-    /// The peer's certificate, authenticated by the handshake.
+    /// A client channel whose flight `out` is queued and whose handshake ends at the first
+    /// receive.
+    fn pending(
+        stream: S,
+        state: handshake::ExpectServerCertificateVerify,
+        out: Vec<u8>,
+        deadline: Option<Instant>,
+    ) -> Self {
+        let (send, recv) = state.record_keys();
+        let (peer, der) = state.unverified_server();
+        let (peer, peer_der) = (peer.clone(), der.to_vec());
+        Self {
+            stream,
+            sealer: Sealer::new(&send),
+            opener: Opener::new(&recv),
+            rbuf: Vec::new(),
+            wbuf: out,
+            peer,
+            peer_der,
+            pending: Some(Box::new(Pending { state, deadline })),
+            unverified: true,
+        }
+    }
+
+    /// Reads and checks the server's CertificateVerify and Finished if they are still due
+    /// (sending what is queued first: the server answers our flight). Every receive does this
+    /// before opening a record; call it to know the handshake's outcome without a request.
+    pub fn complete_handshake(&mut self) -> Result<(), ConnError> {
+        let Some(p) = self.pending.take() else {
+            return if self.unverified {
+                Err(ConnError::Protocol(
+                    "the server's handshake did not verify; this channel is unusable".into(),
+                ))
+            } else {
+                Ok(())
+            };
+        };
+        self.flush()?;
+        self.stream.set_deadline(p.deadline)?;
+        let typ = read_handshake_frame(&mut self.stream, &mut self.rbuf)?;
+        let state = p
+            .state
+            .handle(typ, &self.rbuf)
+            .map_err(|e| fail(&mut self.stream, e))?;
+        let typ = read_handshake_frame(&mut self.stream, &mut self.rbuf)?;
+        let est = state
+            .handle(typ, &self.rbuf)
+            .map_err(|e| fail(&mut self.stream, e))?;
+        self.stream.set_deadline(None)?;
+        // The same keys as the early ones (one key schedule); the peer is now proven.
+        self.peer = est.peer;
+        self.peer_der = est.peer_der;
+        self.unverified = false;
+        Ok(())
+    }
+
+    /// True once the peer proved its key and confirmed ours (always on the server).
+    pub fn is_established(&self) -> bool {
+        !self.unverified
+    }
+
+    /// The peer's certificate. Validated (chain, validity, usage, name) in any case; on a
+    /// client, the server has proven that it holds the key only once [`Self::is_established`]
+    /// (the first receive makes sure of that before any answer is used).
     pub fn peer(&self) -> &VerifiedCert {
         &self.peer
     }
@@ -335,6 +418,9 @@ impl<S: Transport> Channel<S> {
 
     /// Receives the next message. An EOF without a prior Close is `Truncated`.
     pub fn recv(&mut self) -> Result<(AppType, &[u8]), ConnError> {
+        if self.unverified {
+            self.complete_handshake()?;
+        }
         let (raw, header) = match read_frame(&mut self.stream, &mut self.rbuf)? {
             Some(v) => v,
             None => return Err(ConnError::Truncated),

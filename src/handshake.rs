@@ -375,6 +375,20 @@ pub struct ExpectServerCertificateVerify {
 }
 
 impl ExpectServerCertificateVerify {
+    /// The record keys (client to server, server to client), known once our flight is made:
+    /// the client may seal its first requests with them and send them with its Finished
+    /// (only the holder of the server's key can derive them), but must not act on anything it
+    /// opens before [`ExpectServerFinished::handle`] returned `Established`.
+    pub fn record_keys(&self) -> (DirectionKeys, DirectionKeys) {
+        (self.keys.c2s.clone(), self.keys.s2c.clone())
+    }
+
+    /// The server's certificate as validated in the ServerHello (chain, validity, EKU, name),
+    /// and as sent; the server has not yet proven that it holds its key.
+    pub fn unverified_server(&self) -> (&VerifiedCert, &[u8]) {
+        (&self.unverified_server, &self.server_der)
+    }
+
     pub fn handle(
         mut self,
         typ: FrameType,

@@ -441,8 +441,11 @@ fn through_driver(t: Tamper, deadline: Duration) -> DriverResults {
     let (relay_s, server_end) = mem::pair();
     let deadline = Instant::now() + deadline;
     let (cc, sc) = configs();
+    // The client's last flight goes out with its first request; here there is none, so it
+    // sends the flight as it is and waits for the server's (`complete_handshake`).
     let client = std::thread::spawn(move || {
-        conn::client_handshake(client_end, cc, Some(deadline)).map(drop)
+        conn::client_handshake(client_end, cc, Some(deadline))
+            .and_then(|mut c| c.complete_handshake())
     });
     let server = std::thread::spawn(move || {
         conn::server_handshake(server_end, sc, Some(deadline)).map(drop)

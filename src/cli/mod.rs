@@ -94,6 +94,9 @@ fn transfer_status(e: &TransferError) -> u8 {
         TransferError::Io { .. } | TransferError::Refused(_) => exit::LOCAL_IO,
         TransferError::Integrity(_) | TransferError::UnsafeName { .. } => exit::INTEGRITY,
         TransferError::BadRequestPath { .. } => exit::USAGE,
+        // The server's last handshake flight is checked at the first answer (the request
+        // went with our Finished), so a refused handshake can surface here.
+        TransferError::Conn(c @ ConnError::Handshake(_)) => connect_status(c),
         // Altered or cut records: SPEC §1.1 counts truncated data as an integrity failure.
         TransferError::Conn(ConnError::Record(_) | ConnError::Truncated) => exit::INTEGRITY,
         TransferError::Conn(_) | TransferError::Protocol(_) => exit::OTHER,

@@ -93,10 +93,9 @@ pub fn serve_requests<S: Transport>(
     loop {
         chan.set_deadline(Some(Instant::now() + opts.idle_timeout))?;
         match chan.recv_app()? {
-            AppMessage::Close => {
-                chan.send_close()?;
-                return Ok(());
-            }
+            // The client's goodbye after its last answer verified: nothing more to say (the
+            // client does not wait for an answer; since version 2 Close is one-way).
+            AppMessage::Close => return Ok(()),
             AppMessage::Request(req) => {
                 chan.set_deadline(None)?;
                 let started = Instant::now();
