@@ -58,6 +58,26 @@ pub enum Command {
     Ls(LsArgs),
     /// Check received files against their stored signatures, offline.
     Verify(VerifyArgs),
+    /// Print a shell completion script on stdout, e.g.
+    /// `minitls completions bash > ~/.local/share/bash-completion/completions/minitls`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout, e.g. `minitls man | man -l -`.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The page of one command (`minitls man fetch` is minitls-fetch(1)) [default: minitls(1),
+    /// which lists the commands].
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod ls;
 pub mod progress;
 pub mod serve;
+pub mod shell;
 pub mod verify;
 
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub fn run(cli: Cli) -> CliResult<()> {
         Command::Fetch(a) => fetch::run(&a, global),
         Command::Ls(a) => ls::run(&a, global),
         Command::Verify(a) => verify::run(&a, global),
+        Command::Completions(a) => shell::completions(&a),
+        Command::Man(a) => shell::man(&a),
     }
 }
 
