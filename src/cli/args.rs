@@ -41,6 +41,22 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// Read defaults for fetch, ls and verify from this file instead of
+    /// $XDG_CONFIG_HOME/minitls/config.toml (else ~/.config/minitls/config.toml); flags and
+    /// MINITLS_* variables override it.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "MINITLS_CONFIG",
+        value_hint = ValueHint::FilePath
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Read no config file.
+    #[arg(long, global = true)]
+    pub no_config: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -388,7 +404,7 @@ pub fn split_host_port(addr: &str) -> (String, Option<&str>) {
 }
 
 /// Normalises `--server` to HOST:PORT (the port defaulting to 4041).
-fn parse_server_addr(addr: &str) -> Result<String, String> {
+pub fn parse_server_addr(addr: &str) -> Result<String, String> {
     let (host, port) = split_host_port(addr);
     if host.is_empty() {
         return Err("give a host, e.g. files.example.org or 127.0.0.1:4041".into());

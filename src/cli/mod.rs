@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod ca;
+pub mod config;
 pub mod creds;
 pub mod error;
 pub mod fetch;
@@ -37,12 +38,20 @@ pub struct Global {
     pub quiet: bool,
 }
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli) -> CliResult<()> {
+/// Runs the parsed command line; `matches` says which values were given (flags, environment)
+/// and which are defaults, which the config file may fill.
+pub fn run(mut cli: Cli, matches: &clap::ArgMatches) -> CliResult<()> {
     let global = Global {
         verbose: cli.verbose,
         quiet: cli.quiet,
     };
+    config::apply(
+        &mut cli.command,
+        matches,
+        cli.config.as_deref(),
+        cli.no_config,
+        global,
+    )?;
     match cli.command {
         Command::Ca(cmd) => ca::run(cmd, global),
         Command::Serve(a) => serve::run(&a, global),
