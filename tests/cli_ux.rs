@@ -196,3 +196,194 @@ fn a_config_file_with_an_unknown_key_or_that_is_missing_is_a_clear_usage_error()
     let line = fails_with(&o, 2);
     assert!(line.contains("other.toml: line 1"), "{line}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Output: summaries, JSON, sizes
+// ---------------------------------------------------------------------------------------------
+
+/// Deterministic bytes that do not compress or repeat in any simple way.
+fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The value of `"key":` in a one-line JSON object, as written (a number or a quoted string).
+fn json_value<'a>(line: &'a str, key: &str) -> &'a str {
+    let start = line
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no key {key} in {line}"))
+        + key.len()
+        + 3;
+    let rest = &line[start..];
+    let end = if let Some(quoted) = rest.strip_prefix('"') {
+        quoted.find('"').unwrap() + 2
+    } else if rest.starts_with('[') {
+        rest.find(']').unwrap() + 1
+    } else {
+        rest.find([',', '}']).unwrap()
+    };
+    &rest[..end]
+}
+
+#[test]
+fn each_transfer_leaves_a_summary_line_and_quiet_leaves_none() {
+    let w = Workspace::new();
+    let t = w.join("server_public/tree");
+    fs::create_dir_all(t.join("sub")).unwrap();
+    fs::write(t.join("a.txt"), "a").unwrap();
+    fs::write(t.join("sub/b.bin"), pseudo_random(3000, 1)).unwrap();
+    let server = w.serve(&[]);
+    let o = w.run(&["fetch", "hello.txt", "--server", &server.addr]);
+    ok(&o);
+    let err = stderr(&o);
+    let line = err.lines().last().unwrap();
+    assert!(
+        line.starts_with(&format!(
+            "minitls: hello.txt: {} B in ",
+            common::HELLO.len()
+        )),
+        "{err}"
+    );
+    assert!(line.ends_with("/s"), "{err}");
+    // A tree: files, directories, size, time, rate.
+    let o = w.run(&["fetch", "-r", "tree", "--server", &server.addr]);
+    ok(&o);
+    assert!(
+        stderr(&o).starts_with("minitls: tree: 2 files, 1 directory, 2.9 KiB in "),
+        "{}",
+        stderr(&o)
+    );
+    // --quiet: nothing on stderr.
+    let o = w.run(&["-q", "fetch", "-r", "tree", "--server", &server.addr]);
+    ok(&o);
+    assert_eq!(stderr(&o), "");
+}
+
+#[test]
+fn a_resumed_fetch_counts_only_the_bytes_that_crossed_the_network() {
+    let w = Workspace::new();
+    let data = pseudo_random(3 << 20, 5);
+    fs::write(w.join("server_public/big.bin"), &data).unwrap();
+    // What an interrupted fetch leaves: the first 2 MiB in the hidden partial file.
+    fs::create_dir(w.join("client_received")).unwrap();
+    fs::write(
+        w.join("client_received/.big.bin.minitls-partial"),
+        &data[..2 << 20],
+    )
+    .unwrap();
+    let server = w.serve(&[]);
+    let o = w.run(&[
+        "fetch",
+        "--resume",
+        "--json",
+        "big.bin",
+        "--server",
+        &server.addr,
+    ]);
+    let json = ok(&o);
+    assert_eq!(fs::read(w.join("client_received/big.bin")).unwrap(), data);
+    let err = stderr(&o);
+    assert!(err.contains("minitls: big.bin: 3.0 MiB in "), "{err}");
+    assert!(
+        err.contains("(1.0 MiB received, 2.0 MiB were already here)"),
+        "{err}"
+    );
+    // --json: one object on one line with the same facts.
+    assert_eq!(json.lines().count(), 1, "{json}");
+    assert_eq!(json_value(&json, "bytes"), (3 << 20).to_string());
+    assert_eq!(json_value(&json, "network_bytes"), (1 << 20).to_string());
+    assert_eq!(json_value(&json, "resumed_from"), (2 << 20).to_string());
+}
+
+#[test]
+fn fetch_json_prints_one_object_per_transfer_with_the_documented_keys() {
+    let w = Workspace::new();
+    let t = w.join("server_public/tree");
+    fs::create_dir_all(&t).unwrap();
+    fs::write(t.join("a.txt"), "a").unwrap();
+    std::os::unix::fs::symlink("a.txt", t.join("link")).unwrap();
+    let server = w.serve(&[]);
+    let o = w.run(&["fetch", "--json", "hello.txt", "--server", &server.addr]);
+    let line = ok(&o);
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(
+        line.starts_with('{') && line.trim_end().ends_with('}'),
+        "{line}"
+    );
+    assert_eq!(json_value(&line, "remote"), "\"hello.txt\"");
+    assert_eq!(json_value(&line, "type"), "\"file\"");
+    assert_eq!(json_value(&line, "path"), "\"client_received/hello.txt\"");
+    assert_eq!(
+        json_value(&line, "signature"),
+        "\"client_received/hello.txt.minitls-sig\""
+    );
+    assert_eq!(json_value(&line, "bytes"), common::HELLO.len().to_string());
+    assert_eq!(json_value(&line, "sha256").len(), 66);
+    assert_eq!(json_value(&line, "signer"), "\"CN=localhost\"");
+    json_value(&line, "ms").parse::<u64>().unwrap();
+    // A tree with a skipped entry: still one object, and exit status 8.
+    let o = w.run(&["fetch", "--json", "-r", "tree", "--server", &server.addr]);
+    assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
+    let line = stdout(&o);
+    assert_eq!(json_value(&line, "type"), "\"tree\"");
+    assert_eq!(json_value(&line, "files"), "1");
+    assert_eq!(
+        json_value(&line, "manifest"),
+        "\"client_received/tree.minitls-manifest\""
+    );
+    assert!(
+        json_value(&line, "skipped").contains("\"path\":\"link\""),
+        "{line}"
+    );
+    // --json with -o -: both want stdout.
+    let line = fails_with(
+        &w.run(&[
+            "fetch",
+            "--json",
+            "hello.txt",
+            "-o",
+            "-",
+            "--server",
+            &server.addr,
+        ]),
+        2,
+    );
+    assert!(line.contains("-o FILE"), "{line}");
+}
+
+#[test]
+fn ls_shows_human_sizes_on_a_terminal_and_exact_bytes_in_a_pipe_or_with_bytes() {
+    let w = Workspace::new();
+    fs::write(w.join("server_public/big.bin"), vec![0u8; 3 << 20]).unwrap();
+    let server = w.serve(&[]);
+    let piped = ok(&w.run(&["ls", "--server", &server.addr]));
+    assert!(piped.contains(&format!(" {} ", 3 << 20)), "{piped}");
+    // On a terminal (script(1) gives the command one): 3.0 MiB, unless --bytes.
+    let on_tty = |extra: &str| {
+        let cmd = format!("'{}' ls --server {} {extra}", common::bin(), server.addr);
+        let o = common::clean_command("script", w.path())
+            .args(["-qec", &cmd, "/dev/null"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let human = on_tty("");
+    assert!(human.contains("3.0 MiB"), "{human}");
+    assert!(
+        human.contains(&format!("{} B", common::HELLO.len())),
+        "{human}"
+    );
+    let exact = on_tty("--bytes");
+    assert!(exact.contains(&format!(" {} ", 3 << 20)), "{exact}");
+    assert!(!exact.contains("MiB"), "{exact}");
+    let json = ok(&w.run(&["ls", "--json", "--server", &server.addr]));
+    assert!(json.contains(&format!("\"size\":{}", 3 << 20)), "{json}");
+}

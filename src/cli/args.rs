@@ -465,6 +465,11 @@ pub struct FetchArgs {
 
     #[command(flatten)]
     pub creds: CredentialArgs,
+
+    /// Print one JSON object per fetched PATH on stdout instead of its local path (keys in
+    /// the README: remote, type, path, bytes, network_bytes, ms, ...).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -480,6 +485,11 @@ pub struct LsArgs {
     /// Print a JSON array of {"name", "type", "size", "mtime"} objects.
     #[arg(long)]
     pub json: bool,
+
+    /// Exact sizes in bytes (the default when stdout is not a terminal, and with --json);
+    /// on a terminal sizes are otherwise shown as 1.5 KiB, 96.0 MiB.
+    #[arg(long)]
+    pub bytes: bool,
 
     #[command(flatten)]
     pub server: ServerArgs,

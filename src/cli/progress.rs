@@ -2,28 +2,82 @@
 //! `--quiet` is off, so pipes, logs and CI output stay clean.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use minitls::transfer::Progress;
 
-const TEMPLATE: &str =
-    "{msg:20!} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
+/// The label (name, and a tree's file counter) is made by [`label`], never cut by the
+/// template; rate and ETA are ours too ([`network_rate`]): indicatif's own would count the
+/// bytes a resumed file already had as if they had just arrived.
+const TEMPLATE: &str = "{msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {net_rate} ETA {net_eta}";
+
+/// At most this many characters of a name are shown beside a bar.
+const NAME_WIDTH: usize = 24;
 
 /// Shows transfer progress (bytes, rate, ETA) for one file at a time.
 pub struct Bars {
     enabled: bool,
     bar: Option<ProgressBar>,
     name: String,
+    /// For a single file, the first `advance` after `begin` is what a resumed file already
+    /// had on disk (the library reports it before any byte is received): it moves the bar but
+    /// is not counted in the rate. Trees are never resumed: every byte crossed the network.
+    first_advance_is_offset: bool,
+    awaiting_offset: bool,
+    /// Bytes of the current bar that did not cross the network.
+    offset: Arc<AtomicU64>,
 }
 
 impl Bars {
-    /// Bars that draw only if `!quiet` and stderr is a terminal.
-    pub fn new(quiet: bool) -> Self {
+    /// Bars that draw only if `!quiet` and stderr is a terminal; `single_file` as for a fetch
+    /// without `-r` (see `first_advance_is_offset`).
+    pub fn new(quiet: bool, single_file: bool) -> Self {
         Self {
             enabled: !quiet && std::io::stderr().is_terminal(),
             bar: None,
             name: String::new(),
+            first_advance_is_offset: single_file,
+            awaiting_offset: false,
+            offset: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    fn style(&self) -> Option<ProgressStyle> {
+        let rate_offset = self.offset.clone();
+        let eta_offset = self.offset.clone();
+        // The template is a constant; if indicatif ever rejects it, a plain bar still works.
+        let style = ProgressStyle::with_template(TEMPLATE).ok()?;
+        Some(
+            style
+                .with_key(
+                    "net_rate",
+                    move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let net = s.pos().saturating_sub(rate_offset.load(Ordering::Relaxed));
+                        if let Some(rate) = network_rate(net, s.elapsed()) {
+                            let _ = write!(w, "{}/s", human_bytes(rate as u64));
+                        }
+                    },
+                )
+                .with_key(
+                    "net_eta",
+                    move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let net = s.pos().saturating_sub(eta_offset.load(Ordering::Relaxed));
+                        let left = s.len().unwrap_or(0).saturating_sub(s.pos());
+                        match network_rate(net, s.elapsed()) {
+                            Some(rate) if rate > 0.0 => {
+                                let _ = write!(w, "{}", short_duration(left as f64 / rate));
+                            }
+                            _ => {
+                                let _ = write!(w, "-");
+                            }
+                        }
+                    },
+                )
+                .progress_chars("=> "),
+        )
     }
 }
 
@@ -34,24 +88,28 @@ impl Progress for Bars {
             return;
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-        // The template is a constant; if indicatif ever rejects it, a plain bar still works.
-        if let Ok(style) = ProgressStyle::with_template(TEMPLATE) {
-            bar.set_style(style.progress_chars("=> "));
+        self.offset.store(0, Ordering::Relaxed);
+        self.awaiting_offset = self.first_advance_is_offset;
+        if let Some(style) = self.style() {
+            bar.set_style(style);
         }
         self.name = super::error::printable(name);
-        bar.set_message(self.name.clone());
+        bar.set_message(label(&self.name, None));
         self.bar = Some(bar);
     }
 
     /// Trees: "NAME 123/10000" files done of the total, beside the byte bar.
     fn file_done(&mut self, done: u64, total: u64) {
         if let Some(bar) = &self.bar {
-            bar.set_message(format!("{} {done}/{total}", self.name));
+            bar.set_message(label(&self.name, Some((done, total))));
         }
     }
 
     fn advance(&mut self, bytes: u64) {
         if let Some(bar) = &self.bar {
+            if std::mem::take(&mut self.awaiting_offset) {
+                self.offset.store(bytes, Ordering::Relaxed);
+            }
             bar.inc(bytes);
         }
     }
@@ -67,6 +125,61 @@ impl Drop for Bars {
     fn drop(&mut self) {
         // A transfer that failed halfway must not leave a half-drawn bar above the error line.
         self.end();
+    }
+}
+
+/// The text beside a bar: the name, shortened from the front to [`NAME_WIDTH`] characters
+/// ("…" then its end, which tells files apart), then a tree's counter, which is never cut.
+pub fn label(name: &str, counter: Option<(u64, u64)>) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = if chars.len() > NAME_WIDTH {
+        let tail: String = chars[chars.len() - (NAME_WIDTH - 1)..].iter().collect();
+        format!("…{tail}")
+    } else {
+        name.to_string()
+    };
+    if let Some((done, total)) = counter {
+        out.push_str(&format!(" {done}/{total}"));
+    }
+    out
+}
+
+/// Bytes per second that crossed the network, once there is enough time to say.
+pub fn network_rate(network_bytes: u64, elapsed: Duration) -> Option<f64> {
+    let secs = elapsed.as_secs_f64();
+    (secs >= 0.05).then(|| network_bytes as f64 / secs)
+}
+
+/// `62 B`, `1.5 KiB`, `96.0 MiB`, `1.0 GiB` (powers of 1,024, one decimal).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// `0.42 s`, `12.3 s`, `4m05s`, `1h02m`.
+pub fn short_duration(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "-".to_string();
+    }
+    if secs < 10.0 {
+        format!("{secs:.2} s")
+    } else if secs < 60.0 {
+        format!("{secs:.1} s")
+    } else if secs < 3600.0 {
+        let s = secs as u64;
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        let s = secs as u64;
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
     }
 }
 
@@ -92,5 +205,42 @@ impl Drop for Spinner {
         if let Some(bar) = self.0.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_name_is_shortened_from_the_front_and_the_counter_is_always_shown() {
+        let long = "a-very-long-directory-name-of-a-tree";
+        let l = label(long, Some((123, 10_000)));
+        assert!(l.ends_with(" 123/10000"), "{l}");
+        assert!(l.starts_with('…'), "{l}");
+        assert!(l.contains("name-of-a-tree"), "{l}");
+        assert_eq!(l.chars().count(), NAME_WIDTH + " 123/10000".len());
+        assert_eq!(label("docs", Some((1, 2))), "docs 1/2");
+        assert_eq!(label("hello.txt", None), "hello.txt");
+    }
+
+    #[test]
+    fn the_rate_counts_only_network_bytes_and_waits_for_enough_time() {
+        assert_eq!(network_rate(1_000, Duration::from_millis(10)), None);
+        assert_eq!(network_rate(1_000, Duration::from_secs(2)), Some(500.0));
+    }
+
+    #[test]
+    fn sizes_and_durations_read_like_a_person_writes_them() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(96 << 20), "96.0 MiB");
+        assert_eq!(human_bytes(u64::MAX), "16.0 EiB");
+        assert_eq!(short_duration(0.421), "0.42 s");
+        assert_eq!(short_duration(12.34), "12.3 s");
+        assert_eq!(short_duration(245.0), "4m05s");
+        assert_eq!(short_duration(3720.0), "1h02m");
+        assert_eq!(short_duration(f64::NAN), "-");
     }
 }
