@@ -387,3 +387,114 @@ fn ls_shows_human_sizes_on_a_terminal_and_exact_bytes_in_a_pipe_or_with_bytes() 
     let json = ok(&w.run(&["ls", "--json", "--server", &server.addr]));
     assert!(json.contains(&format!("\"size\":{}", 3 << 20)), "{json}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// verify DIR: every difference
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn verify_dir_reports_every_missing_altered_and_extra_entry_and_exits_7() {
+    let w = Workspace::new();
+    let t = w.join("server_public/tree");
+    fs::create_dir_all(t.join("sub")).unwrap();
+    for (name, text) in [
+        ("a.txt", "a"),
+        ("b.txt", "b"),
+        ("c.txt", "c"),
+        ("sub/d.txt", "d"),
+    ] {
+        fs::write(t.join(name), text).unwrap();
+    }
+    let server = w.serve(&[]);
+    ok(&w.run(&["fetch", "-r", "tree", "--server", &server.addr]));
+    let out = ok(&w.run(&["verify", "client_received/tree"]));
+    assert_eq!(
+        out.lines().next().unwrap_or(""),
+        out.trim_end(),
+        "one line for an intact tree: {out}"
+    );
+    assert!(out.starts_with("OK client_received/tree (4 files, 1 directory, 4 bytes"));
+
+    let got = w.join("client_received/tree");
+    fs::remove_file(got.join("a.txt")).unwrap();
+    fs::remove_file(got.join("sub/d.txt")).unwrap();
+    fs::write(got.join("b.txt"), "B").unwrap();
+    fs::remove_file(got.join("c.txt")).unwrap();
+    std::os::unix::fs::symlink("b.txt", got.join("c.txt")).unwrap();
+    fs::write(got.join("new.txt"), "added").unwrap();
+    fs::create_dir_all(got.join("added/deeper")).unwrap();
+    fs::write(got.join("added/deeper/x"), "x").unwrap();
+
+    let o = w.run(&["verify", "client_received/tree"]);
+    let line = fails_with(&o, 7);
+    let mut lines: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "ALTERED client_received/tree/b.txt: file content does not match the signed \
+             SHA-256: the file was altered",
+            "ALTERED client_received/tree/c.txt: is a symbolic link, the tree had a file",
+            "EXTRA client_received/tree/added (not in the signed manifest)",
+            "EXTRA client_received/tree/new.txt (not in the signed manifest)",
+            "MISSING client_received/tree/a.txt",
+            "MISSING client_received/tree/sub/d.txt",
+        ],
+        "{}",
+        stdout(&o)
+    );
+    assert!(line.contains("2 missing, 2 altered, 2 extra"), "{line}");
+    assert!(
+        line.contains("minitls fetch -r tree --out client_received"),
+        "{line}"
+    );
+
+    // --json: one object with the same lists.
+    let o = w.run(&[
+        "verify",
+        "--json",
+        "client_received/tree",
+        "client_received/tree/b.txt",
+    ]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    // One error line per argument that failed, on stderr.
+    assert_eq!(stderr(&o).lines().count(), 2, "{}", stderr(&o));
+    let json = stdout(&o);
+    let objects: Vec<&str> = json.lines().collect();
+    assert_eq!(objects.len(), 2, "{json}");
+    let tree = objects[0];
+    assert_eq!(json_value(tree, "type"), "\"tree\"");
+    assert_eq!(json_value(tree, "ok"), "false");
+    assert_eq!(
+        json_value(tree, "missing"),
+        "[\"client_received/tree/a.txt\",\"client_received/tree/sub/d.txt\"]"
+    );
+    assert_eq!(
+        json_value(tree, "extra"),
+        "[\"client_received/tree/added\",\"client_received/tree/new.txt\"]"
+    );
+    assert!(
+        tree.contains("\"altered\":[{\"path\":\"client_received/tree/b.txt\""),
+        "{tree}"
+    );
+    assert_eq!(json_value(tree, "files"), "4");
+    let file = objects[1];
+    assert_eq!(json_value(file, "type"), "\"file\"");
+    assert_eq!(json_value(file, "ok"), "false");
+    assert!(json_value(file, "error").contains("altered"), "{file}");
+}
+
+#[test]
+fn verify_json_prints_one_object_per_file_that_verified() {
+    let w = Workspace::new();
+    let server = w.serve(&[]);
+    ok(&w.run(&["fetch", "hello.txt", "--server", &server.addr]));
+    let line = ok(&w.run(&["verify", "--json", "client_received/hello.txt"]));
+    assert_eq!(line.lines().count(), 1);
+    assert_eq!(json_value(&line, "path"), "\"client_received/hello.txt\"");
+    assert_eq!(json_value(&line, "ok"), "true");
+    assert_eq!(json_value(&line, "bytes"), common::HELLO.len().to_string());
+    assert_eq!(json_value(&line, "signer"), "\"CN=localhost\"");
+    assert!(json_value(&line, "signed_at").ends_with("Z\""), "{line}");
+    assert_eq!(json_value(&line, "error"), "null");
+}

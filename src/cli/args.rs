@@ -500,8 +500,10 @@ pub struct LsArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Received files; each needs its FILE.minitls-sig beside it.
-    #[arg(value_name = "FILE", required = true, value_hint = ValueHint::FilePath)]
+    /// Received files, each with its FILE.minitls-sig beside it (or inside a tree fetched with
+    /// -r), and tree roots, checked whole against their DIR.minitls-manifest: every missing,
+    /// altered and extra entry is reported.
+    #[arg(value_name = "FILE", required = true, value_hint = ValueHint::AnyPath)]
     pub files: Vec<PathBuf>,
 
     /// CA directory whose ca.crt the signer must chain to (nothing is created).
@@ -521,6 +523,11 @@ pub struct VerifyArgs {
         value_hint = ValueHint::FilePath
     )]
     pub ca_cert: Option<PathBuf>,
+
+    /// One JSON object per FILE on stdout (keys in the README: path, type, ok, error, and for
+    /// a tree missing, altered, extra).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]
