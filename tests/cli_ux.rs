@@ -9,7 +9,7 @@ mod common;
 use std::fs;
 use std::process::Stdio;
 
-use common::{Workspace, fails_with, ok, stderr, stdout};
+use common::{Workspace, fails, fails_with, ok, stderr, stdout};
 
 // ---------------------------------------------------------------------------------------------
 // Shell integration
@@ -497,4 +497,165 @@ fn verify_json_prints_one_object_per_file_that_verified() {
     assert_eq!(json_value(&line, "signer"), "\"CN=localhost\"");
     assert!(json_value(&line, "signed_at").ends_with("Z\""), "{line}");
     assert_eq!(json_value(&line, "error"), "null");
+}
+
+// ---------------------------------------------------------------------------------------------
+// --limit-rate and --retry
+// ---------------------------------------------------------------------------------------------
+
+/// A TCP proxy on 127.0.0.1 to `target` that cuts its first connection once `cut_after`
+/// bytes went from the server to the client, and passes later ones whole. Its threads end
+/// with their connections; the listener's with the test process.
+fn cutting_proxy(target: &str, cut_after: u64) -> String {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let target = target.to_string();
+    std::thread::spawn(move || {
+        for (i, conn) in listener.incoming().enumerate() {
+            let Ok(client) = conn else { return };
+            let Ok(server) = TcpStream::connect(&target) else {
+                return;
+            };
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_in, &mut s_out);
+                let _ = s_out.shutdown(Shutdown::Write);
+            });
+            let limit = if i == 0 { cut_after } else { u64::MAX };
+            std::thread::spawn(move || {
+                let (mut s_in, mut c_out) = (server, client);
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut sent = 0u64;
+                while sent < limit {
+                    let want = buf
+                        .len()
+                        .min((limit - sent).min(usize::MAX as u64) as usize);
+                    match s_in.read(&mut buf[..want]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if c_out.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            sent += n as u64;
+                        }
+                    }
+                }
+                let _ = c_out.shutdown(Shutdown::Both);
+                let _ = s_in.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_cut_fetch_is_retried_from_what_arrived_and_the_hint_keeps_server_and_out() {
+    let w = Workspace::new();
+    let data = pseudo_random(3 << 20, 11);
+    fs::write(w.join("server_public/big.bin"), &data).unwrap();
+    let server = w.serve(&[]);
+
+    // Without --retry: the error names the command that continues, with --server and --out.
+    let proxy = cutting_proxy(&server.addr, 1 << 20);
+    let o = w.run(&["fetch", "big.bin", "--server", &proxy, "--out", "dl"]);
+    let line = fails(&o);
+    let hint = format!("`minitls fetch --resume big.bin --server {proxy} --out dl`");
+    assert!(line.contains(&hint), "{line}");
+    assert!(w.join("dl/.big.bin.minitls-partial").is_file());
+    // Typed as printed, it finishes the file (the proxy passes its second connection).
+    let o = w.run(&[
+        "fetch", "--resume", "big.bin", "--server", &proxy, "--out", "dl",
+    ]);
+    ok(&o);
+    assert!(stderr(&o).contains("were already here)"), "{}", stderr(&o));
+    assert_eq!(fs::read(w.join("dl/big.bin")).unwrap(), data);
+
+    // With --retry: one command, which continues on its own after the cut.
+    let proxy = cutting_proxy(&server.addr, 1 << 20);
+    let o = w.run(&["fetch", "big.bin", "--retry", "2", "--server", &proxy]);
+    ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("retrying in 1 s (retry 1 of 2), from what arrived"),
+        "{err}"
+    );
+    assert!(err.contains("were already here) after 1 retry"), "{err}");
+    assert_eq!(fs::read(w.join("client_received/big.bin")).unwrap(), data);
+    ok(&w.run(&["verify", "client_received/big.bin"]));
+
+    // A tree starts over.
+    fs::create_dir(w.join("server_public/tree")).unwrap();
+    fs::write(w.join("server_public/tree/big.bin"), &data).unwrap();
+    let proxy = cutting_proxy(&server.addr, 1 << 20);
+    let o = w.run(&["fetch", "-r", "tree", "--retry", "1", "--server", &proxy]);
+    ok(&o);
+    assert!(
+        stderr(&o).contains("(retry 1 of 1), the tree from the start"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        fs::read(w.join("client_received/tree/big.bin")).unwrap(),
+        data
+    );
+
+    // A refusal is not retried.
+    let o = w.run(&[
+        "fetch",
+        "missing.bin",
+        "--retry",
+        "3",
+        "--server",
+        &server.addr,
+    ]);
+    fails_with(&o, 5);
+    assert!(!stderr(&o).contains("retrying"), "{}", stderr(&o));
+}
+
+#[test]
+fn limit_rate_holds_a_fetch_to_the_rate_given() {
+    let w = Workspace::new();
+    fs::write(w.join("server_public/f.bin"), pseudo_random(600 << 10, 3)).unwrap();
+    let server = w.serve(&[]);
+    let started = std::time::Instant::now();
+    let o = w.run(&[
+        "fetch",
+        "f.bin",
+        "--limit-rate",
+        "1M",
+        "--server",
+        &server.addr,
+    ]);
+    ok(&o);
+    // 600 KiB at 1 MiB/s: at least 0.586 s, whatever else the machine is doing.
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(580),
+        "{:?}",
+        started.elapsed()
+    );
+    let err = stderr(&o);
+    assert!(err.contains("f.bin: 600.0 KiB in "), "{err}");
+    // Curl's syntax, and a clear refusal of the rest.
+    let o = w.run(&[
+        "fetch",
+        "f.bin",
+        "--limit-rate",
+        "10X",
+        "--server",
+        &server.addr,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("500K, 2M or 1G"), "{}", stderr(&o));
+    let o = w.run(&[
+        "fetch",
+        "f.bin",
+        "--limit-rate",
+        "1K",
+        "--server",
+        &server.addr,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("smallest rate, 8K"), "{}", stderr(&o));
 }

@@ -470,6 +470,17 @@ pub struct FetchArgs {
     /// the README: remote, type, path, bytes, network_bytes, ms, ...).
     #[arg(long)]
     pub json: bool,
+
+    /// Receive at most RATE bytes per second, as curl's --limit-rate: 500K, 2M, 1G (powers
+    /// of 1,024), at least 8K.
+    #[arg(long, value_name = "RATE", value_parser = super::progress::parse_rate)]
+    pub limit_rate: Option<u64>,
+
+    /// When the connection is cut (or cannot be made: exit status 3), try again up to N
+    /// times, waiting 1, 2, 4... s (at most 30 s) in between; a file continues from what
+    /// already arrived, a tree starts over.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retry: u32,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use minitls::audit::json_string;
+use minitls::conn::Channel;
+use minitls::net::TcpTransport;
 use minitls::paths;
 use minitls::pki::{self, Role};
 use minitls::sigfile;
@@ -76,38 +78,60 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
     }
 
     let creds = creds::load(&args.creds, Role::Client, global.quiet)?;
-    let mut chan = connect(&args.server, creds, global)?;
-    let mut bars = Bars::new(global.quiet, !args.recursive);
-    let opts = transfer::FetchOptions {
+    // The name the library reports the receiving phase under (see Bars).
+    let local_name = save_as.clone().unwrap_or_else(|| {
+        args.path
+            .rsplit('/')
+            .find(|c| !c.is_empty())
+            .unwrap_or(&args.path)
+            .to_string()
+    });
+    let mut opts = transfer::FetchOptions {
         recursive: args.recursive,
         resume: args.resume,
         save_as,
         ..Default::default()
     };
-    let started = Instant::now();
-    let result = transfer::fetch(&mut chan, &args.path, &out_dir, &opts, &mut bars);
-    let elapsed = started.elapsed();
-    drop(bars);
-    let fetched = result.map_err(|e| {
-        let resumable = e.is_resumable() && !args.recursive;
-        let mut err = transfer_error(
-            format!("fetch '{}' from {}", args.path, args.server.server),
-            e,
-            &mut chan,
-            &args.server,
-        );
-        if resumable {
-            let status = err.exit_status();
-            err = CliError::with_code(
-                status,
-                format!(
-                    "{err}; the data received so far is kept: run `minitls fetch --resume {}` to continue",
-                    args.path
-                ),
-            );
+    let mut retries = 0u32;
+    let (fetched, mut chan, elapsed) = loop {
+        let attempt = attempt(args, &creds, &out_dir, &opts, &local_name, global);
+        match attempt {
+            Ok(done) => break done,
+            Err((err, cut)) if cut && retries < args.retry => {
+                retries += 1;
+                let wait = backoff(retries);
+                if !global.quiet {
+                    note(&format!(
+                        "{err}; retrying in {} s (retry {retries} of {}){}",
+                        wait.as_secs(),
+                        args.retry,
+                        if args.recursive {
+                            ", the tree from the start"
+                        } else {
+                            ", from what arrived"
+                        }
+                    ));
+                }
+                std::thread::sleep(wait);
+                // A single file continues from its partial file: ours, from the cut attempt.
+                opts.resume = !args.recursive;
+            }
+            Err((err, cut)) => {
+                // Only a single file cut off by the network keeps its data (not -o -, whose
+                // private directory is removed on exit).
+                if cut && !args.recursive && !to_stdout {
+                    return Err(CliError::with_code(
+                        err.exit_status(),
+                        format!(
+                            "{err}; the data received so far is kept: run `{}` to continue",
+                            resume_command(args)
+                        ),
+                    ));
+                }
+                return Err(err);
+            }
         }
-        err
-    })?;
+    };
     // The data is verified and in place; a sloppy goodbye does not undo that.
     let closed = transfer::close(&mut chan);
     if let (Err(e), true) = (closed, global.verbose) {
@@ -123,7 +147,11 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
                 out(&t.dir.display().to_string())?;
             }
             if !global.quiet {
-                note(&tree_summary(&args.path, &t, elapsed));
+                note(&format!(
+                    "{}{}",
+                    tree_summary(&args.path, &t, elapsed),
+                    after_retries(retries)
+                ));
             }
             for (path, reason) in &t.skipped {
                 note(&format!("skipped {path}: {reason}"));
@@ -157,7 +185,11 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
         ));
     }
     if !global.quiet {
-        note(&file_summary(&args.path, &fetched, elapsed));
+        note(&format!(
+            "{}{}",
+            file_summary(&args.path, &fetched, elapsed),
+            after_retries(retries)
+        ));
     }
 
     if to_stdout {
@@ -196,6 +228,110 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
         ));
     }
     Ok(())
+}
+
+/// One connection and fetch. On failure, the error and whether the connection was cut or
+/// could not be made (what `--retry` tries again).
+fn attempt(
+    args: &FetchArgs,
+    creds: &creds::Credentials,
+    out_dir: &Path,
+    opts: &transfer::FetchOptions,
+    local_name: &str,
+    global: Global,
+) -> Result<(transfer::Fetch, Channel<TcpTransport>, Duration), (CliError, bool)> {
+    let creds = creds::Credentials {
+        identity: creds.identity.clone(),
+        anchor: creds.anchor.clone(),
+    };
+    let mut chan = connect(&args.server, creds, global).map_err(|e| {
+        let unreachable = e.exit_status() == exit::UNREACHABLE;
+        (e, unreachable)
+    })?;
+    let mut bars = Bars::new(global.quiet, local_name, !args.recursive, args.limit_rate);
+    let started = Instant::now();
+    let result = transfer::fetch(&mut chan, &args.path, out_dir, opts, &mut bars);
+    let elapsed = started.elapsed();
+    drop(bars);
+    match result {
+        Ok(f) => Ok((f, chan, elapsed)),
+        Err(e) => {
+            let cut = e.is_resumable();
+            let err = transfer_error(
+                format!("fetch '{}' from {}", args.path, args.server.server),
+                e,
+                &mut chan,
+                &args.server,
+            );
+            Err((err, cut))
+        }
+    }
+}
+
+/// The wait before retry `n` (from 1): 1, 2, 4, ... s, at most 30 s.
+fn backoff(n: u32) -> Duration {
+    Duration::from_secs((1u64 << (n - 1).min(5)).min(30))
+}
+
+/// ` after 2 retries` for the summary, or nothing.
+fn after_retries(n: u32) -> String {
+    match n {
+        0 => String::new(),
+        1 => " after 1 retry".to_string(),
+        n => format!(" after {n} retries"),
+    }
+}
+
+/// The command that continues this fetch, with the flags that say where to and from whom
+/// (given on the command line, in the environment or in the config file alike).
+fn resume_command(args: &FetchArgs) -> String {
+    let mut words = vec!["minitls".to_string(), "fetch".into(), "--resume".into()];
+    words.push(shell_word(&args.path));
+    if args.server.server != DEFAULT_SERVER {
+        words.push(format!("--server {}", shell_word(&args.server.server)));
+    }
+    if let Some(name) = &args.server.server_name {
+        words.push(format!("--server-name {}", shell_word(name)));
+    }
+    match &args.output {
+        Some(file) => words.push(format!("-o {}", shell_word(&file.display().to_string()))),
+        None if args.out != Path::new(DEFAULT_OUT) => {
+            words.push(format!(
+                "--out {}",
+                shell_word(&args.out.display().to_string())
+            ));
+        }
+        None => {}
+    }
+    let c = &args.creds;
+    if let (Some(cert), Some(key), Some(ca)) = (&c.cert, &c.key, &c.ca_cert) {
+        for (flag, p) in [("--cert", cert), ("--key", key), ("--ca-cert", ca)] {
+            words.push(format!("{flag} {}", shell_word(&p.display().to_string())));
+        }
+    } else if c.ca_dir != Path::new(DEFAULT_CA_DIR) {
+        words.push(format!(
+            "--ca-dir {}",
+            shell_word(&c.ca_dir.display().to_string())
+        ));
+    }
+    words.join(" ")
+}
+
+/// The defaults `resume_command` leaves out (as in args.rs).
+const DEFAULT_SERVER: &str = "127.0.0.1:4041";
+const DEFAULT_OUT: &str = "client_received";
+const DEFAULT_CA_DIR: &str = "ca";
+
+/// A word as a POSIX shell reads it: as is when it is plain, else in single quotes.
+fn shell_word(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
 }
 
 /// `SIZE in TIME, RATE`, the rate counting only the bytes that crossed the network.
@@ -292,4 +428,25 @@ fn tree_json(remote: &str, t: &transfer::TreeFetched, signer: &str, elapsed: Dur
         json_string(signer),
         elapsed.as_millis()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("docs/a.txt"), "docs/a.txt");
+        assert_eq!(shell_word("127.0.0.1:4041"), "127.0.0.1:4041");
+        assert_eq!(shell_word("[::1]:4041"), "'[::1]:4041'");
+        assert_eq!(shell_word("my file"), "'my file'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn retries_back_off_to_at_most_30_seconds() {
+        let waits: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+    }
 }

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use minitls::transfer::Progress;
@@ -17,31 +17,42 @@ const TEMPLATE: &str = "{msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {net_ra
 /// At most this many characters of a name are shown beside a bar.
 const NAME_WIDTH: usize = 24;
 
-/// Shows transfer progress (bytes, rate, ETA) for one file at a time.
+/// Shows transfer progress (bytes, rate, ETA) for one file at a time, and holds a fetch to
+/// `--limit-rate`.
 pub struct Bars {
     enabled: bool,
     bar: Option<ProgressBar>,
     name: String,
-    /// For a single file, the first `advance` after `begin` is what a resumed file already
-    /// had on disk (the library reports it before any byte is received): it moves the bar but
-    /// is not counted in the rate. Trees are never resumed: every byte crossed the network.
-    first_advance_is_offset: bool,
+    /// The name the library gives the phase that receives (the local name of the file or
+    /// tree); other phases (hashing a partial file before resuming) read the local disk and
+    /// are neither limited nor counted as network bytes.
+    network_name: String,
+    /// For a single file, the first `advance` of the receiving phase is what a resumed file
+    /// already had on disk (the library reports it before any byte is received): it moves the
+    /// bar but is not counted in the rate, nor limited. Trees are never resumed.
+    single_file: bool,
+    in_network: bool,
     awaiting_offset: bool,
     /// Bytes of the current bar that did not cross the network.
     offset: Arc<AtomicU64>,
+    limit: Option<RateLimit>,
 }
 
 impl Bars {
-    /// Bars that draw only if `!quiet` and stderr is a terminal; `single_file` as for a fetch
-    /// without `-r` (see `first_advance_is_offset`).
-    pub fn new(quiet: bool, single_file: bool) -> Self {
+    /// Bars that draw only if `!quiet` and stderr is a terminal, for the fetch of a file or
+    /// tree whose local name is `network_name` (`single_file` without `-r`), at most
+    /// `limit` bytes per second if given.
+    pub fn new(quiet: bool, network_name: &str, single_file: bool, limit: Option<u64>) -> Self {
         Self {
             enabled: !quiet && std::io::stderr().is_terminal(),
             bar: None,
             name: String::new(),
-            first_advance_is_offset: single_file,
+            network_name: network_name.to_string(),
+            single_file,
+            in_network: false,
             awaiting_offset: false,
             offset: Arc::new(AtomicU64::new(0)),
+            limit: limit.map(RateLimit::new),
         }
     }
 
@@ -84,12 +95,16 @@ impl Bars {
 impl Progress for Bars {
     fn begin(&mut self, name: &str, total: u64) {
         self.end();
+        self.in_network = name == self.network_name;
+        self.awaiting_offset = self.in_network && self.single_file;
+        if let Some(limit) = &mut self.limit {
+            limit.restart();
+        }
         if !self.enabled {
             return;
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         self.offset.store(0, Ordering::Relaxed);
-        self.awaiting_offset = self.first_advance_is_offset;
         if let Some(style) = self.style() {
             bar.set_style(style);
         }
@@ -106,11 +121,18 @@ impl Progress for Bars {
     }
 
     fn advance(&mut self, bytes: u64) {
+        let offset = std::mem::take(&mut self.awaiting_offset);
         if let Some(bar) = &self.bar {
-            if std::mem::take(&mut self.awaiting_offset) {
+            if offset {
                 self.offset.store(bytes, Ordering::Relaxed);
             }
             bar.inc(bytes);
+        }
+        if self.in_network
+            && !offset
+            && let Some(limit) = &mut self.limit
+        {
+            limit.wait(bytes);
         }
     }
 
@@ -126,6 +148,76 @@ impl Drop for Bars {
         // A transfer that failed halfway must not leave a half-drawn bar above the error line.
         self.end();
     }
+}
+
+/// `--limit-rate`: after each record, sleeps until the bytes received so far could not
+/// have come faster than the limit. Not reading holds the server back through TCP's flow
+/// control, as curl does; nothing changes on the wire.
+struct RateLimit {
+    bytes_per_sec: u64,
+    start: Instant,
+    counted: u64,
+}
+
+impl RateLimit {
+    fn new(bytes_per_sec: u64) -> Self {
+        Self {
+            bytes_per_sec: bytes_per_sec.max(1),
+            start: Instant::now(),
+            counted: 0,
+        }
+    }
+
+    fn restart(&mut self) {
+        self.start = Instant::now();
+        self.counted = 0;
+    }
+
+    fn wait(&mut self, bytes: u64) {
+        self.counted += bytes;
+        let due = Duration::from_secs_f64(self.counted as f64 / self.bytes_per_sec as f64);
+        if let Some(early) = due.checked_sub(self.start.elapsed()) {
+            std::thread::sleep(early);
+        }
+    }
+}
+
+/// The smallest `--limit-rate`: a record (up to 256 KiB) must arrive well within the server's
+/// default 60 s idle timeout, or it would hang up on a client that reads this slowly.
+pub const MIN_RATE: u64 = 8 * 1024;
+
+/// Parses a rate as curl's `--limit-rate` takes it: bytes per second, or with a suffix
+/// K, M, G (powers of 1,024; either case), optionally a fraction: `100K`, `1.5M`.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (number, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let scale: f64 = match unit {
+        "" | "B" | "b" => 1.0,
+        "K" | "k" => 1024.0,
+        "M" | "m" => 1024.0 * 1024.0,
+        "G" | "g" => 1024.0 * 1024.0 * 1024.0,
+        _ => {
+            return Err(format!(
+                "'{text}': give bytes per second, e.g. 500K, 2M or 1G"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| format!("'{text}': give bytes per second, e.g. 500K, 2M or 1G"))?;
+    let rate = (value * scale) as u64;
+    if rate < MIN_RATE {
+        return Err(format!(
+            "'{text}' is below the smallest rate, 8K (the server hangs up on a client that \
+             takes over 60 s for one 256 KiB record)"
+        ));
+    }
+    Ok(rate)
 }
 
 /// The text beside a bar: the name, shortened from the front to [`NAME_WIDTH`] characters
@@ -222,6 +314,28 @@ mod tests {
         assert_eq!(l.chars().count(), NAME_WIDTH + " 123/10000".len());
         assert_eq!(label("docs", Some((1, 2))), "docs 1/2");
         assert_eq!(label("hello.txt", None), "hello.txt");
+    }
+
+    #[test]
+    fn rates_are_read_as_curl_reads_them() {
+        assert_eq!(parse_rate("100K"), Ok(100 * 1024));
+        assert_eq!(parse_rate("1m"), Ok(1 << 20));
+        assert_eq!(parse_rate("1.5M"), Ok(3 << 19));
+        assert_eq!(parse_rate("2G"), Ok(2 << 30));
+        assert_eq!(parse_rate("65536"), Ok(65536));
+        assert!(parse_rate("10X").is_err());
+        assert!(parse_rate("K").is_err());
+        assert!(parse_rate("-1M").is_err());
+        assert!(parse_rate("1K").unwrap_err().contains("smallest"));
+    }
+
+    #[test]
+    fn a_rate_limit_holds_the_average_to_the_limit() {
+        let mut l = RateLimit::new(1 << 20);
+        let start = Instant::now();
+        l.wait(256 << 10);
+        l.wait(256 << 10);
+        assert!(start.elapsed() >= Duration::from_millis(500));
     }
 
     #[test]
