@@ -659,3 +659,128 @@ fn limit_rate_holds_a_fetch_to_the_rate_given() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("smallest rate, 8K"), "{}", stderr(&o));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Staging files of interrupted tree fetches
+// ---------------------------------------------------------------------------------------------
+
+/// The hidden staging directories in `dir`.
+fn staging_dirs(dir: &std::path::Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with('.') && n.ends_with(".minitls-tmp"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Starts a slow (`--limit-rate 512K`) `fetch ARGS` and waits until `ready` holds.
+fn slow_fetch(w: &Workspace, args: &[&str], ready: impl Fn() -> bool) -> std::process::Child {
+    let mut child = common::minitls(w.path())
+        .arg("fetch")
+        .args(args)
+        .args(["--limit-rate", "512K"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fetch never got going"
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the fetch ended too early: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child
+}
+
+fn big_tree(w: &Workspace) {
+    let t = w.join("server_public/tree");
+    fs::create_dir_all(&t).unwrap();
+    for i in 0..4 {
+        fs::write(t.join(format!("f{i}.bin")), pseudo_random(1 << 20, i)).unwrap();
+    }
+}
+
+#[test]
+fn a_killed_tree_fetch_leaves_staging_that_the_next_fetch_removes() {
+    let w = Workspace::new();
+    big_tree(&w);
+    let server = w.serve(&[]);
+    let out = w.join("client_received");
+    let mut child = slow_fetch(&w, &["-r", "tree", "--server", &server.addr], || {
+        !staging_dirs(&out).is_empty()
+    });
+    // SIGKILL: nothing of the client runs any more; its staging directory stays.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let stale = staging_dirs(&out);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    // One more, as an older version or a crash would leave it.
+    fs::create_dir_all(out.join(".0123456789abcdef.minitls-tmp/sub")).unwrap();
+    ok(&w.run(&["fetch", "-r", "tree", "--server", &server.addr]));
+    assert_eq!(staging_dirs(&out), Vec::<String>::new());
+    ok(&w.run(&["verify", "client_received/tree"]));
+}
+
+#[test]
+fn ctrl_c_during_a_tree_fetch_removes_its_staging_and_during_a_file_keeps_its_data() {
+    let w = Workspace::new();
+    big_tree(&w);
+    fs::write(w.join("server_public/big.bin"), pseudo_random(4 << 20, 9)).unwrap();
+    let server = w.serve(&[]);
+    let out = w.join("client_received");
+    // A tree: its staging directory goes, nothing is put in place.
+    let child = slow_fetch(&w, &["-r", "tree", "--server", &server.addr], || {
+        !staging_dirs(&out).is_empty()
+    });
+    common::send_signal(child.id(), "INT");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert_eq!(staging_dirs(&out), Vec::<String>::new());
+    assert!(!out.join("tree").exists());
+    assert!(
+        stderr(&o).contains(
+            "minitls: interrupted; the tree's staging directory was removed; nothing was put \
+             in place"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    common::assert_no_panic(&stderr(&o));
+    // A single file: what arrived stays for --resume, and the hint says how.
+    let partial = w.join("dl/.big.bin.minitls-partial");
+    let child = slow_fetch(
+        &w,
+        &["big.bin", "--server", &server.addr, "--out", "dl"],
+        || fs::metadata(&partial).is_ok_and(|m| m.len() > 0),
+    );
+    common::send_signal(child.id(), "INT");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(partial.is_file());
+    let hint = format!(
+        "the data received so far is kept: run `minitls fetch --resume big.bin --server {} \
+         --out dl` to continue",
+        server.addr
+    );
+    assert!(stderr(&o).contains(&hint), "{}", stderr(&o));
+    ok(&w.run(&[
+        "fetch",
+        "--resume",
+        "big.bin",
+        "--server",
+        &server.addr,
+        "--out",
+        "dl",
+    ]));
+    assert_eq!(
+        fs::read(w.join("dl/big.bin")).unwrap(),
+        pseudo_random(4 << 20, 9)
+    );
+}

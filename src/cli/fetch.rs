@@ -1,7 +1,8 @@
 //! `minitls fetch PATH`: one file from the server into --out, written only once its signature
 //! checks out; the written path goes to stdout.
 
-use std::path::Path;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use minitls::audit::json_string;
@@ -92,6 +93,19 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
         save_as,
         ..Default::default()
     };
+    // Ctrl-C: nothing half-received is left behind (a single file's data is kept for
+    // --resume, as after a cut), then exit 128 + the signal's number.
+    let partial = (!args.recursive && !to_stdout).then(|| {
+        out_dir.join(minitls::transfer::land::fit_name(
+            ".",
+            &local_name,
+            minitls::transfer::land::PARTIAL_SUFFIX,
+        ))
+    });
+    on_interrupt(
+        partial.map(|p| (p, resume_command(args))),
+        stdout_dir.as_ref().map(|d| d.path().to_path_buf()),
+    );
     let mut retries = 0u32;
     let (fetched, mut chan, elapsed) = loop {
         let attempt = attempt(args, &creds, &out_dir, &opts, &local_name, global);
@@ -266,6 +280,46 @@ fn attempt(
             Err((err, cut))
         }
     }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: removes the staging directory of a tree in progress (after
+/// a commit under way finished) and the private directory of `-o -`, says what is left, and
+/// exits with 128 + the signal's number. `partial` is the hidden file a single file streams
+/// into, with the command that continues it.
+fn on_interrupt(partial: Option<(PathBuf, String)>, private_dir: Option<PathBuf>) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        // Without a handler the default stays: the next fetch of a tree removes its staging.
+        return;
+    };
+    std::thread::spawn(move || {
+        let Some(signal) = signals.forever().next() else {
+            return;
+        };
+        let removed = transfer::remove_staging_in_progress();
+        if let Some(d) = &private_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        if std::io::stderr().is_terminal() {
+            // Below the progress bar rather than on it.
+            eprintln!();
+        }
+        let what = match &partial {
+            Some((p, hint)) if p.is_file() => {
+                format!("the data received so far is kept: run `{hint}` to continue")
+            }
+            _ if !removed.is_empty() => {
+                "the tree's staging directory was removed; nothing was put in place".to_string()
+            }
+            _ => String::new(),
+        };
+        note(&if what.is_empty() {
+            "interrupted".to_string()
+        } else {
+            format!("interrupted; {what}")
+        });
+        std::process::exit(128 + signal);
+    });
 }
 
 /// The wait before retry `n` (from 1): 1, 2, 4, ... s, at most 30 s.
