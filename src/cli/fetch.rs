@@ -296,13 +296,16 @@ fn on_interrupt(partial: Option<(PathBuf, String)>, private_dir: Option<PathBuf>
         let Some(signal) = signals.forever().next() else {
             return;
         };
+        // Held to the exit (it is reentrant for `note` here): the receiving thread, failing
+        // in a directory removed under it, cannot print an error line or draw a bar meanwhile.
+        let _stderr = std::io::stderr().lock();
         let removed = transfer::remove_staging_in_progress();
         if let Some(d) = &private_dir {
             let _ = std::fs::remove_dir_all(d);
         }
         if std::io::stderr().is_terminal() {
             // Below the progress bar rather than on it.
-            eprintln!();
+            note_newline();
         }
         let what = match &partial {
             Some((p, hint)) if p.is_file() => {
@@ -320,6 +323,12 @@ fn on_interrupt(partial: Option<(PathBuf, String)>, private_dir: Option<PathBuf>
         });
         std::process::exit(128 + signal);
     });
+}
+
+/// Ends the line a progress bar may have left on stderr.
+fn note_newline() {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr());
 }
 
 /// The wait before retry `n` (from 1): 1, 2, 4, ... s, at most 30 s.
