@@ -784,3 +784,127 @@ fn ctrl_c_during_a_tree_fetch_removes_its_staging_and_during_a_file_keeps_its_da
         pseudo_random(4 << 20, 9)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hints that point the right way, and the README's examples
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_readme_using_it_block_works_in_an_empty_directory() {
+    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme
+        .split("## Using it")
+        .nth(1)
+        .and_then(|rest| rest.split("```sh\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("README.md has a sh block under 'Using it'");
+    assert!(block.contains("minitls serve"), "{block}");
+    // A free port instead of 4041 (other servers may run on this machine), given to both ends
+    // through their environment variables; and a wait for the server, which a person typing
+    // the next line gives it anyway.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut script = String::from("set -eu\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n");
+    for line in block.lines() {
+        script.push_str(line);
+        script.push('\n');
+        if line.starts_with("minitls serve") {
+            script.push_str(&format!(
+                "for _ in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && \
+                 break; sleep 0.1; done\n"
+            ));
+        }
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let bin_dir = std::path::Path::new(common::bin()).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    let o = common::clean_command("bash", empty.path())
+        .args(["-c", &script])
+        .env("PATH", path)
+        .env("MINITLS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("MINITLS_SERVER", format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "the README's block failed ({:?})\nscript:\n{script}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    common::assert_no_panic(&stderr(&o));
+    let out = stdout(&o);
+    for expected in [
+        "client_received/hello.txt\n",
+        "OK client_received/hello.txt (19 bytes",
+        "OK client_received/docs (1 file, 0 directories",
+        "client_received/big.iso\n",
+        "greeting.txt\n",
+        "19\n",
+    ] {
+        assert!(out.contains(expected), "{expected:?} not in\n{out}");
+    }
+    assert!(empty.path().join("alice.crt").is_file());
+}
+
+#[test]
+fn wrong_direction_hints_of_issue_14_point_the_right_way() {
+    let w = Workspace::new();
+    fs::create_dir(w.join("server_public/docs")).unwrap();
+    fs::write(w.join("server_public/docs/a.txt"), "a").unwrap();
+    // Nothing listens: no advice to --resume what never started; the fix is a server.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let line = fails_with(&w.run(&["fetch", "hello.txt", "--server", &closed]), 3);
+    assert!(line.contains("is `minitls serve` running at"), "{line}");
+    assert!(!line.contains("--resume"), "{line}");
+    // ... and --retry tries again, then says the same.
+    let o = w.run(&["fetch", "hello.txt", "--retry", "1", "--server", &closed]);
+    let line = fails_with(&o, 3);
+    assert!(
+        stderr(&o).contains("retrying in 1 s (retry 1 of 1)\n"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!line.contains("--resume"), "{line}");
+
+    // --out - is not stdout (and makes no directory named -).
+    let line = fails_with(&w.run(&["fetch", "hello.txt", "--out", "-"]), 2);
+    assert_eq!(
+        line,
+        "minitls: error: --out names a directory to write into; to write the file to stdout, \
+         use -o -"
+    );
+    assert!(!w.join("-").exists());
+
+    // fetch -r . names the served root: the advice is about directories, not files.
+    for root in [".", ""] {
+        let line = fails_with(&w.run(&["fetch", "-r", root]), 2);
+        assert!(
+            line.contains("is the served directory itself, which cannot be fetched as one tree"),
+            "{line}"
+        );
+        assert!(line.contains("`minitls fetch -r docs`"), "{line}");
+    }
+    let line = fails_with(&w.run(&["fetch", "-r", "../x"]), 2);
+    assert!(line.ends_with("name a directory relative to the served directory, like docs"));
+
+    // -r --resume is said, not silently done.
+    let server = w.serve(&[]);
+    let o = w.run(&["fetch", "-r", "--resume", "docs", "--server", &server.addr]);
+    ok(&o);
+    assert!(
+        stderr(&o).starts_with(
+            "minitls: --resume continues single files; a tree is fetched whole (what an \
+             interrupted tree fetch left is removed)\n"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -20,13 +20,36 @@ use super::{Global, connect, creds, transfer_error};
 
 pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
     // Check everything we can before touching credentials or the network.
+    if args.recursive && paths::parse_relative(&args.path, true).is_ok_and(|p| p.is_empty()) {
+        return Err(CliError::usage(format!(
+            "'{}' is the served directory itself, which cannot be fetched as one tree; name a \
+             directory in it (`minitls ls` lists them), e.g. `minitls fetch -r docs`",
+            args.path
+        )));
+    }
     paths::parse_relative(&args.path, false).map_err(|e| {
+        let like = if args.recursive {
+            "a directory relative to the served directory, like docs"
+        } else {
+            "a file relative to the served directory, like docs/report.pdf"
+        };
         CliError::usage(format!(
-            "'{}' is not a valid remote path: {e}; name a file relative to the served \
-             directory, like docs/report.pdf",
+            "'{}' is not a valid remote path: {e}; name {like}",
             args.path
         ))
     })?;
+    if args.out.as_os_str() == "-" {
+        return Err(CliError::usage(
+            "--out names a directory to write into; to write the file to stdout, use -o -",
+        ));
+    }
+    if args.recursive && args.resume && !global.quiet {
+        // Said, not silently done: the tree is fetched whole.
+        note(
+            "--resume continues single files; a tree is fetched whole (what an interrupted \
+             tree fetch left is removed)",
+        );
+    }
     if std::fs::metadata(&args.out).is_ok_and(|m| !m.is_dir()) {
         return Err(CliError::usage(format!(
             "--out {} exists and is not a directory; name a directory",
@@ -103,48 +126,52 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
         ))
     });
     on_interrupt(
-        partial.map(|p| (p, resume_command(args))),
+        partial.clone().map(|p| (p, resume_command(args))),
         stdout_dir.as_ref().map(|d| d.path().to_path_buf()),
     );
     let mut retries = 0u32;
     let (fetched, mut chan, elapsed) = loop {
-        let attempt = attempt(args, &creds, &out_dir, &opts, &local_name, global);
-        match attempt {
+        let (err, failure) = match attempt(args, &creds, &out_dir, &opts, &local_name, global) {
             Ok(done) => break done,
-            Err((err, cut)) if cut && retries < args.retry => {
-                retries += 1;
-                let wait = backoff(retries);
-                if !global.quiet {
-                    note(&format!(
-                        "{err}; retrying in {} s (retry {retries} of {}){}",
-                        wait.as_secs(),
-                        args.retry,
-                        if args.recursive {
-                            ", the tree from the start"
-                        } else {
-                            ", from what arrived"
-                        }
-                    ));
-                }
-                std::thread::sleep(wait);
+            Err(e) => e,
+        };
+        if failure != Failure::Other && retries < args.retry {
+            retries += 1;
+            let wait = backoff(retries);
+            if !global.quiet {
+                let from = match (failure, args.recursive) {
+                    (Failure::Cut, true) => ", the tree from the start",
+                    (Failure::Cut, false) => ", from what arrived",
+                    _ => "",
+                };
+                note(&format!(
+                    "{err}; retrying in {} s (retry {retries} of {}){from}",
+                    wait.as_secs(),
+                    args.retry
+                ));
+            }
+            std::thread::sleep(wait);
+            if failure == Failure::Cut {
                 // A single file continues from its partial file: ours, from the cut attempt.
                 opts.resume = !args.recursive;
             }
-            Err((err, cut)) => {
-                // Only a single file cut off by the network keeps its data (not -o -, whose
-                // private directory is removed on exit).
-                if cut && !args.recursive && !to_stdout {
-                    return Err(CliError::with_code(
-                        err.exit_status(),
-                        format!(
-                            "{err}; the data received so far is kept: run `{}` to continue",
-                            resume_command(args)
-                        ),
-                    ));
-                }
-                return Err(err);
-            }
+            continue;
         }
+        // A single file cut off by the network keeps what arrived (not -o -, whose private
+        // directory is removed on exit): say how to continue.
+        let kept = partial
+            .as_ref()
+            .is_some_and(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() > 0));
+        if failure == Failure::Cut && kept {
+            return Err(CliError::with_code(
+                err.exit_status(),
+                format!(
+                    "{err}; the data received so far is kept: run `{}` to continue",
+                    resume_command(args)
+                ),
+            ));
+        }
+        return Err(err);
     };
     // The data is verified and in place; a sloppy goodbye does not undo that.
     let closed = transfer::close(&mut chan);
@@ -244,8 +271,18 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
     Ok(())
 }
 
-/// One connection and fetch. On failure, the error and whether the connection was cut or
-/// could not be made (what `--retry` tries again).
+/// How an attempt failed, for `--retry` and the resume hint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// The server could not be reached (exit status 3): nothing was received.
+    Unreachable,
+    /// The connection was cut during the transfer.
+    Cut,
+    /// Anything else (refused, authentication, integrity, local I/O): not retried.
+    Other,
+}
+
+/// One connection and fetch; on failure, the error and how it failed.
 fn attempt(
     args: &FetchArgs,
     creds: &creds::Credentials,
@@ -253,14 +290,18 @@ fn attempt(
     opts: &transfer::FetchOptions,
     local_name: &str,
     global: Global,
-) -> Result<(transfer::Fetch, Channel<TcpTransport>, Duration), (CliError, bool)> {
+) -> Result<(transfer::Fetch, Channel<TcpTransport>, Duration), (CliError, Failure)> {
     let creds = creds::Credentials {
         identity: creds.identity.clone(),
         anchor: creds.anchor.clone(),
     };
     let mut chan = connect(&args.server, creds, global).map_err(|e| {
-        let unreachable = e.exit_status() == exit::UNREACHABLE;
-        (e, unreachable)
+        let failure = if e.exit_status() == exit::UNREACHABLE {
+            Failure::Unreachable
+        } else {
+            Failure::Other
+        };
+        (e, failure)
     })?;
     let mut bars = Bars::new(global.quiet, local_name, !args.recursive, args.limit_rate);
     let started = Instant::now();
@@ -270,14 +311,18 @@ fn attempt(
     match result {
         Ok(f) => Ok((f, chan, elapsed)),
         Err(e) => {
-            let cut = e.is_resumable();
+            let failure = if e.is_resumable() {
+                Failure::Cut
+            } else {
+                Failure::Other
+            };
             let err = transfer_error(
                 format!("fetch '{}' from {}", args.path, args.server.server),
                 e,
                 &mut chan,
                 &args.server,
             );
-            Err((err, cut))
+            Err((err, failure))
         }
     }
 }
