@@ -115,8 +115,11 @@ fn create_locked_temp_dir(out: &Dir) -> Result<(String, Dir), TransferError> {
             .create_temp_dir()
             .map_err(io_err(out.path().to_path_buf()))?;
         // Another fetch's clean-up may have taken it between mkdir and flock (it saw an
-        // unlocked directory): then it is gone or going, and we make another.
-        if try_lock(&dir).map_err(io_err(out.display(&name)))? && out.still_holds(&name, &dir) {
+        // unlocked directory): then it is gone or going, and we make another. A file system
+        // without flock (some network ones) refuses it: the directory is used unlocked, and
+        // clean-ups there leave every staging directory alone (they cannot lock it either).
+        let locked = try_lock(&dir).unwrap_or(true);
+        if locked && out.still_holds(&name, &dir) {
             return Ok((name, dir));
         }
     }
