@@ -1,5 +1,7 @@
-//! `minitls fetch PATH`: one file from the server into --out, written only once its signature
-//! checks out; the written path goes to stdout.
+//! `minitls fetch PATH`: one file (or with -r a tree) from the server into --out, written only
+//! once its signature checks out; the written path (or with --json an object) goes to stdout,
+//! a summary line to stderr. --retry reconnects after a cut, --limit-rate paces the reading
+//! (see `progress::Bars`), and Ctrl-C leaves no staging behind.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -58,6 +60,11 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
     }
     // -o FILE: that directory and name; -o -: a private directory, then stdout.
     let to_stdout = args.output.as_deref() == Some(std::path::Path::new("-"));
+    if to_stdout && args.json {
+        return Err(CliError::usage(
+            "--json and -o - both want stdout: name a file with -o FILE, or drop --json",
+        ));
+    }
     let stdout_dir = if to_stdout {
         Some(
             tempfile::Builder::new()
@@ -94,12 +101,6 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
         }
         (None, None) => (args.out.clone(), None),
     };
-
-    if to_stdout && args.json {
-        return Err(CliError::usage(
-            "--json and -o - both want stdout: name a file with -o FILE, or drop --json",
-        ));
-    }
 
     let creds = creds::load(&args.creds, Role::Client, global.quiet)?;
     // The name the library reports the receiving phase under (see Bars).
