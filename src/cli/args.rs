@@ -15,7 +15,8 @@ const EXIT_STATUS_HELP: &str = "Exit status:
   5  the server refused the request (not found, not allowed, is a directory)
   6  local I/O failed (cannot write, disk full)
   7  integrity failed (bad signature, tampered or truncated data; verify found a mismatch)
-  8  partial: a tree was fetched but some entries were skipped";
+  8  partial: a tree was fetched but some entries were skipped
+130  fetch interrupted by Ctrl-C (128 + the signal's number)";
 
 /// Move files between machines that trust one small private certificate authority.
 ///
