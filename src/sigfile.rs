@@ -504,49 +504,162 @@ pub struct TreeVerified {
     pub signer_subject: String,
 }
 
-/// Checks every entry of the tree fetched into `dir` against `DIR.minitls-manifest`.
+/// What a full check of a tree found: every entry of the signed manifest that is missing or
+/// differs, and every name in the directory that the manifest does not list.
+#[derive(Debug)]
+pub struct TreeReport {
+    /// What the manifest signs (all of it, whatever was found on disk).
+    pub signed: TreeVerified,
+    /// Entries of the manifest with nothing at their place.
+    pub missing: Vec<PathBuf>,
+    /// Entries whose place holds something else: other bytes, another kind of file, or a
+    /// file that cannot be read; with the reason.
+    pub altered: Vec<(PathBuf, String)>,
+    /// Names under the tree that the manifest does not list (for a directory, the directory
+    /// only, not what is inside it).
+    pub extra: Vec<PathBuf>,
+}
+
+impl TreeReport {
+    /// True when the tree is exactly what was signed.
+    pub fn is_intact(&self) -> bool {
+        self.missing.is_empty() && self.altered.is_empty() && self.extra.is_empty()
+    }
+}
+
+/// Checks every entry of the tree fetched into `dir` against `DIR.minitls-manifest`; the
+/// first missing or altered entry is the error. Names the manifest does not list are not
+/// looked at here (a tree merged into a directory leaves that directory's other files
+/// alone); [`check_tree`] reports them too, with every difference.
 pub fn verify_tree(dir: &Path, anchor: &TrustAnchor) -> Result<TreeVerified, VerifyError> {
+    let report = check_tree(dir, anchor)?;
+    if let Some(p) = report.missing.into_iter().next() {
+        return Err(VerifyError::Missing(p));
+    }
+    if let Some((p, why)) = report.altered.into_iter().next() {
+        return Err(VerifyError::Altered(p, why));
+    }
+    Ok(report.signed)
+}
+
+/// Checks the tree fetched into `dir` against `DIR.minitls-manifest` and reports every
+/// missing, altered and extra entry. An error means the manifest itself could not be
+/// trusted (missing, malformed, badly signed) or the directory could not be walked.
+pub fn check_tree(dir: &Path, anchor: &TrustAnchor) -> Result<TreeReport, VerifyError> {
     let mpath = manifest_path(dir);
     let text = read_bounded(&mpath, MAX_MANIFEST_LEN)?
         .ok_or_else(|| VerifyError::NoSidecar(dir.to_path_buf()))?;
     let m = SignedManifest::parse(&text)?;
     let signer = m.check_signature(anchor)?;
-    let mut out = TreeVerified {
-        root: m.root.clone(),
-        files: 0,
-        dirs: 0,
-        bytes: 0,
-        signed_at: m.signed_at,
-        signer_subject: signer.subject,
+    let mut report = TreeReport {
+        signed: TreeVerified {
+            root: m.root.clone(),
+            files: 0,
+            dirs: 0,
+            bytes: 0,
+            signed_at: m.signed_at,
+            signer_subject: signer.subject,
+        },
+        missing: Vec::new(),
+        altered: Vec::new(),
+        extra: Vec::new(),
     };
+    let mut listed = std::collections::HashSet::with_capacity(m.entries.len());
     for e in &m.entries {
         // A tampered manifest cannot get here (signature), but stay strict anyway.
         let parts = paths::parse_relative(&e.path, false)
             .map_err(|_| VerifyError::BadSidecar(format!("unsafe path {:?}", e.path)))?;
+        listed.insert(parts.join("/"));
         let p = parts.iter().fold(dir.to_path_buf(), |p, c| p.join(c));
+        // What is there, without following a symbolic link put in an entry's place.
+        let here = match fs::symlink_metadata(&p) {
+            Ok(meta) => Some(meta.file_type()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => {
+                report
+                    .altered
+                    .push((p, format!("cannot be examined: {}", bare_io(&err))));
+                continue;
+            }
+        };
         match e.kind {
             EntryKind::Dir => {
-                if !p.is_dir() {
-                    return Err(VerifyError::Missing(p));
+                report.signed.dirs += 1;
+                match here {
+                    None => report.missing.push(p),
+                    Some(t) if t.is_dir() => {}
+                    Some(t) => report
+                        .altered
+                        .push((p, format!("is {}, the tree had a directory", kind_of(t)))),
                 }
-                out.dirs += 1;
             }
             EntryKind::File => {
-                if !p.is_file() {
-                    return Err(VerifyError::Missing(p));
+                report.signed.files += 1;
+                report.signed.bytes += e.size;
+                match here {
+                    None => report.missing.push(p),
+                    Some(t) if t.is_file() => match check_content(&p, e.size, &e.sha256) {
+                        Ok(()) => {}
+                        Err(VerifyError::Io { source, .. }) => report
+                            .altered
+                            .push((p, format!("cannot be read: {}", bare_io(&source)))),
+                        Err(err) => report.altered.push((p, err.to_string())),
+                    },
+                    Some(t) => report
+                        .altered
+                        .push((p, format!("is {}, the tree had a file", kind_of(t)))),
                 }
-                check_content(&p, e.size, &e.sha256).map_err(|err| match err {
-                    VerifyError::DigestMismatch | VerifyError::SizeMismatch { .. } => {
-                        VerifyError::Altered(p.clone(), err.to_string())
-                    }
-                    other => other,
-                })?;
-                out.files += 1;
-                out.bytes += e.size;
             }
         }
     }
-    Ok(out)
+    // Every name the manifest does not list (an added directory once, not its content).
+    let mut walk = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(entry) = walk.next() {
+        let entry = entry.map_err(|e| VerifyError::Io {
+            path: e.path().unwrap_or(dir).to_path_buf(),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other("a directory loop (symbolic links)")),
+        })?;
+        let rel = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+        let rel: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if !listed.contains(&rel.join("/")) {
+            report.extra.push(entry.path().to_path_buf());
+            if entry.file_type().is_dir() {
+                walk.skip_current_dir();
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// "a directory", "a symbolic link", ... for a message.
+fn kind_of(t: fs::FileType) -> &'static str {
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_file() {
+        "a file"
+    } else {
+        "a special file"
+    }
+}
+
+/// An I/O error's text without Rust's " (os error N)".
+fn bare_io(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
 }
 
 #[cfg(test)]

@@ -385,10 +385,16 @@ fn serve_and_fetch_create_missing_credentials_and_say_so() {
     ] {
         assert!(w.join("ca").join(f).exists(), "{f}");
     }
-    // A client in the same directory finds them and says nothing about credentials.
+    // A client in the same directory finds them and says nothing about credentials (only
+    // the transfer's summary line).
     let o = w.run(&["fetch", "hello.txt", "--server", &server.addr]);
     ok(&o);
-    assert_eq!(stderr(&o), "");
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("minitls: hello.txt: "),
+        "{}",
+        stderr(&o)
+    );
 
     // A missing leaf is issued from the existing CA.
     fs::remove_file(w.join("ca/client.crt")).unwrap();

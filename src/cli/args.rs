@@ -15,7 +15,8 @@ const EXIT_STATUS_HELP: &str = "Exit status:
   5  the server refused the request (not found, not allowed, is a directory)
   6  local I/O failed (cannot write, disk full)
   7  integrity failed (bad signature, tampered or truncated data; verify found a mismatch)
-  8  partial: a tree was fetched but some entries were skipped";
+  8  partial: a tree was fetched but some entries were skipped
+130  fetch interrupted by Ctrl-C (128 + the signal's number)";
 
 /// Move files between machines that trust one small private certificate authority.
 ///
@@ -41,6 +42,22 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// Read defaults for fetch, ls and verify from this file instead of
+    /// $XDG_CONFIG_HOME/minitls/config.toml (else ~/.config/minitls/config.toml); flags and
+    /// MINITLS_* variables override it.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "MINITLS_CONFIG",
+        value_hint = ValueHint::FilePath
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Read no config file.
+    #[arg(long, global = true)]
+    pub no_config: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -61,6 +78,26 @@ pub enum Command {
     Ls(LsArgs),
     /// Check received files against their stored signatures, offline.
     Verify(VerifyArgs),
+    /// Print a shell completion script on stdout, e.g.
+    /// `minitls completions bash > ~/.local/share/bash-completion/completions/minitls`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout, e.g. `minitls man | man -l -`.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The page of one command (`minitls man fetch` is minitls-fetch(1)) [default: minitls(1),
+    /// which lists the commands].
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -277,7 +314,7 @@ pub struct ServeArgs {
         value_name = "SIZE",
         default_value = "4G",
         env = "MINITLS_MAX_UPLOAD_SIZE",
-        value_parser = parse_byte_size
+        value_parser = super::progress::parse_size
     )]
     pub max_upload_size: u64,
 
@@ -382,7 +419,7 @@ pub fn split_host_port(addr: &str) -> (String, Option<&str>) {
 }
 
 /// Normalises `--server` to HOST:PORT (the port defaulting to 4041).
-fn parse_server_addr(addr: &str) -> Result<String, String> {
+pub fn parse_server_addr(addr: &str) -> Result<String, String> {
     let (host, port) = split_host_port(addr);
     if host.is_empty() {
         return Err("give a host, e.g. files.example.org or 127.0.0.1:4041".into());
@@ -443,6 +480,22 @@ pub struct FetchArgs {
 
     #[command(flatten)]
     pub creds: CredentialArgs,
+
+    /// Print one JSON object per fetched PATH on stdout instead of its local path (keys in
+    /// the README: remote, type, path, bytes, network_bytes, ms, ...).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Receive at most RATE bytes per second, as curl's --limit-rate: 500K, 2M, 1G (powers
+    /// of 1,024), at least 8K.
+    #[arg(long, value_name = "RATE", value_parser = super::progress::parse_rate)]
+    pub limit_rate: Option<u64>,
+
+    /// When the connection is cut (or cannot be made: exit status 3), try again up to N
+    /// times, waiting 1, 2, 4... s (at most 30 s) in between; a file continues from what
+    /// already arrived, a tree starts over.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retry: u32,
 }
 
 #[derive(Debug, Args)]
@@ -471,36 +524,6 @@ pub struct PushArgs {
     pub creds: CredentialArgs,
 }
 
-/// Parses a byte count with an optional K, M, G or T suffix (powers of 1024; `KiB`, `MB`...
-/// are read the same way), as curl's and rsync's size options do.
-pub fn parse_byte_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size; use a number of bytes, or e.g. 500M or 4G"))?;
-    let shift = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => {
-            return Err(format!(
-                "'{s}': unknown unit; use K, M, G or T (powers of 1024)"
-            ));
-        }
-    };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("'{s}' is too large"))
-}
-
 #[derive(Debug, Args)]
 pub struct LsArgs {
     /// Directory or file on the server [default: the served directory].
@@ -515,6 +538,11 @@ pub struct LsArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Exact sizes in bytes (the default when stdout is not a terminal, and with --json);
+    /// on a terminal sizes are otherwise shown as 1.5 KiB, 96.0 MiB.
+    #[arg(long)]
+    pub bytes: bool,
+
     #[command(flatten)]
     pub server: ServerArgs,
 
@@ -524,8 +552,10 @@ pub struct LsArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Received files; each needs its FILE.minitls-sig beside it.
-    #[arg(value_name = "FILE", required = true, value_hint = ValueHint::FilePath)]
+    /// Received files, each with its FILE.minitls-sig beside it (or inside a tree fetched with
+    /// -r), and tree roots, checked whole against their DIR.minitls-manifest: every missing,
+    /// altered and extra entry is reported.
+    #[arg(value_name = "FILE", required = true, value_hint = ValueHint::AnyPath)]
     pub files: Vec<PathBuf>,
 
     /// CA directory whose ca.crt the signer must chain to (nothing is created).
@@ -545,6 +575,11 @@ pub struct VerifyArgs {
         value_hint = ValueHint::FilePath
     )]
     pub ca_cert: Option<PathBuf>,
+
+    /// One JSON object per FILE on stdout (keys in the README: path, type, ok, error, and for
+    /// a tree missing, altered, extra).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

@@ -1,25 +1,57 @@
-//! `minitls fetch PATH`: one file from the server into --out, written only once its signature
-//! checks out; the written path goes to stdout.
+//! `minitls fetch PATH`: one file (or with -r a tree) from the server into --out, written only
+//! once its signature checks out; the written path (or with --json an object) goes to stdout,
+//! a summary line to stderr. --retry reconnects after a cut, --limit-rate paces the reading
+//! (see `progress::Bars`), and Ctrl-C leaves no staging behind.
 
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use minitls::audit::json_string;
+use minitls::conn::Channel;
+use minitls::net::TcpTransport;
 use minitls::paths;
 use minitls::pki::{self, Role};
 use minitls::sigfile;
 use minitls::transfer;
 
 use super::args::FetchArgs;
-use super::error::{CliError, CliResult, exit, note, out};
-use super::progress::Bars;
+use super::error::{CliError, CliResult, exit, note, out, printable};
+use super::progress::{Bars, human_bytes, short_duration};
 use super::{Global, connect, creds, transfer_error};
 
 pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
     // Check everything we can before touching credentials or the network.
+    if args.recursive && paths::parse_relative(&args.path, true).is_ok_and(|p| p.is_empty()) {
+        return Err(CliError::usage(format!(
+            "'{}' is the served directory itself, which cannot be fetched as one tree; name a \
+             directory in it (`minitls ls` lists them), e.g. `minitls fetch -r docs`",
+            args.path
+        )));
+    }
     paths::parse_relative(&args.path, false).map_err(|e| {
+        let like = if args.recursive {
+            "a directory relative to the served directory, like docs"
+        } else {
+            "a file relative to the served directory, like docs/report.pdf"
+        };
         CliError::usage(format!(
-            "'{}' is not a valid remote path: {e}; name a file relative to the served \
-             directory, like docs/report.pdf",
+            "'{}' is not a valid remote path: {e}; name {like}",
             args.path
         ))
     })?;
+    if args.out.as_os_str() == "-" {
+        return Err(CliError::usage(
+            "--out names a directory to write into; to write the file to stdout, use -o -",
+        ));
+    }
+    if args.recursive && args.resume && !global.quiet {
+        // Said, not silently done: the tree is fetched whole.
+        note(
+            "--resume continues single files; a tree is fetched whole (what an interrupted \
+             tree fetch left is removed)",
+        );
+    }
     if std::fs::metadata(&args.out).is_ok_and(|m| !m.is_dir()) {
         return Err(CliError::usage(format!(
             "--out {} exists and is not a directory; name a directory",
@@ -28,6 +60,11 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
     }
     // -o FILE: that directory and name; -o -: a private directory, then stdout.
     let to_stdout = args.output.as_deref() == Some(std::path::Path::new("-"));
+    if to_stdout && args.json {
+        return Err(CliError::usage(
+            "--json and -o - both want stdout: name a file with -o FILE, or drop --json",
+        ));
+    }
     let stdout_dir = if to_stdout {
         Some(
             tempfile::Builder::new()
@@ -66,45 +103,98 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
     };
 
     let creds = creds::load(&args.creds, Role::Client, global.quiet)?;
-    let mut chan = connect(&args.server, creds, global)?;
-    let mut bars = Bars::new(global.quiet);
-    let opts = transfer::FetchOptions {
+    // The name the library reports the receiving phase under (see Bars).
+    let local_name = save_as.clone().unwrap_or_else(|| {
+        args.path
+            .rsplit('/')
+            .find(|c| !c.is_empty())
+            .unwrap_or(&args.path)
+            .to_string()
+    });
+    let mut opts = transfer::FetchOptions {
         recursive: args.recursive,
         resume: args.resume,
         save_as,
         ..Default::default()
     };
-    let result = transfer::fetch(&mut chan, &args.path, &out_dir, &opts, &mut bars);
-    drop(bars);
-    let fetched = result.map_err(|e| {
-        let resumable = e.is_resumable() && !args.recursive;
-        let mut err = transfer_error(
-            format!("fetch '{}' from {}", args.path, args.server.server),
-            e,
-            &mut chan,
-            &args.server,
-        );
-        if resumable {
-            let status = err.exit_status();
-            err = CliError::with_code(
-                status,
-                format!(
-                    "{err}; the data received so far is kept: run `minitls fetch --resume {}` to continue",
-                    args.path
-                ),
-            );
+    // Ctrl-C: nothing half-received is left behind (a single file's data is kept for
+    // --resume, as after a cut), then exit 128 + the signal's number.
+    let partial = (!args.recursive && !to_stdout).then(|| {
+        out_dir.join(minitls::transfer::land::fit_name(
+            ".",
+            &local_name,
+            minitls::transfer::land::PARTIAL_SUFFIX,
+        ))
+    });
+    on_interrupt(
+        partial.clone().map(|p| (p, resume_command(args))),
+        stdout_dir.as_ref().map(|d| d.path().to_path_buf()),
+    );
+    let mut retries = 0u32;
+    let (fetched, mut chan, elapsed) = loop {
+        let (err, failure) = match attempt(args, &creds, &out_dir, &opts, &local_name, global) {
+            Ok(done) => break done,
+            Err(e) => e,
+        };
+        if failure != Failure::Other && retries < args.retry {
+            retries += 1;
+            let wait = backoff(retries);
+            if !global.quiet {
+                let from = match (failure, args.recursive) {
+                    (Failure::Cut, true) => ", the tree from the start",
+                    (Failure::Cut, false) => ", from what arrived",
+                    _ => "",
+                };
+                note(&format!(
+                    "{err}; retrying in {} s (retry {retries} of {}){from}",
+                    wait.as_secs(),
+                    args.retry
+                ));
+            }
+            std::thread::sleep(wait);
+            if failure == Failure::Cut {
+                // A single file continues from its partial file: ours, from the cut attempt.
+                opts.resume = !args.recursive;
+            }
+            continue;
         }
-        err
-    })?;
+        // A single file cut off by the network keeps what arrived (not -o -, whose private
+        // directory is removed on exit): say how to continue.
+        let kept = partial
+            .as_ref()
+            .is_some_and(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() > 0));
+        if failure == Failure::Cut && kept {
+            return Err(CliError::with_code(
+                err.exit_status(),
+                format!(
+                    "{err}; the data received so far is kept: run `{}` to continue",
+                    resume_command(args)
+                ),
+            ));
+        }
+        return Err(err);
+    };
     // The data is verified and in place; a sloppy goodbye does not undo that.
     let closed = transfer::close(&mut chan);
     if let (Err(e), true) = (closed, global.verbose) {
         note(&format!("warning: the session did not end cleanly: {e}"));
     }
+    let signer = printable(&chan.peer().subject);
     let fetched = match fetched {
         transfer::Fetch::File(f) => f,
         transfer::Fetch::Tree(t) => {
-            out(&t.dir.display().to_string())?;
+            if args.json {
+                out(&tree_json(&args.path, &t, &signer, elapsed))?;
+            } else {
+                out(&t.dir.display().to_string())?;
+            }
+            if !global.quiet {
+                note(&format!(
+                    "{}{}",
+                    tree_summary(&args.path, &t, elapsed),
+                    after_retries(retries)
+                ));
+            }
             for (path, reason) in &t.skipped {
                 note(&format!("skipped {path}: {reason}"));
             }
@@ -136,6 +226,13 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
             fetched.size - fetched.resumed_from
         ));
     }
+    if !global.quiet {
+        note(&format!(
+            "{}{}",
+            file_summary(&args.path, &fetched, elapsed),
+            after_retries(retries)
+        ));
+    }
 
     if to_stdout {
         // Verified and complete: only now does any byte reach the reader of the pipe.
@@ -155,7 +252,11 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
             )),
         };
     }
-    out(&fetched.path.display().to_string())?;
+    if args.json {
+        out(&file_json(&args.path, &fetched, &signer, elapsed))?;
+    } else {
+        out(&fetched.path.display().to_string())?;
+    }
     if global.verbose {
         let peer = chan.peer();
         note(&format!(
@@ -169,4 +270,292 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
         ));
     }
     Ok(())
+}
+
+/// How an attempt failed, for `--retry` and the resume hint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// The server could not be reached (exit status 3): nothing was received.
+    Unreachable,
+    /// The connection was cut during the transfer.
+    Cut,
+    /// Anything else (refused, authentication, integrity, local I/O): not retried.
+    Other,
+}
+
+/// One connection and fetch; on failure, the error and how it failed.
+fn attempt(
+    args: &FetchArgs,
+    creds: &creds::Credentials,
+    out_dir: &Path,
+    opts: &transfer::FetchOptions,
+    local_name: &str,
+    global: Global,
+) -> Result<(transfer::Fetch, Channel<TcpTransport>, Duration), (CliError, Failure)> {
+    let creds = creds::Credentials {
+        identity: creds.identity.clone(),
+        anchor: creds.anchor.clone(),
+    };
+    let mut chan = connect(&args.server, creds, global).map_err(|e| {
+        let failure = if e.exit_status() == exit::UNREACHABLE {
+            Failure::Unreachable
+        } else {
+            Failure::Other
+        };
+        (e, failure)
+    })?;
+    let mut bars = Bars::new(global.quiet, local_name, !args.recursive, args.limit_rate);
+    let started = Instant::now();
+    let result = transfer::fetch(&mut chan, &args.path, out_dir, opts, &mut bars);
+    let elapsed = started.elapsed();
+    drop(bars);
+    match result {
+        Ok(f) => Ok((f, chan, elapsed)),
+        Err(e) => {
+            let failure = if e.is_resumable() {
+                Failure::Cut
+            } else {
+                Failure::Other
+            };
+            let err = transfer_error(
+                format!("fetch '{}' from {}", args.path, args.server.server),
+                e,
+                &mut chan,
+                &args.server,
+            );
+            Err((err, failure))
+        }
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: removes the staging directory of a tree in progress (after
+/// a commit under way finished) and the private directory of `-o -`, says what is left, and
+/// exits with 128 + the signal's number. `partial` is the hidden file a single file streams
+/// into, with the command that continues it.
+fn on_interrupt(partial: Option<(PathBuf, String)>, private_dir: Option<PathBuf>) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        // Without a handler the default stays: the next fetch of a tree removes its staging.
+        return;
+    };
+    std::thread::spawn(move || {
+        let Some(signal) = signals.forever().next() else {
+            return;
+        };
+        // Held to the exit (it is reentrant for `note` here): the receiving thread, failing
+        // in a directory removed under it, cannot print an error line or draw a bar meanwhile.
+        let _stderr = std::io::stderr().lock();
+        let removed = transfer::remove_staging_in_progress();
+        if let Some(d) = &private_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        if std::io::stderr().is_terminal() {
+            // Below the progress bar rather than on it.
+            note_newline();
+        }
+        let what = match &partial {
+            Some((p, hint)) if p.is_file() => {
+                format!("the data received so far is kept: run `{hint}` to continue")
+            }
+            _ if !removed.is_empty() => {
+                "the tree's staging directory was removed; nothing was put in place".to_string()
+            }
+            _ => String::new(),
+        };
+        note(&if what.is_empty() {
+            "interrupted".to_string()
+        } else {
+            format!("interrupted; {what}")
+        });
+        std::process::exit(128 + signal);
+    });
+}
+
+/// Ends the line a progress bar may have left on stderr.
+fn note_newline() {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr());
+}
+
+/// The wait before retry `n` (from 1): 1, 2, 4, ... s, at most 30 s.
+fn backoff(n: u32) -> Duration {
+    Duration::from_secs((1u64 << (n - 1).min(5)).min(30))
+}
+
+/// ` after 2 retries` for the summary, or nothing.
+fn after_retries(n: u32) -> String {
+    match n {
+        0 => String::new(),
+        1 => " after 1 retry".to_string(),
+        n => format!(" after {n} retries"),
+    }
+}
+
+/// The command that continues this fetch, with the flags that say where to and from whom
+/// (given on the command line, in the environment or in the config file alike).
+fn resume_command(args: &FetchArgs) -> String {
+    let mut words = vec!["minitls".to_string(), "fetch".into(), "--resume".into()];
+    words.push(shell_word(&args.path));
+    if args.server.server != DEFAULT_SERVER {
+        words.push(format!("--server {}", shell_word(&args.server.server)));
+    }
+    if let Some(name) = &args.server.server_name {
+        words.push(format!("--server-name {}", shell_word(name)));
+    }
+    match &args.output {
+        Some(file) => words.push(format!("-o {}", shell_word(&file.display().to_string()))),
+        None if args.out != Path::new(DEFAULT_OUT) => {
+            words.push(format!(
+                "--out {}",
+                shell_word(&args.out.display().to_string())
+            ));
+        }
+        None => {}
+    }
+    let c = &args.creds;
+    if let (Some(cert), Some(key), Some(ca)) = (&c.cert, &c.key, &c.ca_cert) {
+        for (flag, p) in [("--cert", cert), ("--key", key), ("--ca-cert", ca)] {
+            words.push(format!("{flag} {}", shell_word(&p.display().to_string())));
+        }
+    } else if c.ca_dir != Path::new(DEFAULT_CA_DIR) {
+        words.push(format!(
+            "--ca-dir {}",
+            shell_word(&c.ca_dir.display().to_string())
+        ));
+    }
+    words.join(" ")
+}
+
+/// The defaults `resume_command` leaves out (as in args.rs).
+const DEFAULT_SERVER: &str = "127.0.0.1:4041";
+const DEFAULT_OUT: &str = "client_received";
+const DEFAULT_CA_DIR: &str = "ca";
+
+/// A word as a POSIX shell reads it: as is when it is plain, else in single quotes.
+fn shell_word(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
+/// `SIZE in TIME, RATE`, the rate counting only the bytes that crossed the network.
+pub(super) fn size_time_rate(size: u64, network_bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    format!(
+        "{} in {}, {}/s",
+        human_bytes(size),
+        short_duration(secs),
+        human_bytes((network_bytes as f64 / secs) as u64)
+    )
+}
+
+/// The line left on stderr after a file arrived: `hello.txt: 62 B in 0.01 s, 6.1 KiB/s`.
+fn file_summary(remote: &str, f: &transfer::Fetched, elapsed: Duration) -> String {
+    let network = f.size - f.resumed_from;
+    let mut line = format!(
+        "{}: {}",
+        printable(remote),
+        size_time_rate(f.size, network, elapsed)
+    );
+    if f.resumed_from > 0 {
+        line.push_str(&format!(
+            " ({} received, {} were already here)",
+            human_bytes(network),
+            human_bytes(f.resumed_from)
+        ));
+    }
+    line
+}
+
+/// `docs: 12 files, 3 directories, 1.5 MiB in 0.20 s, 7.5 MiB/s`.
+fn tree_summary(remote: &str, t: &transfer::TreeFetched, elapsed: Duration) -> String {
+    format!(
+        "{}: {}, {}, {}",
+        printable(remote),
+        count(t.files, "file", "files"),
+        count(t.dirs, "directory", "directories"),
+        size_time_rate(t.bytes, t.bytes, elapsed)
+    )
+}
+
+/// `1 file`, `2 files`.
+pub(super) fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn path_json(p: &Path) -> String {
+    json_string(&p.display().to_string())
+}
+
+/// `--json` for a file: one object on one line (keys documented in the README).
+fn file_json(remote: &str, f: &transfer::Fetched, signer: &str, elapsed: Duration) -> String {
+    format!(
+        "{{\"remote\":{},\"type\":\"file\",\"path\":{},\"signature\":{},\"bytes\":{},\
+         \"network_bytes\":{},\"resumed_from\":{},\"sha256\":\"{}\",\"signer\":{},\"ms\":{}}}",
+        json_string(remote),
+        path_json(&f.path),
+        path_json(&f.signature_path),
+        f.size,
+        f.size - f.resumed_from,
+        f.resumed_from,
+        sigfile::hex(&f.sha256),
+        json_string(signer),
+        elapsed.as_millis()
+    )
+}
+
+/// `--json` for a tree: one object on one line; `skipped` lists what the server did not send.
+fn tree_json(remote: &str, t: &transfer::TreeFetched, signer: &str, elapsed: Duration) -> String {
+    let skipped: Vec<String> = t
+        .skipped
+        .iter()
+        .map(|(p, r)| {
+            format!(
+                "{{\"path\":{},\"reason\":{}}}",
+                json_string(p),
+                json_string(r)
+            )
+        })
+        .collect();
+    format!(
+        "{{\"remote\":{},\"type\":\"tree\",\"path\":{},\"manifest\":{},\"files\":{},\
+         \"dirs\":{},\"bytes\":{},\"network_bytes\":{},\"skipped\":[{}],\"signer\":{},\
+         \"ms\":{}}}",
+        json_string(remote),
+        path_json(&t.dir),
+        path_json(&t.manifest_path),
+        t.files,
+        t.dirs,
+        t.bytes,
+        t.bytes,
+        skipped.join(","),
+        json_string(signer),
+        elapsed.as_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("docs/a.txt"), "docs/a.txt");
+        assert_eq!(shell_word("127.0.0.1:4041"), "127.0.0.1:4041");
+        assert_eq!(shell_word("[::1]:4041"), "'[::1]:4041'");
+        assert_eq!(shell_word("my file"), "'my file'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn retries_back_off_to_at_most_30_seconds() {
+        let waits: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+    }
 }

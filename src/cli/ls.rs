@@ -1,5 +1,7 @@
 //! `minitls ls [PATH]`: one line per entry (`d`/`-`, size, mtime, path), or `--json`.
 
+use std::io::IsTerminal;
+
 use minitls::paths;
 use minitls::pki::Role;
 use minitls::transfer;
@@ -7,6 +9,7 @@ use minitls::wire::{EntryKind, ListEntry};
 
 use super::args::LsArgs;
 use super::error::{CliError, CliResult, note, out, printable};
+use super::progress::human_bytes;
 use super::{Global, connect, creds, iso_utc, transfer_error};
 
 pub fn run(args: &LsArgs, global: Global) -> CliResult<()> {
@@ -37,22 +40,28 @@ pub fn run(args: &LsArgs, global: Global) -> CliResult<()> {
     if args.json {
         out(&to_json(&entries))
     } else {
+        // A person at a terminal reads 1.5 MiB; a script reading a pipe gets exact bytes.
+        let human = !args.bytes && std::io::stdout().is_terminal();
         for e in &entries {
-            out(&to_line(e))?;
+            out(&to_line(e, human))?;
         }
         Ok(())
     }
 }
 
-fn to_line(e: &ListEntry) -> String {
+fn to_line(e: &ListEntry, human: bool) -> String {
     let kind = match e.kind {
         EntryKind::Dir => 'd',
         EntryKind::File => '-',
     };
+    let size = if human {
+        human_bytes(e.size)
+    } else {
+        e.size.to_string()
+    };
     // Names come from the server: make them harmless for a terminal.
     format!(
-        "{kind} {:>12} {} {}",
-        e.size,
+        "{kind} {size:>12} {} {}",
         iso_utc(e.mtime),
         printable(&e.path)
     )
@@ -102,7 +111,22 @@ mod tests {
             mtime: 0,
             path: "a b.txt".into(),
         };
-        assert_eq!(to_line(&e), "-           12 1970-01-01T00:00:00Z a b.txt");
+        assert_eq!(
+            to_line(&e, false),
+            "-           12 1970-01-01T00:00:00Z a b.txt"
+        );
+        assert_eq!(
+            to_line(&e, true),
+            "-         12 B 1970-01-01T00:00:00Z a b.txt"
+        );
+        let big = ListEntry {
+            size: 3 << 20,
+            ..e.clone()
+        };
+        assert_eq!(
+            to_line(&big, true),
+            "-      3.0 MiB 1970-01-01T00:00:00Z a b.txt"
+        );
         assert_eq!(
             to_json(std::slice::from_ref(&e)),
             "[\n  {\"name\":\"a b.txt\",\"type\":\"file\",\"size\":12,\"mtime\":\"1970-01-01T00:00:00Z\"}\n]"

@@ -4,6 +4,8 @@
 
 pub mod args;
 pub mod ca;
+pub mod completions;
+pub mod config;
 pub mod creds;
 pub mod error;
 pub mod fetch;
@@ -37,12 +39,20 @@ pub struct Global {
     pub quiet: bool,
 }
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli) -> CliResult<()> {
+/// Runs the parsed command line; `matches` says which values were given (flags, environment)
+/// and which are defaults, which the config file may fill.
+pub fn run(mut cli: Cli, matches: &clap::ArgMatches) -> CliResult<()> {
     let global = Global {
         verbose: cli.verbose,
         quiet: cli.quiet,
     };
+    config::apply(
+        &mut cli.command,
+        matches,
+        cli.config.as_deref(),
+        cli.no_config,
+        global,
+    )?;
     match cli.command {
         Command::Ca(cmd) => ca::run(cmd, global),
         Command::Serve(a) => serve::run(&a, global),
@@ -50,6 +60,8 @@ pub fn run(cli: Cli) -> CliResult<()> {
         Command::Push(a) => push::run(&a, global),
         Command::Ls(a) => ls::run(&a, global),
         Command::Verify(a) => verify::run(&a, global),
+        Command::Completions(a) => completions::completions(&a),
+        Command::Man(a) => completions::man(&a),
     }
 }
 

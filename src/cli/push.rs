@@ -11,6 +11,7 @@ use minitls::transfer::{self, PushOptions};
 
 use super::args::PushArgs;
 use super::error::{CliError, CliResult, note, out, printable};
+use super::fetch::size_time_rate;
 use super::progress::Bars;
 use super::{Global, connect, creds, transfer_error};
 
@@ -65,7 +66,7 @@ pub fn run(args: &PushArgs, global: Global) -> CliResult<()> {
     };
     for local in &args.local {
         let started = Instant::now();
-        let mut bars = Bars::new(global.quiet);
+        let mut bars = Bars::new(global.quiet, "", false, None);
         let result = transfer::push(&mut chan, &identity, local, &args.to, opts, &mut bars);
         drop(bars);
         let pushed = result.map_err(|e| {
@@ -84,18 +85,17 @@ pub fn run(args: &PushArgs, global: Global) -> CliResult<()> {
             ));
         }
         if !global.quiet {
-            let secs = started.elapsed().as_secs_f64();
+            // The same summary as fetch's: `notes.txt -> uploads/alice/notes.txt: 14 B in ...`.
             let what = if pushed.dirs > 0 {
                 format!("{} files, {} directories, ", pushed.files, pushed.dirs)
             } else {
                 String::new()
             };
             note(&format!(
-                "pushed {} -> {} ({what}{} bytes in {secs:.2} s, {:.1} MB/s)",
-                local.display(),
+                "{} -> {}: {what}{}",
+                printable(&local.display().to_string()),
                 pushed.remote,
-                pushed.bytes,
-                pushed.bytes as f64 / secs.max(1e-6) / 1e6
+                size_time_rate(pushed.bytes, pushed.bytes, started.elapsed())
             ));
         }
         if let (true, Some(sha)) = (global.verbose, pushed.sha256) {

@@ -34,6 +34,7 @@ pub use client::{
 };
 pub use push::{PushOptions, Pushed, push};
 pub use server::{RequestRecord, RequestResult, ServeOptions, serve_requests};
+pub use stage::remove_staging_in_progress;
 
 /// Why a fetch or listing failed on the client.
 #[derive(Debug, Error)]

@@ -14,10 +14,20 @@
 //! On any failure before or during the commit, nothing remains at the final paths and both
 //! hidden directories are removed. All of it goes through held directory handles (see
 //! [`super::land`]).
+//!
+//! Leftovers of a fetch that could not clean up are removed too:
+//! - each hidden directory is held under an exclusive `flock` while in use, which the kernel
+//!   drops when the process ends however it ends; the next tree fetched into OUT removes
+//!   every `.<16 hex>.minitls-tmp` directory there whose lock it can take (a killed fetch's,
+//!   never one another process is still using);
+//! - on Ctrl-C (or SIGTERM, SIGHUP) the command line calls [`remove_staging_in_progress`],
+//!   which removes this process's own; a commit under way is let finish first, so a tree is
+//!   never left half merged.
 
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use super::TransferError;
 use super::land::{Dir, Kind, LandHook, LandStep, Staged, walk};
@@ -50,6 +60,99 @@ fn split(name: &str) -> Result<Vec<&str>, TransferError> {
         return Err(unsafe_name(name, PathError::EmptyComponent));
     }
     Ok(parts)
+}
+
+/// The staging directories of this process's trees in progress (paths as the user named
+/// OUT, which stays valid: the working directory never changes).
+static IN_PROGRESS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Held while a verified tree is moved into place: an interrupt waits for it.
+static COMMITTING: Mutex<()> = Mutex::new(());
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere cannot leave these lists inconsistent: a plain push or retain.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes the staging directories of every tree this process has in progress, after any
+/// commit under way has finished, and returns them; for a signal handler that then exits.
+/// Later commits of this process wait forever: call it only on the way out.
+pub fn remove_staging_in_progress() -> Vec<PathBuf> {
+    std::mem::forget(lock(&COMMITTING));
+    let dirs = std::mem::take(&mut *lock(&IN_PROGRESS));
+    for d in &dirs {
+        // The receiving thread may add a file meanwhile: try again a few times.
+        for _ in 0..5 {
+            match std::fs::remove_dir_all(d) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => continue,
+                _ => break,
+            }
+        }
+    }
+    dirs
+}
+
+/// True for the names of hidden temporary entries, `.<16 hex>.minitls-tmp`.
+fn is_temp_name(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_suffix(super::land::TMP_SUFFIX))
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Takes the exclusive lock that marks a hidden directory as in use (see the module doc).
+fn try_lock(dir: &Dir) -> io::Result<bool> {
+    use rustix::fs::{FlockOperation, flock};
+    match flock(dir.as_fd(), FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A new hidden directory in `out`, locked as in use.
+fn create_locked_temp_dir(out: &Dir) -> Result<(String, Dir), TransferError> {
+    for _ in 0..8 {
+        let (name, dir) = out
+            .create_temp_dir()
+            .map_err(io_err(out.path().to_path_buf()))?;
+        // Another fetch's clean-up may have taken it between mkdir and flock (it saw an
+        // unlocked directory): then it is gone or going, and we make another. A file system
+        // without flock (some network ones) refuses it: the directory is used unlocked, and
+        // clean-ups there leave every staging directory alone (they cannot lock it either).
+        let locked = try_lock(&dir).unwrap_or(true);
+        if locked && out.still_holds(&name, &dir) {
+            return Ok((name, dir));
+        }
+    }
+    Err(TransferError::Refused(format!(
+        "could not make a staging directory in {} that stays ours",
+        out.path().display()
+    )))
+}
+
+/// Removes the hidden directories in `out` that no process holds (a killed or crashed
+/// fetch's) and returns their names. Best effort: what cannot be examined is left alone.
+fn remove_stale_staging(out: &Dir) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(out.path()) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if !is_temp_name(&name) {
+            continue;
+        }
+        // Only a directory (never followed if it is a link), and only if its lock is free.
+        let Ok(Some(dir)) = out.open_child(&name) else {
+            continue;
+        };
+        if let Ok(true) = try_lock(&dir) {
+            out.remove_tree(&name);
+            removed.push(name);
+        }
+    }
+    removed
 }
 
 /// One step of a commit into an existing tree, remembered so that it can be undone.
@@ -86,6 +189,8 @@ impl Drop for TreeStage<'_> {
         if !self.committed {
             self.out.remove_tree(&self.stage_name);
         }
+        let path = self.out.display(&self.stage_name);
+        lock(&IN_PROGRESS).retain(|p| *p != path);
     }
 }
 
@@ -93,6 +198,8 @@ impl<'a> TreeStage<'a> {
     /// Checks `OUT/NAME` (a directory to merge into, or nothing) and makes the staging
     /// directory beside it.
     pub fn begin(out: &'a Dir, root_name: &str, hook: LandHook) -> Result<Self, TransferError> {
+        // What an interrupted fetch into OUT could not remove goes first.
+        remove_stale_staging(out);
         let existing = match out
             .kind(root_name)
             .map_err(io_err(out.display(root_name)))?
@@ -103,9 +210,8 @@ impl<'a> TreeStage<'a> {
                 .map_err(io_err(out.display(root_name)))?,
             Some(k) => return Err(in_place(&out.display(root_name), k)),
         };
-        let (stage_name, stage) = out
-            .create_temp_dir()
-            .map_err(io_err(out.path().to_path_buf()))?;
+        let (stage_name, stage) = create_locked_temp_dir(out)?;
+        lock(&IN_PROGRESS).push(out.display(&stage_name));
         if existing.is_none() {
             // The staging directory becomes the tree root: give it the allocator hint now.
             super::client::spread_subdirectories(&stage);
@@ -206,6 +312,7 @@ impl<'a> TreeStage<'a> {
         manifest_name: &str,
         manifest_text: &[u8],
     ) -> Result<(), TransferError> {
+        let _committing = lock(&COMMITTING);
         let out = self.out;
         let (m_name, m_file) = out
             .create_temp_file()
@@ -262,9 +369,7 @@ impl<'a> TreeStage<'a> {
         manifest_name: &str,
     ) -> Result<(), TransferError> {
         let out = self.out;
-        let (backup_name, backup) = out
-            .create_temp_dir()
-            .map_err(io_err(out.path().to_path_buf()))?;
+        let (backup_name, backup) = create_locked_temp_dir(out)?;
         let mut done = Vec::new();
         let mut result = entries
             .iter()
@@ -396,5 +501,37 @@ fn undo(existing: &Dir, stage: &Dir, backup: &Dir, step: &Done) {
                 let _ = backup.rename(b, &target, name);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hidden_temporary_names_are_taken_for_staging() {
+        assert!(is_temp_name(".0123456789abcdef.minitls-tmp"));
+        assert!(!is_temp_name("0123456789abcdef.minitls-tmp"));
+        assert!(!is_temp_name(".0123456789abcdeg.minitls-tmp"));
+        assert!(!is_temp_name(".0123.minitls-tmp"));
+        assert!(!is_temp_name(".0123456789abcdef.minitls-partial"));
+    }
+
+    #[test]
+    fn a_stale_staging_directory_is_removed_and_one_in_use_is_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = Dir::open(tmp.path()).unwrap();
+        let (stale, stale_dir) = out.create_temp_dir().unwrap();
+        std::fs::write(tmp.path().join(&stale).join("f"), "left over").unwrap();
+        drop(stale_dir);
+        let (used, used_dir) = create_locked_temp_dir(&out).unwrap();
+        std::fs::create_dir(tmp.path().join("kept")).unwrap();
+        assert_eq!(remove_stale_staging(&out), std::slice::from_ref(&stale));
+        assert!(!tmp.path().join(&stale).exists());
+        assert!(tmp.path().join(&used).is_dir());
+        assert!(tmp.path().join("kept").is_dir());
+        // Once its holder is gone, it is stale too.
+        drop(used_dir);
+        assert_eq!(remove_stale_staging(&out), [used]);
     }
 }

@@ -23,14 +23,15 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_minitls")
 }
 
-/// A `minitls` command run in `dir`, with no stdin and none of the MINITLS_* variables a
-/// developer's shell might have set.
+/// A `minitls` command run in `dir`, with no stdin, none of the MINITLS_* variables a
+/// developer's shell might have set, and XDG_CONFIG_HOME pointed into `dir` (so the developer's
+/// own `~/.config/minitls/config.toml` is never read).
 pub fn minitls(dir: &Path) -> Command {
     clean_command(bin(), dir)
 }
 
-/// `program` run in `dir` with no stdin and without the MINITLS_* and backtrace variables (for
-/// wrappers such as `sh -c '...; exec minitls ...'`).
+/// `program` run in `dir` with no stdin, without the MINITLS_* and backtrace variables and with
+/// XDG_CONFIG_HOME=`dir`/.config (for wrappers such as `sh -c '...; exec minitls ...'`).
 pub fn clean_command(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
     let mut cmd = Command::new(program);
     cmd.current_dir(dir).stdin(Stdio::null());
@@ -40,7 +41,8 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Comman
         }
     }
     cmd.env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE");
+        .env_remove("RUST_LIB_BACKTRACE")
+        .env("XDG_CONFIG_HOME", dir.join(".config"));
     cmd
 }
 
