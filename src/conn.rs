@@ -108,10 +108,10 @@ fn send_alert<S: Write>(stream: &mut S, alert: Alert) {
     let _ = stream.flush();
 }
 
-/// Runs the client side of the handshake up to our own Finished; reads must finish by
-/// `deadline`. The returned channel holds our last flight (certificate, signature, Finished)
-/// unsent: the first requests queued on it go out in the same flight, encrypted under keys
-/// only the holder of the server's key can derive. The server's CertificateVerify and Finished
+/// Runs the client side of the handshake up to our own Finished, which is sent; reads must
+/// finish by `deadline`. The first requests sent on the returned channel follow our Finished
+/// at once, without waiting for the server's answer, encrypted under keys only the holder of
+/// the server's key can derive. The server's CertificateVerify and Finished
 /// are read and checked by the first [`Channel::recv`] (or [`Channel::complete_handshake`])
 /// before any record is opened, so nothing the server sends is acted on before the server
 /// proved its key and confirmed ours. A first contact thus costs two round trips after the
@@ -132,8 +132,10 @@ pub fn client_handshake<S: Transport>(
         Ok(v) => v,
         Err(e) => return Err(fail(&mut stream, e)),
     };
+    stream.write_all(&out)?;
+    stream.flush()?;
     stream.set_deadline(None)?;
-    Ok(Channel::pending(stream, state, out, deadline))
+    Ok(Channel::pending(stream, state, deadline))
 }
 
 /// Runs the server side of the handshake; reads must finish by `deadline`.
@@ -281,12 +283,10 @@ impl<S: Transport> Channel<S> {
         }
     }
 
-    /// A client channel whose flight `out` is queued and whose handshake ends at the first
-    /// receive.
+    /// A client channel whose handshake ends at the first receive.
     fn pending(
         stream: S,
         state: handshake::ExpectServerCertificateVerify,
-        out: Vec<u8>,
         deadline: Option<Instant>,
     ) -> Self {
         let (send, recv) = state.record_keys();
@@ -297,7 +297,7 @@ impl<S: Transport> Channel<S> {
             sealer: Sealer::new(&send),
             opener: Opener::new(&recv),
             rbuf: Vec::new(),
-            wbuf: out,
+            wbuf: Vec::new(),
             peer,
             peer_der,
             pending: Some(Box::new(Pending { state, deadline })),
@@ -306,8 +306,8 @@ impl<S: Transport> Channel<S> {
     }
 
     /// Reads and checks the server's CertificateVerify and Finished if they are still due
-    /// (sending what is queued first: the server answers our flight). Every receive does this
-    /// before opening a record; call it to know the handshake's outcome without a request.
+    /// (sending what is queued first). Every receive does this before opening a record; call
+    /// it to know the handshake's outcome without a request.
     pub fn complete_handshake(&mut self) -> Result<(), ConnError> {
         let Some(p) = self.pending.take() else {
             return if self.unverified {

@@ -220,6 +220,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         _ => return Err(format!("'{text}': give a size, e.g. 500K, 2M or 4G")),
     };
     let value: f64 = number
+        .trim()
         .parse()
         .ok()
         .filter(|v: &f64| v.is_finite() && *v >= 0.0)

@@ -103,23 +103,26 @@ pub fn serve_requests<S: Transport>(
                 let answered = match req.kind {
                     RequestKind::Get => send_get(chan, opts, &req, &mut buf, &mut out),
                     RequestKind::List => send_listing(chan, opts, &req, &mut out),
-                }
-                .and_then(|()| chan.flush());
+                };
                 let op = match req.kind {
                     RequestKind::Get => "get",
                     RequestKind::List => "list",
                 };
+                // Logged before the end of the answer leaves: the client does not wait for
+                // anything after it, so a log line written later could come after the client
+                // (or a script watching the log) is done.
                 audit(opts, op, req.path, out, started, &answered);
                 answered?;
+                chan.flush()?;
             }
             AppMessage::Put(put) => {
                 chan.set_deadline(None)?;
                 let started = Instant::now();
                 let mut out = Outcome::new();
-                let answered = super::upload::receive_put(chan, opts, &put, &mut out)
-                    .and_then(|()| chan.flush());
+                let answered = super::upload::receive_put(chan, opts, &put, &mut out);
                 audit(opts, "put", put.path, out, started, &answered);
                 answered?;
+                chan.flush()?;
             }
             other => {
                 return Err(ConnError::Protocol(format!(
