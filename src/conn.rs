@@ -266,6 +266,8 @@ pub struct Channel<S> {
     /// Set while the server's last flight is being checked, cleared when it verified: a
     /// channel whose handshake failed never opens a record afterwards.
     unverified: bool,
+    /// The read deadline set with [`Channel::set_deadline`], restored after the handshake's.
+    deadline: Option<Instant>,
 }
 
 impl<S: Transport> Channel<S> {
@@ -280,6 +282,7 @@ impl<S: Transport> Channel<S> {
             peer_der: est.peer_der,
             pending: None,
             unverified: false,
+            deadline: None,
         }
     }
 
@@ -302,6 +305,7 @@ impl<S: Transport> Channel<S> {
             peer_der,
             pending: Some(Box::new(Pending { state, deadline })),
             unverified: true,
+            deadline: None,
         }
     }
 
@@ -319,7 +323,12 @@ impl<S: Transport> Channel<S> {
             };
         };
         self.flush()?;
-        self.stream.set_deadline(p.deadline)?;
+        // The earlier of the handshake's deadline and the caller's.
+        let deadline = match (p.deadline, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.stream.set_deadline(deadline)?;
         let typ = read_handshake_frame(&mut self.stream, &mut self.rbuf)?;
         let state = p
             .state
@@ -329,7 +338,7 @@ impl<S: Transport> Channel<S> {
         let est = state
             .handle(typ, &self.rbuf)
             .map_err(|e| fail(&mut self.stream, e))?;
-        self.stream.set_deadline(None)?;
+        self.stream.set_deadline(self.deadline)?;
         // The same keys as the early ones (one key schedule); the peer is now proven.
         self.peer = est.peer;
         self.peer_der = est.peer_der;
@@ -457,6 +466,7 @@ impl<S: Transport> Channel<S> {
     }
 
     pub fn set_deadline(&mut self, deadline: Option<Instant>) -> Result<(), ConnError> {
+        self.deadline = deadline;
         Ok(self.stream.set_deadline(deadline)?)
     }
 
