@@ -26,7 +26,7 @@ use x25519_dalek::{EphemeralSecret, PublicKey};
 use crate::crypto::{
     self, CLIENT_SIGNATURE_CONTEXT, KeySchedule, SERVER_SIGNATURE_CONTEXT, Secret32,
 };
-use crate::pki::{self, CertError, Identity, Role, TrustAnchor, VerifiedCert};
+use crate::pki::{self, CertError, CertRejection, Crl, Identity, Role, TrustAnchor, VerifiedCert};
 use crate::record::DirectionKeys;
 use crate::wire::{
     Alert, CertificateVerify, ClientCertificate, ClientHello, Codec, DecodeError, Finished,
@@ -76,6 +76,9 @@ pub struct ClientConfig {
     pub anchor: Arc<TrustAnchor>,
     /// The name the server certificate must carry (DNS or IP SAN).
     pub server_name: String,
+    /// The CA's revocation list, already checked against `anchor`; a server certificate it
+    /// names is refused.
+    pub crl: Option<Arc<Crl>>,
     pub log: StepLog,
     /// Clock for certificate validity; `None` means now. Tests set it.
     pub now_unix: Option<i64>,
@@ -87,6 +90,7 @@ impl ClientConfig {
             identity,
             anchor,
             server_name: server_name.to_string(),
+            crl: None,
             log: no_log(),
             now_unix: None,
         }
@@ -98,6 +102,9 @@ impl ClientConfig {
 pub struct ServerConfig {
     pub identity: Arc<LocalIdentity>,
     pub anchor: Arc<TrustAnchor>,
+    /// The CA's revocation list, already checked against `anchor`; a client certificate it
+    /// names is refused. The server swaps in a fresh one per connection when the file changes.
+    pub crl: Option<Arc<Crl>>,
     pub log: StepLog,
     pub now_unix: Option<i64>,
 }
@@ -107,6 +114,7 @@ impl ServerConfig {
         Self {
             identity,
             anchor,
+            crl: None,
             log: no_log(),
             now_unix: None,
         }
@@ -149,7 +157,14 @@ impl HandshakeError {
         Some(match self {
             Self::Decode(_) | Self::Unexpected { .. } | Self::BadKeyShare => Alert::ProtocolError,
             Self::UnsupportedVersion(_) => Alert::UnsupportedVersion,
-            Self::PeerCertificate { .. } => Alert::BadCertificate,
+            // The class of the reason (never its details), so the peer's message can name it.
+            Self::PeerCertificate { source, .. } => match source.reason() {
+                CertRejection::Expired => Alert::CertificateExpired,
+                CertRejection::Revoked => Alert::CertificateRevoked,
+                CertRejection::WrongRole => Alert::CertificateWrongRole,
+                CertRejection::UnknownCa => Alert::UnknownCa,
+                CertRejection::Other => Alert::BadCertificate,
+            },
             Self::BadSignature(_) | Self::BadFinished(_) => Alert::HandshakeFailure,
             Self::PeerAlert(_) | Self::Local(_) => return None,
         })
@@ -226,6 +241,23 @@ fn dh(secret: EphemeralSecret, peer: [u8; 32]) -> Result<Secret32, HandshakeErro
     Ok(Secret32(shared.to_bytes()))
 }
 
+/// Verifies a peer certificate, then looks it up in the revocation list if there is one.
+fn verify_peer(
+    anchor: &TrustAnchor,
+    crl: Option<&Crl>,
+    der: &[u8],
+    role: Role,
+    server_name: Option<&str>,
+    now_unix: i64,
+) -> Result<VerifiedCert, HandshakeError> {
+    let wrap = |source| HandshakeError::PeerCertificate { role, source };
+    let cert = pki::verify_certificate(anchor, der, role, server_name, now_unix).map_err(wrap)?;
+    if let Some(crl) = crl {
+        crl.check(&cert).map_err(wrap)?;
+    }
+    Ok(cert)
+}
+
 fn now(clock: Option<i64>) -> i64 {
     clock.unwrap_or_else(pki::now_unix)
 }
@@ -282,17 +314,15 @@ impl ExpectServerHello {
 
         // 1. Validate the server certificate before trusting its key with anything:
         //    chain to our CA, validity, serverAuth EKU, and the name we asked for.
-        let server_cert = pki::verify_certificate(
+        //    And not revoked, when we have the CA's list.
+        let server_cert = verify_peer(
             &cfg.anchor,
+            cfg.crl.as_deref(),
             &hello.certificate,
             Role::Server,
             Some(&cfg.server_name),
             now(cfg.now_unix),
-        )
-        .map_err(|source| HandshakeError::PeerCertificate {
-            role: Role::Server,
-            source,
-        })?;
+        )?;
         (cfg.log)(&format!(
             "<- ServerHello: certificate '{}' (sha256 {}) chains to CA '{}', is valid now, has serverAuth and names '{}'",
             server_cert.subject,
@@ -502,18 +532,16 @@ impl ExpectClientCertificate {
         body: &[u8],
     ) -> Result<ExpectClientCertificateVerify, HandshakeError> {
         let cc: ClientCertificate = expect(FrameType::ClientCertificate, typ, body)?;
-        // 2. Validate the client certificate: chain, validity, clientAuth EKU.
-        let client = pki::verify_certificate(
+        // 2. Validate the client certificate: chain, validity, clientAuth EKU, and not on the
+        //    CA's revocation list.
+        let client = verify_peer(
             &self.config.anchor,
+            self.config.crl.as_deref(),
             &cc.certificate,
             Role::Client,
             None,
             now(self.config.now_unix),
-        )
-        .map_err(|source| HandshakeError::PeerCertificate {
-            role: Role::Client,
-            source,
-        })?;
+        )?;
         absorb(typ, body, &mut self.transcript);
         (self.config.log)(&format!(
             "<- ClientCertificate: '{}' (sha256 {}) chains to CA '{}', is valid now and has clientAuth",

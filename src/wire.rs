@@ -373,6 +373,15 @@ pub enum Alert {
     Busy = 5,
     /// A deadline passed.
     Timeout = 6,
+    /// The peer's certificate is outside its validity period (expired or not yet valid).
+    CertificateExpired = 7,
+    /// The peer's certificate is on its CA's revocation list.
+    CertificateRevoked = 8,
+    /// The peer's certificate is not allowed for its role (extended key usage, key usage, or
+    /// a CA certificate used as a leaf).
+    CertificateWrongRole = 9,
+    /// The peer's certificate was not issued by a CA this end trusts.
+    UnknownCa = 10,
 }
 
 impl Alert {
@@ -384,6 +393,10 @@ impl Alert {
             4 => Self::UnsupportedVersion,
             5 => Self::Busy,
             6 => Self::Timeout,
+            7 => Self::CertificateExpired,
+            8 => Self::CertificateRevoked,
+            9 => Self::CertificateWrongRole,
+            10 => Self::UnknownCa,
             _ => return None,
         })
     }
@@ -398,6 +411,10 @@ impl std::fmt::Display for Alert {
             Self::UnsupportedVersion => "unsupported protocol version",
             Self::Busy => "server busy (too many clients)",
             Self::Timeout => "timed out",
+            Self::CertificateExpired => "certificate expired (or not yet valid)",
+            Self::CertificateRevoked => "certificate revoked",
+            Self::CertificateWrongRole => "certificate not allowed for this role",
+            Self::UnknownCa => "certificate not issued by a trusted CA",
         })
     }
 }

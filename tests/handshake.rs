@@ -190,7 +190,7 @@ fn a_client_certificate_from_another_ca_is_refused_by_the_server() {
             "{:?}",
             server_err(&o)
         );
-        assert_eq!(server_err(&o).alert(), Some(Alert::BadCertificate));
+        assert_eq!(server_err(&o).alert(), Some(Alert::UnknownCa));
     }
     let mut c = test_pki().client_config();
     c.identity = testkit::impostor_pki().client.clone();

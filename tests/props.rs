@@ -59,6 +59,10 @@ fn alert() -> impl Strategy<Value = Alert> {
         Just(Alert::UnsupportedVersion),
         Just(Alert::Busy),
         Just(Alert::Timeout),
+        Just(Alert::CertificateExpired),
+        Just(Alert::CertificateRevoked),
+        Just(Alert::CertificateWrongRole),
+        Just(Alert::UnknownCa),
     ]
 }
 

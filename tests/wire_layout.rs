@@ -194,7 +194,7 @@ fn certificate_verify_is_a_signature_and_finished_is_32_bytes() {
 }
 
 #[test]
-fn alerts_are_one_byte_codes_1_to_6() {
+fn alerts_are_one_byte_codes_1_to_10() {
     let codes = [
         (1, Alert::BadCertificate),
         (2, Alert::HandshakeFailure),
@@ -202,11 +202,15 @@ fn alerts_are_one_byte_codes_1_to_6() {
         (4, Alert::UnsupportedVersion),
         (5, Alert::Busy),
         (6, Alert::Timeout),
+        (7, Alert::CertificateExpired),
+        (8, Alert::CertificateRevoked),
+        (9, Alert::CertificateWrongRole),
+        (10, Alert::UnknownCa),
     ];
     for (code, alert) in codes {
         layout(&[code], alert); // code u8
     }
-    for bad in [0u8, 7, 0x15, 0xff] {
+    for bad in [0u8, 11, 0x15, 0xff] {
         assert_eq!(
             Alert::decode(&[bad]),
             Err(DecodeError::InvalidValue("alert"))

@@ -71,6 +71,34 @@ pub enum CaCommand {
     /// List every certificate this CA issued (kept in DIR/issued/): role, name, serial,
     /// expiry and status.
     List(CaListArgs),
+    /// Revoke certificates: records them in DIR/revoked.txt and writes DIR/crl.pem, which
+    /// `serve` and `fetch` then honour (a running server picks it up at its next connection).
+    Revoke(CaRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaRevokeArgs {
+    /// Certificate files (PEM or DER) to revoke; they must have been issued by this CA.
+    #[arg(
+        value_name = "CERT_FILE",
+        required_unless_present = "serials",
+        value_hint = ValueHint::FilePath
+    )]
+    pub files: Vec<PathBuf>,
+
+    /// Serial numbers (hex, as `minitls ca list` and `openssl x509 -serial` print them) to
+    /// revoke instead of files; repeat for several.
+    #[arg(long = "serial", value_name = "HEX", conflicts_with = "files")]
+    pub serials: Vec<String>,
+
+    /// The CA directory (ca.crt and ca.key sign the list).
+    #[arg(long, default_value = "ca", value_hint = ValueHint::DirPath)]
+    pub dir: PathBuf,
+
+    /// Days until the CRL's nextUpdate; a server refuses a CRL past it, and any later
+    /// `ca revoke` (even of a serial already revoked) re-signs the list.
+    #[arg(long, default_value_t = minitls::pki::DEFAULT_CRL_DAYS)]
+    pub days: u32,
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +247,11 @@ pub struct CredentialArgs {
         value_hint = ValueHint::FilePath
     )]
     pub ca_cert: Option<PathBuf>,
+
+    /// Certificate revocation list (PEM or DER) signed by the CA: a peer certificate it names
+    /// is refused [default: DIR/crl.pem of --ca-dir when it exists].
+    #[arg(long, value_name = "FILE", env = "MINITLS_CRL", value_hint = ValueHint::FilePath)]
+    pub crl: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use minitls::pki::{self, CaDir, InitOptions, PkiError, Role, San};
 
 use super::Global;
-use super::args::{CaCommand, CaInitArgs, CaIssueArgs, CaListArgs, CaShowArgs, RoleArg};
+use super::args::{
+    CaCommand, CaInitArgs, CaIssueArgs, CaListArgs, CaRevokeArgs, CaShowArgs, RoleArg,
+};
 use super::error::{CliError, CliResult, Context, out, report};
 use super::progress::Spinner;
 
@@ -15,6 +17,7 @@ pub fn run(cmd: CaCommand, global: Global) -> CliResult<()> {
         CaCommand::Issue(a) => issue(&a, global),
         CaCommand::Show(a) => show(&a),
         CaCommand::List(a) => list(&a),
+        CaCommand::Revoke(a) => revoke(&a),
     }
 }
 
@@ -190,12 +193,18 @@ fn list(args: &CaListArgs) -> CliResult<()> {
             args.dir.display()
         )));
     }
+    let revoked = ca
+        .revocations()
+        .context(|| format!("read the revocations of {}", args.dir.display()))?;
     let now = pki::now_unix();
     for der in issued {
         let s = pki::summarize_certificate_der(&der)
             .context(|| format!("read a certificate in {}", ca.issued_dir().display()))?;
         let days_left = (s.not_after_unix - now).div_euclid(86_400);
-        let status = if s.not_after_unix <= now {
+        let serial = pki::parse_serial_hex(&s.serial).unwrap_or_default();
+        let status = if revoked.iter().any(|r| r.serial == serial) {
+            "revoked".to_string()
+        } else if s.not_after_unix <= now {
             "expired".to_string()
         } else if days_left < EXPIRES_SOON_DAYS {
             format!("expires in {days_left} days")
@@ -227,4 +236,82 @@ fn list(args: &CaListArgs) -> CliResult<()> {
         }
     }
     Ok(())
+}
+
+fn revoke(args: &CaRevokeArgs) -> CliResult<()> {
+    let ca = CaDir::new(&args.dir);
+    let mut serials = Vec::new();
+    for text in &args.serials {
+        let serial =
+            pki::parse_serial_hex(text).map_err(|e| CliError::usage(format!("--serial: {e}")))?;
+        serials.push(serial);
+    }
+    if !args.files.is_empty() {
+        let anchor = ca
+            .load_anchor()
+            .context(|| format!("ca revoke: load the CA of {}", args.dir.display()))?;
+        for file in &args.files {
+            let bytes = std::fs::read(file)
+                .map_err(|e| CliError::new(format!("cannot read {}: {e}", file.display())))?;
+            let certs = pki::certificates_from_bytes(&bytes)
+                .context(|| format!("ca revoke {}", file.display()))?;
+            let [der] = certs.as_slice() else {
+                return Err(CliError::new(format!(
+                    "ca revoke {}: the file holds {} certificates; name a file with just the \
+                     one to revoke, or use --serial HEX",
+                    file.display(),
+                    certs.len()
+                )));
+            };
+            if !anchor.signed(der) {
+                return Err(CliError::new(format!(
+                    "ca revoke {}: this certificate was not issued by the CA in {} ('{}'); \
+                     revoke it with the CA that issued it",
+                    file.display(),
+                    args.dir.display(),
+                    anchor.subject()
+                )));
+            }
+            let summary = pki::summarize_certificate_der(der)
+                .context(|| format!("ca revoke {}", file.display()))?;
+            serials.push(
+                pki::parse_serial_hex(&summary.serial)
+                    .context(|| format!("ca revoke {}", file.display()))?,
+            );
+        }
+    }
+    let known: Vec<String> = ca
+        .issued()
+        .context(|| format!("list the certificates of {}", args.dir.display()))?
+        .iter()
+        .filter_map(|der| pki::serial_hex(der).ok())
+        .collect();
+    for serial in &serials {
+        let hex = pki::serial_to_hex(serial);
+        if !known
+            .iter()
+            .any(|k| pki::parse_serial_hex(k).ok().as_ref() == Some(serial))
+        {
+            super::error::note(&format!(
+                "note: serial {hex} is not among the certificates recorded in {}; revoking it \
+                 anyway",
+                ca.issued_dir().display()
+            ));
+        }
+    }
+    let outcome = ca
+        .revoke(&serials, args.days)
+        .context(|| format!("ca revoke (CA in {})", args.dir.display()))?;
+    for hex in &outcome.added {
+        out(&format!("revoked {hex}"))?;
+    }
+    for hex in &outcome.already {
+        out(&format!("{hex} was already revoked"))?;
+    }
+    out(&format!(
+        "wrote {} ({} revoked certificate(s), next update {})",
+        outcome.crl_path.display(),
+        outcome.total,
+        super::iso_utc(outcome.next_update_unix)
+    ))
 }

@@ -4,25 +4,68 @@
 //! names it. Otherwise everything comes from `--ca-dir`, which is completed first (SPEC §1:
 //! missing credentials are regenerated, and we say so).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use minitls::handshake::LocalIdentity;
-use minitls::pki::{self, CaDir, Role, TrustAnchor};
+use minitls::pki::{self, CaDir, Crl, Role, TrustAnchor};
 
 use super::args::CredentialArgs;
-use super::error::{CliError, CliResult, Context, note};
+use super::error::{CliError, CliResult, Context, exit, note};
 use super::progress::Spinner;
+
+/// Days before its notAfter from which `serve` and `fetch` warn about their own certificate.
+const EXPIRY_WARNING_DAYS: i64 = 30;
 
 /// Our identity and the CA we trust, ready for a handshake.
 pub struct Credentials {
     pub identity: Arc<LocalIdentity>,
     pub anchor: Arc<TrustAnchor>,
+    /// The revocation list to honour: `--crl`, else `crl.pem` of `--ca-dir`.
+    pub crl: Option<CrlSource>,
+}
+
+/// Where the revocation list comes from.
+pub struct CrlSource {
+    pub path: PathBuf,
+    /// Named with `--crl` (must exist), rather than `crl.pem` of the CA directory (which
+    /// appears with the first `ca revoke`; a server watches for it).
+    pub required: bool,
+}
+
+impl Credentials {
+    /// The CRL for a client: one that fails its signature check (or is not a CRL) is an
+    /// error; one past its nextUpdate is used with a warning (it still revokes what it lists).
+    pub fn client_crl(&self) -> CliResult<Option<Arc<Crl>>> {
+        let Some(source) = &self.crl else {
+            return Ok(None);
+        };
+        let path = &source.path;
+        if !source.required && !path.exists() {
+            return Ok(None);
+        }
+        let crl = pki::load_crl_file(path, &self.anchor).map_err(|e| crl_error(&e))?;
+        if let Err(e) = crl.check_current(pki::now_unix()) {
+            note(&format!(
+                "warning: {}: {e}; its revocations are still honoured (make a fresh one with                  `minitls ca revoke` on the CA machine)",
+                path.display()
+            ));
+        }
+        Ok(Some(Arc::new(crl)))
+    }
+}
+
+/// The one-line message for a CRL that cannot be used, with the fix.
+pub fn crl_error(e: &pki::PkiError) -> CliError {
+    CliError::new(format!(
+        "cannot use the CRL {e}; pass the CRL of the configured CA with --crl, re-sign it with \
+         `minitls ca revoke` on the CA machine, or remove it"
+    ))
 }
 
 /// Loads the credentials for `role`, creating missing ones in `--ca-dir` (never explicit files).
 pub fn load(args: &CredentialArgs, role: Role, quiet: bool) -> CliResult<Credentials> {
-    let (identity, anchor) = match (&args.cert, &args.key, &args.ca_cert) {
+    let (identity, anchor, cert_path, default_crl) = match (&args.cert, &args.key, &args.ca_cert) {
         (Some(cert), Some(key), Some(ca_cert)) => {
             for (flag, path) in [("--cert", cert), ("--key", key), ("--ca-cert", ca_cert)] {
                 require_file(flag, path)?;
@@ -31,7 +74,7 @@ pub fn load(args: &CredentialArgs, role: Role, quiet: bool) -> CliResult<Credent
                 .context(|| format!("load the {role} credentials (--cert/--key)"))?;
             let anchor = pki::load_anchor_file(ca_cert)
                 .context(|| "load the CA certificate (--ca-cert)".to_string())?;
-            (identity, anchor)
+            (identity, anchor, cert.clone(), None)
         }
         (None, None, None) => {
             let ca = CaDir::new(&args.ca_dir);
@@ -50,7 +93,11 @@ pub fn load(args: &CredentialArgs, role: Role, quiet: bool) -> CliResult<Credent
             let anchor = ca
                 .load_anchor()
                 .context(|| "load the CA certificate".to_string())?;
-            (identity, anchor)
+            let crl = CrlSource {
+                path: ca.crl_path(),
+                required: false,
+            };
+            (identity, anchor, ca.cert_path(role), Some(crl))
         }
         // clap's `requires_all` rejects partial sets before we get here.
         _ => {
@@ -59,10 +106,57 @@ pub fn load(args: &CredentialArgs, role: Role, quiet: bool) -> CliResult<Credent
             ));
         }
     };
+    check_own_expiry(&identity.cert_der, &cert_path, role, args)?;
+    let crl = match &args.crl {
+        Some(path) => {
+            require_file("--crl", path)?;
+            Some(CrlSource {
+                path: path.clone(),
+                required: true,
+            })
+        }
+        None => default_crl,
+    };
     Ok(Credentials {
         identity: Arc::new(LocalIdentity::new(identity)),
         anchor: Arc::new(anchor),
+        crl,
     })
+}
+
+/// Our own certificate: an expired one is refused before any handshake (the peer would only
+/// refuse it), one that expires within [`EXPIRY_WARNING_DAYS`] is a warning.
+fn check_own_expiry(der: &[u8], path: &Path, role: Role, args: &CredentialArgs) -> CliResult<()> {
+    let summary = pki::summarize_certificate_der(der)
+        .context(|| format!("read our {role} certificate {}", path.display()))?;
+    let now = pki::now_unix();
+    let reissue = match &args.cert {
+        Some(_) => format!("ask the CA's operator for a new {role} certificate"),
+        None => format!(
+            "issue a new one with `minitls ca issue --role {role} {} --dir {} --force`",
+            summary.common_name,
+            args.ca_dir.display()
+        ),
+    };
+    if summary.not_after_unix < now {
+        return Err(CliError::with_code(
+            exit::AUTH,
+            format!(
+                "our {role} certificate {} expired on {}; {reissue}",
+                path.display(),
+                pki::format_unix_utc(summary.not_after_unix)
+            ),
+        ));
+    }
+    let days_left = (summary.not_after_unix - now).div_euclid(86_400);
+    if days_left < EXPIRY_WARNING_DAYS {
+        note(&format!(
+            "warning: our {role} certificate {} expires in {days_left} day(s), on {}; {reissue}",
+            path.display(),
+            pki::format_unix_utc(summary.not_after_unix)
+        ));
+    }
+    Ok(())
 }
 
 /// An explicitly named credential file must exist; it is never created for the user.

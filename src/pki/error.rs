@@ -120,6 +120,91 @@ pub enum CertError {
     /// A critical extension this verifier does not understand.
     #[error("certificate has an unsupported critical extension {0}")]
     UnsupportedCriticalExtension(String),
+    /// The issuing CA's revocation list names the certificate.
+    #[error(
+        "certificate is revoked (serial {serial}, revoked on {})",
+        format_unix_utc(*revoked_at)
+    )]
+    Revoked {
+        /// The certificate's serial, upper-case hex.
+        serial: String,
+        /// When it was revoked (Unix seconds).
+        revoked_at: i64,
+    },
+}
+
+impl CertError {
+    /// The broad reason, for telling a peer why its certificate was refused without echoing
+    /// details: expired (or not yet valid), revoked, not for this use, or not from our CA.
+    pub fn reason(&self) -> CertRejection {
+        match self {
+            CertError::Expired { .. } | CertError::NotYetValid { .. } => CertRejection::Expired,
+            CertError::Revoked { .. } => CertRejection::Revoked,
+            CertError::IsCa { .. }
+            | CertError::WrongUsage { .. }
+            | CertError::KeyUsageForbids { .. } => CertRejection::WrongRole,
+            CertError::WrongIssuer { .. } | CertError::NotSignedByCa => CertRejection::UnknownCa,
+            _ => CertRejection::Other,
+        }
+    }
+}
+
+/// Why a certificate was refused, in the few classes a peer is told (see
+/// [`CertError::reason`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertRejection {
+    /// Outside its validity period.
+    Expired,
+    /// On the issuing CA's revocation list.
+    Revoked,
+    /// Not allowed for the role it was presented for (EKU, key usage, a CA certificate).
+    WrongRole,
+    /// Not issued by a CA this end trusts.
+    UnknownCa,
+    /// Anything else: malformed, unsupported algorithm or key, wrong name.
+    Other,
+}
+
+/// Why a certificate revocation list cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CrlError {
+    /// Not a DER or PEM X.509 CRL.
+    #[error("not a valid CRL: {0}")]
+    Malformed(String),
+    /// Issued by another CA than the configured one.
+    #[error("the CRL was issued by \"{issuer}\", not by the configured CA \"{ca}\"")]
+    WrongIssuer {
+        /// Issuer named in the CRL.
+        issuer: String,
+        /// Subject of the configured CA.
+        ca: String,
+    },
+    /// The signature does not verify with the CA's key.
+    #[error(
+        "the CRL's signature does not verify with the key of CA \"{ca}\" (altered, or signed by another CA)"
+    )]
+    BadSignature {
+        /// Subject of the configured CA.
+        ca: String,
+    },
+    /// Its nextUpdate has passed: a newer list may revoke more.
+    #[error("the CRL is out of date: its nextUpdate was {}", format_unix_utc(*next_update))]
+    Stale {
+        /// The CRL's nextUpdate (Unix seconds).
+        next_update: i64,
+    },
+    /// Its thisUpdate lies in the future.
+    #[error("the CRL is not valid before {}", format_unix_utc(*this_update))]
+    NotYetValid {
+        /// The CRL's thisUpdate (Unix seconds).
+        this_update: i64,
+    },
+    /// A critical extension that would change what the list means.
+    #[error(
+        "the CRL has an unsupported critical extension {0} (partial, delta or indirect CRLs are not supported)"
+    )]
+    UnsupportedCriticalExtension(String),
 }
 
 /// Errors of loading, generating and storing keys and certificates.
@@ -200,6 +285,22 @@ pub enum PkiError {
     /// Building or signing a certificate failed.
     #[error("certificate generation failed: {0}")]
     Generate(String),
+    /// A certificate revocation list cannot be used.
+    #[error("{0}")]
+    Crl(#[from] CrlError),
+    /// The revocation record of a CA directory is damaged.
+    #[error("invalid revocation record: {0}")]
+    Revocations(String),
+    /// A serial number that cannot be parsed.
+    #[error(
+        "invalid serial number {input:?}: {reason}; give it in hex as `openssl x509 -serial` prints it"
+    )]
+    BadSerial {
+        /// The text given.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An error about the contents of a particular file.
     #[error("{}: {source}", path.display())]
     InFile {

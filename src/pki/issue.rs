@@ -251,6 +251,11 @@ impl CaKeyPair {
     pub fn anchor(&self) -> &TrustAnchor {
         &self.anchor
     }
+
+    /// rcgen's signer for the CA key (certificates and CRLs).
+    pub(super) fn signer(&self) -> &KeyPair {
+        &self.signer
+    }
 }
 
 /// rcgen copies the CA's subject into each leaf's issuer field by re-encoding it, and only

@@ -20,11 +20,13 @@
 //!
 //! This module depends only on external crates and std; it has its own error types.
 
+mod crl;
 mod describe;
 mod error;
 mod identity;
 mod issue;
 mod pem;
+mod revocation;
 mod store;
 mod time;
 mod verify;
@@ -32,16 +34,22 @@ mod verify;
 use std::fmt;
 use std::str::FromStr;
 
+pub use crl::{Crl, MAX_CRL_BYTES, Revocation, make_crl};
 pub use describe::{
     CertSummary, describe_certificate_der, describe_certificate_pem, summarize_certificate_der,
 };
-pub use error::{CertError, PkiError};
+pub use error::{CertError, CertRejection, CrlError, PkiError};
 pub use identity::Identity;
 pub use issue::{
     ALLOWED_KEY_BITS, CaKeyPair, ExtKeyUsage, LeafOverrides, LeafSpec, San, generate_key,
     issue_leaf, issue_leaf_with, new_ca,
 };
-pub use pem::{der_to_pem, pem_to_der, private_key_from_pem, private_key_to_pem};
+pub use pem::{
+    certificates_from_bytes, der_to_pem, pem_to_der, private_key_from_pem, private_key_to_pem,
+};
+pub use revocation::{
+    CrlFile, DEFAULT_CRL_DAYS, RevokeOutcome, load_crl_file, parse_serial_hex, serial_to_hex,
+};
 pub use store::{
     CaDir, DEFAULT_CA_DAYS, DEFAULT_CA_DIR, DEFAULT_CLIENT_NAME, DEFAULT_KEY_BITS,
     DEFAULT_LEAF_DAYS, DEFAULT_SERVER_NAME, InitOptions, load_anchor_file, load_identity_files,

@@ -13,6 +13,8 @@ use super::error::PkiError;
 
 /// PEM label of an X.509 certificate.
 pub const CERTIFICATE_LABEL: &str = "CERTIFICATE";
+/// PEM label of a certificate revocation list (`openssl crl` writes this).
+pub const X509_CRL_LABEL: &str = "X509 CRL";
 /// PEM label of an unencrypted PKCS#8 private key (what minitls writes).
 pub const PKCS8_KEY_LABEL: &str = "PRIVATE KEY";
 /// PEM label of a PKCS#1 RSA private key (`openssl rsa -traditional`).
@@ -72,6 +74,35 @@ pub fn pem_to_der(pem: &str) -> Result<Vec<u8>, PkiError> {
         )));
     }
     Ok(first.der.to_vec())
+}
+
+/// Decodes every block labelled `label` in `text` (other blocks and text are ignored).
+pub(crate) fn decode_blocks(text: &str, label: &str) -> Result<Vec<Vec<u8>>, PkiError> {
+    Ok(parse_blocks(text)?
+        .into_iter()
+        .filter(|b| b.label == label)
+        .map(|b| b.der.to_vec())
+        .collect())
+}
+
+/// Every certificate in `bytes`: the CERTIFICATE blocks of PEM text (a bundle or chain file),
+/// or one DER certificate. Nothing is parsed beyond the encoding.
+pub fn certificates_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<u8>>, PkiError> {
+    if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| PkiError::Pem("the PEM text is not UTF-8".into()))?;
+        let certs = decode_blocks(text, CERTIFICATE_LABEL)?;
+        if certs.is_empty() {
+            return Err(PkiError::Pem("no CERTIFICATE block found".into()));
+        }
+        Ok(certs)
+    } else if bytes.first() == Some(&0x30) {
+        Ok(vec![bytes.to_vec()])
+    } else {
+        Err(PkiError::Pem(
+            "neither PEM text with a CERTIFICATE block nor a DER certificate".into(),
+        ))
+    }
 }
 
 /// Serialises a private key as unencrypted PKCS#8 PEM (`BEGIN PRIVATE KEY`).

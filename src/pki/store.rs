@@ -605,6 +605,11 @@ fn create_dir(dir: &Path) -> Result<(), PkiError> {
     })
 }
 
+/// Writes a public file of the CA directory (certificate, CRL, revocation record) atomically.
+pub(super) fn write_public_file(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    write_file(path, contents, CERT_MODE)
+}
+
 fn write_key(path: &Path, key: &RsaPrivateKey) -> Result<(), PkiError> {
     let pem = Zeroizing::new(private_key_to_pem(key)?);
     write_file(path, pem.as_bytes(), KEY_MODE)

@@ -1102,3 +1102,192 @@ fn describe_lists_the_fields_of_a_certificate() {
     assert!(ca.contains("yes (path length 0)"), "{ca}");
     assert!(ca.contains("keyCertSign, cRLSign"), "{ca}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Revocation lists
+// ---------------------------------------------------------------------------------------------
+
+fn serial_of(der: &[u8]) -> Vec<u8> {
+    verify_certificate(&anchor(), der, Role::Client, None, now())
+        .or_else(|_| verify_certificate(&anchor(), der, Role::Server, None, now()))
+        .unwrap()
+        .serial
+}
+
+fn crl_revoking(ca: &CaKeyPair, serials: &[Vec<u8>], this: i64, next: i64) -> Vec<u8> {
+    let entries: Vec<Revocation> = serials
+        .iter()
+        .map(|s| Revocation {
+            serial: s.clone(),
+            revoked_at_unix: this,
+        })
+        .collect();
+    make_crl(ca, &entries, this, next, 7).unwrap()
+}
+
+#[test]
+fn crl_from_our_ca_revokes_exactly_the_listed_certificates() {
+    let client = leaf(Role::Client);
+    let server = leaf(Role::Server);
+    let der = crl_revoking(&CA, &[serial_of(&client)], now() - HOUR, now() + DAY);
+    let crl = Crl::from_bytes(&der, &anchor()).unwrap();
+    crl.check_current(now()).unwrap();
+    assert_eq!(crl.len(), 1);
+    let c = verify(&client, Role::Client, None).unwrap();
+    let s = verify(&server, Role::Server, None).unwrap();
+    let err = crl.check(&c).unwrap_err();
+    assert!(matches!(err, CertError::Revoked { .. }), "{err:?}");
+    assert!(err.to_string().contains("revoked"), "{err}");
+    assert_eq!(err.reason(), CertRejection::Revoked);
+    crl.check(&s).unwrap();
+    // PEM works as well as DER.
+    let pem = encode_pem("X509 CRL", &der);
+    assert_eq!(Crl::from_bytes(pem.as_bytes(), &anchor()).unwrap(), crl);
+}
+
+#[test]
+fn crl_signed_by_a_same_named_other_ca_fails_the_signature_check() {
+    let der = crl_revoking(&IMPOSTOR_CA, &[], now() - HOUR, now() + DAY);
+    let err = Crl::from_bytes(&der, &anchor()).unwrap_err();
+    assert!(matches!(err, CrlError::BadSignature { .. }), "{err:?}");
+}
+
+#[test]
+fn crl_of_a_differently_named_ca_fails_the_issuer_check() {
+    let other = new_ca(
+        "another CA",
+        KEYS.other_ca.clone(),
+        now() - HOUR,
+        now() + DAY,
+    )
+    .unwrap();
+    let der = crl_revoking(&other, &[], now() - HOUR, now() + DAY);
+    let err = Crl::from_bytes(&der, &anchor()).unwrap_err();
+    assert!(matches!(err, CrlError::WrongIssuer { .. }), "{err:?}");
+}
+
+#[test]
+fn crl_with_an_altered_entry_fails_the_signature_check() {
+    let client = leaf(Role::Client);
+    let serial = serial_of(&client);
+    let der = crl_revoking(&CA, std::slice::from_ref(&serial), now() - HOUR, now() + DAY);
+    // Change the revoked serial's last byte: the list would no longer revoke the client.
+    let mut altered_serial = serial.clone();
+    *altered_serial.last_mut().unwrap() ^= 1;
+    let altered = replace_all(&der, &serial, &altered_serial);
+    assert_ne!(altered, der);
+    let err = Crl::from_bytes(&altered, &anchor()).unwrap_err();
+    assert!(matches!(err, CrlError::BadSignature { .. }), "{err:?}");
+}
+
+#[test]
+fn crl_is_current_until_its_next_update_and_stale_after() {
+    let next = now() + HOUR;
+    let der = crl_revoking(&CA, &[], now() - HOUR, next);
+    let crl = Crl::from_bytes(&der, &anchor()).unwrap();
+    crl.check_current(next).unwrap();
+    let err = crl.check_current(next + 1).unwrap_err();
+    assert_eq!(err, CrlError::Stale { next_update: next });
+    assert!(err.to_string().contains("out of date"), "{err}");
+}
+
+#[test]
+fn crl_garbage_and_oversized_input_are_errors_not_panics() {
+    for bytes in [
+        &b""[..],
+        b"\x30",
+        b"\x30\x82\xff\xff",
+        b"-----BEGIN X509 CRL-----\n-----END X509 CRL-----\n",
+        b"not a crl at all",
+    ] {
+        assert!(Crl::from_bytes(bytes, &anchor()).is_err());
+    }
+    let big = vec![0x30u8; MAX_CRL_BYTES + 1];
+    assert!(matches!(
+        Crl::from_bytes(&big, &anchor()),
+        Err(CrlError::Malformed(_))
+    ));
+    let der = crl_revoking(&CA, &[], now() - HOUR, now() + DAY);
+    let mut trailing = der.clone();
+    trailing.push(0);
+    assert!(Crl::from_bytes(&trailing, &anchor()).is_err());
+}
+
+#[test]
+fn serials_parse_in_the_forms_openssl_prints() {
+    assert_eq!(parse_serial_hex("3F2A").unwrap(), vec![0x3f, 0x2a]);
+    assert_eq!(parse_serial_hex("3f:2a").unwrap(), vec![0x3f, 0x2a]);
+    assert_eq!(parse_serial_hex("0x00F2A").unwrap(), vec![0x0f, 0x2a]);
+    for bad in ["", "xyz", "00", &"1".repeat(43)] {
+        assert!(parse_serial_hex(bad).is_err(), "{bad:?}");
+    }
+    assert_eq!(serial_to_hex(&[0x0f, 0x2a]), "0F2A");
+}
+
+#[test]
+fn crl_file_is_reread_when_it_changes_and_a_bad_replacement_keeps_the_old_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("crl.pem");
+    let anchor = std::sync::Arc::new(anchor());
+    // Absent at start (the CA directory before its first revocation): no list yet.
+    let file = CrlFile::open(&path, anchor.clone(), true, now()).unwrap();
+    assert!(file.current(now()).0.is_none());
+    // Absent but named explicitly: an error.
+    assert!(CrlFile::open(&path, anchor.clone(), false, now()).is_err());
+
+    let client = leaf(Role::Client);
+    let der = crl_revoking(&CA, &[serial_of(&client)], now() - HOUR, now() + DAY);
+    std::fs::write(&path, &der).unwrap();
+    let (crl, notes) = file.current(now());
+    assert_eq!(crl.unwrap().len(), 1);
+    assert!(notes[0].contains("reloaded"), "{notes:?}");
+
+    // A list from another CA replaces nothing; it is reported once.
+    let forged = crl_revoking(&IMPOSTOR_CA, &[], now() - HOUR, now() + DAY);
+    let tmp_path = tmp.path().join("new");
+    std::fs::write(&tmp_path, &forged).unwrap();
+    std::fs::rename(&tmp_path, &path).unwrap();
+    let (crl, notes) = file.current(now());
+    assert_eq!(crl.unwrap().len(), 1, "the revocation must stay in force");
+    assert!(notes[0].contains("kept the previous CRL"), "{notes:?}");
+    assert!(file.current(now()).1.is_empty(), "reported once");
+}
+
+#[test]
+fn crl_file_past_its_next_update_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("crl.der");
+    let der = crl_revoking(&CA, &[], now() - 2 * DAY, now() - DAY);
+    std::fs::write(&path, &der).unwrap();
+    let err = CrlFile::open(&path, std::sync::Arc::new(anchor()), false, now()).unwrap_err();
+    assert!(err.to_string().contains("out of date"), "{err}");
+}
+
+#[test]
+fn ca_dir_revoke_adds_to_the_list_and_keeps_the_first_revocation_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = CaDir::new(tmp.path().join("ca"));
+    let mut keys = vec![KEYS.ca.clone(), KEYS.server.clone(), KEYS.client.clone()];
+    ca.init_with(
+        &InitOptions {
+            key_bits: 2048,
+            ..InitOptions::default()
+        },
+        &mut |_| Ok(keys.remove(0)),
+    )
+    .unwrap();
+    let first = ca.revoke(&[vec![0x01, 0x02]], 30).unwrap();
+    assert_eq!(first.added, vec!["0102".to_string()]);
+    let second = ca
+        .revoke(&[vec![0x00, 0x01, 0x02], vec![0x7f]], 30)
+        .unwrap();
+    assert_eq!(second.added, vec!["7F".to_string()]);
+    assert_eq!(second.already, vec!["0102".to_string()]);
+    assert_eq!(second.total, 2);
+    let anchor = ca.load_anchor().unwrap();
+    let crl = load_crl_file(&ca.crl_path(), &anchor).unwrap();
+    assert!(crl.revoked_at(&[0x01, 0x02]).is_some());
+    assert!(crl.revoked_at(&[0x00, 0x7f]).is_some());
+    assert!(crl.revoked_at(&[0x03]).is_none());
+    assert_eq!(ca.revocations().unwrap().len(), 2);
+}

@@ -127,6 +127,17 @@ impl TrustAnchor {
         self.not_after_unix
     }
 
+    /// Whether this CA signed the certificate `der` (issuer name and signature; nothing else
+    /// is checked: an expired certificate of ours still counts, for revocation).
+    pub fn signed(&self, der: &[u8]) -> bool {
+        let Ok(cert) = parse_single(der) else {
+            return false;
+        };
+        self.is_subject(cert.issuer())
+            && signature_hash(&cert)
+                .is_ok_and(|hash| signature_valid(&cert, hash, &self.public_key))
+    }
+
     /// Whether `name` is this CA's subject, byte for byte or after RFC 5280-style normalisation.
     pub(crate) fn is_subject(&self, name: &X509Name<'_>) -> bool {
         name.as_raw() == self.subject_raw.as_slice()
@@ -147,6 +158,8 @@ pub struct VerifiedCert {
     pub not_after_unix: i64,
     /// Start of the validity period (Unix seconds).
     pub not_before_unix: i64,
+    /// The serial number, big-endian without leading zero bytes (for revocation checks).
+    pub serial: Vec<u8>,
 }
 
 /// Checks a peer certificate (DER, from the network) against the anchor.
@@ -257,6 +270,7 @@ pub fn verify_certificate(
         fingerprint: sha256_fingerprint(cert_der),
         not_after_unix: not_after,
         not_before_unix: not_before,
+        serial: normalize_serial(cert.raw_serial()),
     })
 }
 
@@ -332,8 +346,17 @@ pub(crate) fn check_extensions(cert: &X509Certificate<'_>) -> Result<(), CertErr
 /// The signature algorithm, which must be the same inside and outside the signed part and be
 /// RSA PKCS#1 v1.5 with SHA-256/384/512 (parameters NULL or absent).
 pub(crate) fn signature_hash(cert: &X509Certificate<'_>) -> Result<SigHash, CertError> {
-    let outer = &cert.signature_algorithm;
-    if !same_algorithm(outer, &cert.tbs_certificate.signature) {
+    rsa_pkcs1_hash(&cert.signature_algorithm, &cert.tbs_certificate.signature)
+}
+
+/// The hash of an RSA PKCS#1 v1.5 signature algorithm (SHA-256/384/512, parameters NULL or
+/// absent) that must be named the same inside (`inner`) and outside (`outer`) the signed part:
+/// the rule for certificates and for CRLs alike.
+pub(crate) fn rsa_pkcs1_hash(
+    outer: &AlgorithmIdentifier<'_>,
+    inner: &AlgorithmIdentifier<'_>,
+) -> Result<SigHash, CertError> {
+    if !same_algorithm(outer, inner) {
         return Err(CertError::AlgorithmMismatch);
     }
     let hash = if outer.algorithm == OID_PKCS1_SHA256WITHRSA {
@@ -392,11 +415,24 @@ pub(crate) fn signature_valid(
     hash: SigHash,
     key: &RsaPublicKey,
 ) -> bool {
-    let sig = &cert.signature_value;
+    rsa_pkcs1_valid(
+        cert.tbs_certificate.as_ref(),
+        &cert.signature_value,
+        hash,
+        key,
+    )
+}
+
+/// Verifies an RSA PKCS#1 v1.5 signature `sig` over the raw signed bytes `tbs` with `key`.
+pub(crate) fn rsa_pkcs1_valid(
+    tbs: &[u8],
+    sig: &x509_parser::der_parser::asn1_rs::BitString<'_>,
+    hash: SigHash,
+    key: &RsaPublicKey,
+) -> bool {
     if sig.unused_bits != 0 {
         return false;
     }
-    let tbs = cert.tbs_certificate.as_ref();
     let result = match hash {
         SigHash::Sha256 => key.verify(
             Pkcs1v15Sign::new::<Sha256>(),
@@ -415,6 +451,13 @@ pub(crate) fn signature_valid(
         ),
     };
     result.is_ok()
+}
+
+/// A serial number's big-endian bytes without leading zero bytes (DER adds one in front of a
+/// high first byte; CRLs and certificates may differ in that), so equal serials compare equal.
+pub(crate) fn normalize_serial(raw: &[u8]) -> Vec<u8> {
+    let start = raw.iter().position(|&b| b != 0).unwrap_or(raw.len());
+    raw[start..].to_vec()
 }
 
 /// Bit length of a big-endian unsigned integer (leading zero bytes allowed).
