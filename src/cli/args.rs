@@ -11,7 +11,7 @@ const EXIT_STATUS_HELP: &str = "Exit status:
   1  any other error
   2  usage error (bad flags or arguments)
   3  could not reach the server (name resolution, refused, timed out, busy)
-  4  authentication failed (a certificate rejected or expired, a handshake refused)
+  4  authentication failed (a certificate rejected, revoked or expired, a handshake refused)
   5  the server refused the request (not found, not allowed, is a directory)
   6  local I/O failed (cannot write, disk full)
   7  integrity failed (bad signature, tampered or truncated data; verify found a mismatch)

@@ -16,7 +16,10 @@
 //!   (and the CA certificate used as anyone);
 //! - subject alternative name against `--server-name`: a valid server certificate for another
 //!   host;
-//! - 2048..=8192-bit RSA keys: factorable keys, and verification cost an attacker could inflate.
+//! - 2048..=8192-bit RSA keys: factorable keys, and verification cost an attacker could inflate;
+//! - serial not on the CA's revocation list ([`Crl`], checked by the handshake after
+//!   [`verify_certificate`]): a lost or stolen key. The list itself counts only if the CA signed
+//!   it and it is complete (no unknown critical extension) and current.
 //!
 //! This module depends only on external crates and std; it has its own error types.
 
