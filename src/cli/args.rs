@@ -71,9 +71,29 @@ pub enum CaCommand {
     /// List every certificate this CA issued (kept in DIR/issued/): role, name, serial,
     /// expiry and status.
     List(CaListArgs),
+    /// Check expiry: exit 0 when nothing expires within DAYS, 1 otherwise, listing what does
+    /// (the CA's issued certificates and its CRL, or the named files).
+    Check(CaCheckArgs),
     /// Revoke certificates: records them in DIR/revoked.txt and writes DIR/crl.pem, which
     /// `serve` and `fetch` then honour (a running server picks it up at its next connection).
     Revoke(CaRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaCheckArgs {
+    /// Certificate files (PEM, bundles too, or DER) to check instead of the CA directory.
+    #[arg(value_name = "CERT_FILE", conflicts_with = "dir", value_hint = ValueHint::FilePath)]
+    pub files: Vec<PathBuf>,
+
+    /// Days ahead: anything whose notAfter (or the CRL's nextUpdate) falls within them is
+    /// listed and the exit status is 1.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub within: u32,
+
+    /// The CA directory: ca.crt, every certificate recorded in DIR/issued/ that is not
+    /// revoked, and DIR/crl.pem.
+    #[arg(long, default_value = "ca", value_hint = ValueHint::DirPath)]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -197,13 +217,20 @@ pub struct CaIssueArgs {
 
 #[derive(Debug, Args)]
 pub struct CaShowArgs {
-    /// PEM certificate files [default: ca.crt, server.crt and client.crt in --dir, those that exist].
+    /// Certificate files, PEM (bundles and chain files too) or DER [default: ca.crt,
+    /// server.crt and client.crt in --dir, those that exist].
     #[arg(value_name = "CERT_FILE", value_hint = ValueHint::FilePath)]
     pub files: Vec<PathBuf>,
 
-    /// CA directory to show when no files are named.
+    /// CA directory to show when no files are named; its revocations give the status
+    /// `revoked`.
     #[arg(long, default_value = "ca", value_hint = ValueHint::DirPath)]
     pub dir: PathBuf,
+
+    /// One JSON object per certificate and line: file, index, subject, issuer, serial,
+    /// not_before, not_after, days_left, status, names, sha256.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where our certificate, key and the CA certificate come from.

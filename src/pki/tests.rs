@@ -1170,7 +1170,12 @@ fn crl_of_a_differently_named_ca_fails_the_issuer_check() {
 fn crl_with_an_altered_entry_fails_the_signature_check() {
     let client = leaf(Role::Client);
     let serial = serial_of(&client);
-    let der = crl_revoking(&CA, std::slice::from_ref(&serial), now() - HOUR, now() + DAY);
+    let der = crl_revoking(
+        &CA,
+        std::slice::from_ref(&serial),
+        now() - HOUR,
+        now() + DAY,
+    );
     // Change the revoked serial's last byte: the list would no longer revoke the client.
     let mut altered_serial = serial.clone();
     *altered_serial.last_mut().unwrap() ^= 1;
