@@ -8,6 +8,7 @@ use super::Global;
 use super::args::{
     CaCheckArgs, CaCommand, CaInitArgs, CaIssueArgs, CaListArgs, CaRevokeArgs, CaShowArgs, RoleArg,
 };
+use super::creds::{Origin, with_fix};
 use super::error::{CliError, CliResult, Context, out, report};
 use super::progress::Spinner;
 
@@ -63,7 +64,13 @@ fn init(args: &CaInitArgs, global: Global) -> CliResult<()> {
         global.quiet,
         &format!("generating three RSA-{} keys", args.key_bits),
     );
-    let written = ca.init(&opts).context(|| "ca init".to_string())?;
+    let origin = Origin::CaDir {
+        dir: &args.dir,
+        role: None,
+    };
+    let written = ca
+        .init(&opts)
+        .map_err(|e| CliError::new(format!("ca init: {}", with_fix(&e, origin))))?;
     drop(spinner);
     print_written(&written)?;
     let anchor = ca
@@ -112,7 +119,17 @@ fn issue(args: &CaIssueArgs, global: Global) -> CliResult<()> {
             args.name,
             path.display()
         )),
-        e => CliError::new(format!("ca issue --role {role} {}: {e}", args.name)),
+        e => CliError::new(format!(
+            "ca issue --role {role} {}: {}",
+            args.name,
+            with_fix(
+                &e,
+                Origin::CaDir {
+                    dir: &args.dir,
+                    role: Some(role)
+                }
+            )
+        )),
     })?;
     drop(spinner);
     print_written(&written)
@@ -525,9 +542,19 @@ fn revoke(args: &CaRevokeArgs) -> CliResult<()> {
             ));
         }
     }
-    let outcome = ca
-        .revoke(&serials, args.days)
-        .context(|| format!("ca revoke (CA in {})", args.dir.display()))?;
+    let outcome = ca.revoke(&serials, args.days).map_err(|e| {
+        CliError::new(format!(
+            "ca revoke (CA in {}): {}",
+            args.dir.display(),
+            with_fix(
+                &e,
+                Origin::CaDir {
+                    dir: &args.dir,
+                    role: None
+                }
+            )
+        ))
+    })?;
     for hex in &outcome.added {
         out(&format!("revoked {hex}"))?;
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use minitls::handshake::LocalIdentity;
-use minitls::pki::{self, CaDir, Crl, Role, TrustAnchor};
+use minitls::pki::{self, CaDir, Crl, MissingReason, PkiError, Role, TrustAnchor};
 
 use super::args::CredentialArgs;
 use super::error::{CliError, CliResult, Context, exit, note};
@@ -47,12 +47,94 @@ impl Credentials {
         let crl = pki::load_crl_file(path, &self.anchor).map_err(|e| crl_error(&e))?;
         if let Err(e) = crl.check_current(pki::now_unix()) {
             note(&format!(
-                "warning: {}: {e}; its revocations are still honoured (make a fresh one with                  `minitls ca revoke` on the CA machine)",
+                "warning: {}: {e}; its revocations are still honoured (make a fresh one with \
+                 `minitls ca revoke` on the CA machine)",
                 path.display()
             ));
         }
         Ok(Some(Arc::new(crl)))
     }
+}
+
+/// Where credentials come from, which decides the fix a PKI error calls for: the library says
+/// what failed and names no command or flag; this layer adds them (as rage's `error.rs` does).
+#[derive(Clone, Copy, Debug)]
+pub enum Origin<'a> {
+    /// A CA directory (`--ca-dir`, `ca ... --dir`), for a role's credentials if one is given.
+    CaDir { dir: &'a Path, role: Option<Role> },
+    /// Files named with `--cert --key --ca-cert`.
+    Files,
+}
+
+/// `"{e}; {fix}"`, or just the error when no fix applies.
+pub fn with_fix(e: &PkiError, origin: Origin<'_>) -> String {
+    match fix_for(e.innermost(), origin) {
+        Some(fix) => format!("{e}; {fix}"),
+        None => e.to_string(),
+    }
+}
+
+fn fix_for(e: &PkiError, origin: Origin<'_>) -> Option<String> {
+    let role_name = |role: Option<Role>| role.map_or("client".to_string(), |r| r.to_string());
+    Some(match e {
+        PkiError::Read { path, source } => match source.kind() {
+            std::io::ErrorKind::NotFound => match origin {
+                Origin::CaDir { dir, role } => {
+                    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    if name.starts_with("ca.") {
+                        format!(
+                            "run `minitls ca init --dir {}` or pass --ca-dir",
+                            dir.display()
+                        )
+                    } else {
+                        format!(
+                            "run `minitls ca issue --role {} NAME --dir {}` or pass --ca-dir",
+                            role_name(role),
+                            dir.display()
+                        )
+                    }
+                }
+                Origin::Files => "check the --cert, --key and --ca-cert paths".to_string(),
+            },
+            // Never "issue a new one": the file is there, it is the permissions that are wrong.
+            std::io::ErrorKind::PermissionDenied => {
+                "the user running minitls must be able to read it (check its mode and owner, and \
+                 its directory's)"
+                    .to_string()
+            }
+            _ => return None,
+        },
+        PkiError::AlreadyExists { action, .. } => format!("pass --force to {action}"),
+        PkiError::Missing { why, .. } => {
+            let dir = match origin {
+                Origin::CaDir { dir, .. } => dir.display().to_string(),
+                Origin::Files => "DIR".to_string(),
+            };
+            let role = match origin {
+                Origin::CaDir { role, .. } => role_name(role),
+                Origin::Files => "client".to_string(),
+            };
+            match why {
+                MissingReason::CaAbsentBeside { .. } => format!(
+                    "copy the CA certificate there, or run `minitls ca init --dir {dir} --force`                      to replace all credentials"
+                ),
+                MissingReason::NoCaKey { .. } => {
+                    format!("copy {role}.crt and {role}.key from the machine that holds the CA key")
+                }
+                MissingReason::NoCaCertificate => format!(
+                    "restore it, or run `minitls ca init --dir {dir} --force` to make a new CA"
+                ),
+                MissingReason::HalfPair { .. } => format!(
+                    "restore it, or re-issue both with `minitls ca issue --role {role} NAME                      --dir {dir} --force`"
+                ),
+            }
+        }
+        PkiError::KeyMismatch => "use the key written together with the certificate, or \
+                                  re-issue both with `minitls ca issue --force`"
+            .to_string(),
+        PkiError::Validity(_) => "choose another --days".to_string(),
+        _ => return None,
+    })
 }
 
 /// The one-line message for a CRL that cannot be used, with the fix.
@@ -70,29 +152,42 @@ pub fn load(args: &CredentialArgs, role: Role, quiet: bool) -> CliResult<Credent
             for (flag, path) in [("--cert", cert), ("--key", key), ("--ca-cert", ca_cert)] {
                 require_file(flag, path)?;
             }
+            let fail = |what: &str, e: PkiError| {
+                CliError::new(format!("{what}: {}", with_fix(&e, Origin::Files)))
+            };
             let identity = pki::load_identity_files(cert, key)
-                .context(|| format!("load the {role} credentials (--cert/--key)"))?;
+                .map_err(|e| fail(&format!("load the {role} credentials (--cert/--key)"), e))?;
             let anchor = pki::load_anchor_file(ca_cert)
-                .context(|| "load the CA certificate (--ca-cert)".to_string())?;
+                .map_err(|e| fail("load the CA certificate (--ca-cert)", e))?;
             (identity, anchor, cert.clone(), None)
         }
         (None, None, None) => {
             let ca = CaDir::new(&args.ca_dir);
             let spinner = (!ca.ca_cert_path().exists() || !ca.cert_path(role).exists())
                 .then(|| Spinner::new(quiet, "creating credentials (RSA key generation)"));
-            let made = ca
-                .ensure(role)
-                .context(|| format!("prepare {role} credentials in {}", args.ca_dir.display()))?;
+            let origin = Origin::CaDir {
+                dir: &args.ca_dir,
+                role: Some(role),
+            };
+            let fail = |what: &str, e: PkiError| {
+                CliError::new(format!("{what}: {}", with_fix(&e, origin)))
+            };
+            let made = ca.ensure(role).map_err(|e| {
+                fail(
+                    &format!("prepare {role} credentials in {}", args.ca_dir.display()),
+                    e,
+                )
+            })?;
             drop(spinner);
             if let Some(made) = made {
                 note(&made);
             }
             let identity = ca
                 .load_identity(role)
-                .context(|| format!("load the {role} credentials"))?;
+                .map_err(|e| fail(&format!("load the {role} credentials"), e))?;
             let anchor = ca
                 .load_anchor()
-                .context(|| "load the CA certificate".to_string())?;
+                .map_err(|e| fail("load the CA certificate", e))?;
             let crl = CrlSource {
                 path: ca.crl_path(),
                 required: false,

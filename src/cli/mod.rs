@@ -177,6 +177,12 @@ fn conn_hint(e: &ConnError, server: &ServerArgs) -> String {
             }
             HandshakeError::PeerCertificate {
                 role: Role::Server,
+                source: CertError::NameMismatch { .. },
+            } => "use --server-name with one of its names, or re-issue the server certificate \
+                  with the name clients use"
+                .to_string(),
+            HandshakeError::PeerCertificate {
+                role: Role::Server,
                 source: CertError::Revoked { .. },
             } => "the server's certificate is on the CA's revocation list (--crl / ca/crl.pem); \
                   the server needs a new certificate"

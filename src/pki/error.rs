@@ -107,8 +107,7 @@ pub enum CertError {
     },
     /// No subject alternative name matches the expected server name.
     #[error(
-        "certificate does not name \"{expected}\" (its names: {}); \
-         use --server-name with one of them or re-issue the certificate with that name",
+        "certificate does not name \"{expected}\" (its names: {})",
         if found.is_empty() { "none".to_string() } else { found.join(", ") }
     )]
     NameMismatch {
@@ -213,15 +212,13 @@ pub enum CrlError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PkiError {
-    /// A file could not be read.
-    #[error("cannot read {}: {} ({fix})", path.display(), io_reason(source))]
+    /// A file could not be read (missing, not permitted, ...: see `source.kind()`).
+    #[error("cannot read {}: {}", path.display(), io_reason(source))]
     Read {
         /// The file.
         path: PathBuf,
         /// The underlying error.
         source: io::Error,
-        /// How to get the file.
-        fix: String,
     },
     /// A file or directory could not be written.
     #[error("cannot write {}: {}", path.display(), io_reason(source))]
@@ -231,21 +228,21 @@ pub enum PkiError {
         /// The underlying error.
         source: io::Error,
     },
-    /// Refusing to overwrite a file without `--force`.
-    #[error("{} already exists; pass --force to {action}", path.display())]
+    /// Refusing to overwrite a file (unless forced).
+    #[error("{} already exists", path.display())]
     AlreadyExists {
         /// The existing file.
         path: PathBuf,
-        /// What `--force` would do, e.g. "replace the CA".
+        /// What forcing would do, e.g. "replace the CA" (for the caller's hint).
         action: &'static str,
     },
     /// A credential file is missing and cannot be made here.
-    #[error("{} is missing; {fix}", path.display())]
+    #[error("{} is missing: {why}", path.display())]
     Missing {
         /// The missing file.
         path: PathBuf,
-        /// What to do about it.
-        fix: String,
+        /// Why it cannot be made.
+        why: MissingReason,
     },
     /// PEM text could not be decoded.
     #[error("invalid PEM: {0}")]
@@ -260,10 +257,7 @@ pub enum PkiError {
     #[error("invalid private key: {0}")]
     BadKey(String),
     /// The private key belongs to a different certificate.
-    #[error(
-        "the private key does not match the certificate (use the key written together with \
-         it, or re-issue both with `minitls ca issue --force`)"
-    )]
+    #[error("the private key does not match the certificate")]
     KeyMismatch,
     /// An RSA key size other than 2048, 3072 or 4096 bits was requested.
     #[error("unsupported RSA key size {0} bits; use 2048, 3072 or 4096")]
@@ -312,7 +306,56 @@ pub enum PkiError {
     },
 }
 
+/// Why a missing credential file cannot be made where it was looked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MissingReason {
+    /// The CA is absent but this other credential file of the directory exists.
+    CaAbsentBeside {
+        /// The file that exists without its CA.
+        present: PathBuf,
+    },
+    /// A leaf would be issued here, but the CA's private key is not here.
+    NoCaKey {
+        /// Where the CA key was looked for.
+        ca_key: PathBuf,
+    },
+    /// The CA key exists without its certificate.
+    NoCaCertificate,
+    /// The other half of a certificate/key pair exists without it.
+    HalfPair {
+        /// The half that exists.
+        present: PathBuf,
+    },
+}
+
+impl std::fmt::Display for MissingReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MissingReason::CaAbsentBeside { present } => {
+                write!(f, "{} exists without it", present.display())
+            }
+            MissingReason::NoCaKey { ca_key } => write!(
+                f,
+                "it cannot be issued here because {} is missing",
+                ca_key.display()
+            ),
+            MissingReason::NoCaCertificate => f.write_str("the CA key exists without it"),
+            MissingReason::HalfPair { present } => {
+                write!(f, "{} exists without it", present.display())
+            }
+        }
+    }
+}
+
 impl PkiError {
+    /// The error inside any [`PkiError::InFile`] wrappers.
+    pub fn innermost(&self) -> &PkiError {
+        match self {
+            PkiError::InFile { source, .. } => source.innermost(),
+            other => other,
+        }
+    }
+
     /// Attaches the file the error is about.
     pub(crate) fn in_file(self, path: impl Into<PathBuf>) -> PkiError {
         PkiError::InFile {
@@ -325,8 +368,14 @@ impl PkiError {
 /// The OS error text without Rust's " (os error 2)" suffix, which means nothing to users.
 fn io_reason(err: &io::Error) -> String {
     let text = err.to_string();
-    match text.find(" (os error ") {
+    let text = match text.find(" (os error ") {
         Some(pos) => text[..pos].to_string(),
+        None => text,
+    };
+    // "permission denied", not "Permission denied": it follows a colon mid-sentence.
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
         None => text,
     }
 }

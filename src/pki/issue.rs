@@ -265,7 +265,7 @@ fn check_issuer_name_reproducible(cert_der: &[u8]) -> Result<(), PkiError> {
     if cert.subject().iter().any(|rdn| rdn.iter().count() != 1) {
         return Err(PkiError::BadAnchor(
             "its subject has multi-valued or empty name components, which minitls cannot \
-             issue certificates under; create a new CA with `minitls ca init --force`"
+             issue certificates under"
                 .into(),
         ));
     }

@@ -41,7 +41,7 @@ pub use crl::{Crl, MAX_CRL_BYTES, Revocation, make_crl};
 pub use describe::{
     CertSummary, describe_certificate_der, describe_certificate_pem, summarize_certificate_der,
 };
-pub use error::{CertError, CertRejection, CrlError, PkiError};
+pub use error::{CertError, CertRejection, CrlError, MissingReason, PkiError};
 pub use identity::Identity;
 pub use issue::{
     ALLOWED_KEY_BITS, CaKeyPair, ExtKeyUsage, LeafOverrides, LeafSpec, San, generate_key,

@@ -108,11 +108,7 @@ impl CaDir {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, Vec::new())),
             Err(source) => {
-                return Err(PkiError::Read {
-                    path,
-                    source,
-                    fix: String::new(),
-                });
+                return Err(PkiError::Read { path, source });
             }
         };
         let mut number = 0;
@@ -216,7 +212,6 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, PkiError> {
     let read_err = |source| PkiError::Read {
         path: path.to_path_buf(),
         source,
-        fix: String::new(),
     };
     let file = fs::File::open(path).map_err(read_err)?;
     let mut bytes = Vec::new();
@@ -293,7 +288,6 @@ impl CrlFile {
                 return Err(PkiError::Read {
                     path: path.to_path_buf(),
                     source,
-                    fix: String::new(),
                 });
             }
         };
