@@ -189,6 +189,14 @@ fn openssl_pki(dir: &Path) {
         ),
     )
     .unwrap();
+    fs::write(
+        dir.join("wild.ext"),
+        format!(
+            "basicConstraints = CA:FALSE\nkeyUsage = critical, digitalSignature, keyEncipherment\n\
+             extendedKeyUsage = serverAuth\nsubjectAltName = DNS:*.example.org\n{common}"
+        ),
+    )
+    .unwrap();
 
     openssl(
         dir,
@@ -201,6 +209,7 @@ fn openssl_pki(dir: &Path) {
         ("server", "localhost", "-sha256", "server.ext"),
         ("client", "openssl client", "-sha512", "client.ext"),
         ("odd", "odd", "-sha384", "odd.ext"),
+        ("wild", "wildcard", "-sha256", "wild.ext"),
     ] {
         openssl(
             dir,
@@ -513,5 +522,40 @@ fn a_crl_made_by_openssl_ca_is_honoured_in_pem_and_der() {
             "{file}"
         );
         crl.check(&server_v).unwrap();
+    }
+}
+
+#[test]
+fn an_openssl_made_wildcard_certificate_names_one_label_as_openssl_says() {
+    if !have_openssl() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    openssl_pki(dir);
+    let anchor = TrustAnchor::from_pem(&read(dir, "ca.crt")).unwrap();
+    let der = minitls::pki::pem_to_der(&read(dir, "wild.crt")).unwrap();
+    let now = now_unix();
+    for (host, ok) in [
+        ("files.example.org", true),
+        ("example.org", false),
+        ("a.files.example.org", false),
+    ] {
+        // openssl's own hostname check agrees with ours on each name.
+        let out = Command::new("openssl")
+            .args([
+                "verify",
+                "-CAfile",
+                "ca.crt",
+                "-verify_hostname",
+                host,
+                "wild.crt",
+            ])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.success(), ok, "openssl on {host}: {out:?}");
+        let ours = verify_certificate(&anchor, &der, Role::Server, Some(host), now);
+        assert_eq!(ours.is_ok(), ok, "{host}: {ours:?}");
     }
 }

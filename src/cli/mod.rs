@@ -183,6 +183,12 @@ fn conn_hint(e: &ConnError, server: &ServerArgs) -> String {
                 .to_string(),
             HandshakeError::PeerCertificate {
                 role: Role::Server,
+                source: CertError::NoSubjectAltNames,
+            } => "re-issue the server certificate with its names in subjectAltName \
+                  (`minitls ca issue --role server NAME --san DNS:NAME`)"
+                .to_string(),
+            HandshakeError::PeerCertificate {
+                role: Role::Server,
                 source: CertError::Revoked { .. },
             } => "the server's certificate is on the CA's revocation list (--crl / ca/crl.pem); \
                   the server needs a new certificate"

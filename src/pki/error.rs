@@ -116,6 +116,9 @@ pub enum CertError {
         /// The subject alternative names in the certificate.
         found: Vec<String>,
     },
+    /// A server name was asked for, but the certificate has no subjectAltName extension.
+    #[error("certificate has no subject alternative names (the CN is not used)")]
+    NoSubjectAltNames,
     /// A critical extension this verifier does not understand.
     #[error("certificate has an unsupported critical extension {0}")]
     UnsupportedCriticalExtension(String),

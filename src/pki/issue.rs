@@ -129,6 +129,13 @@ fn validate_dns_name(name: &str) -> Result<(), &'static str> {
     if name.len() > 253 {
         return Err("host name longer than 253 characters");
     }
+    // A wildcard only as the whole leftmost label, before at least two more (what clients
+    // accept, see `verify::dns_name_matches`).
+    let name = match name.strip_prefix("*.") {
+        Some(rest) if rest.split('.').count() >= 2 => rest,
+        Some(_) => return Err("a wildcard needs at least two labels after it (*.example.org)"),
+        None => name,
+    };
     for label in name.split('.') {
         if label.is_empty() || label.len() > 63 {
             return Err("each dot-separated part must have 1 to 63 characters");
@@ -137,7 +144,10 @@ fn validate_dns_name(name: &str) -> Result<(), &'static str> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err("only letters, digits, '-', '_' and '.' are allowed (no wildcards)");
+            return Err(
+                "only letters, digits, '-', '_' and '.' are allowed (and '*' as the whole first \
+                 label)",
+            );
         }
         if label.starts_with('-') || label.ends_with('-') {
             return Err("a part of a host name cannot start or end with '-'");

@@ -492,10 +492,7 @@ fn certificate_without_names_matches_no_server_name_and_the_cn_is_ignored() {
     let der = issue_leaf(&CA, &s, &KEYS.server).unwrap();
     assert_eq!(
         verify(&der, Role::Server, Some("localhost")).unwrap_err(),
-        CertError::NameMismatch {
-            expected: "localhost".into(),
-            found: vec![]
-        }
+        CertError::NoSubjectAltNames
     );
 }
 
@@ -716,6 +713,11 @@ fn every_certificate_error_is_one_line_starting_lower_case() {
             found: vec![],
         },
         CertError::UnsupportedCriticalExtension("1.2.3".into()),
+        CertError::NoSubjectAltNames,
+        CertError::Revoked {
+            serial: "01".into(),
+            revoked_at: 0,
+        },
     ];
     for e in errors {
         let text = e.to_string();
@@ -1366,4 +1368,84 @@ fn pki_errors_say_what_failed_and_name_no_command_line_flag_or_command() {
     }
     let denied = errors[0].to_string();
     assert_eq!(denied, "cannot read ca/client.key: permission denied");
+}
+
+// ---- names: RFC 6125 wildcards ----
+
+#[test]
+fn wildcard_matching_follows_rfc_6125_vectors() {
+    use super::verify::dns_name_matches as m;
+    // Positive: exact names, case and one trailing dot ignored; a whole-label wildcard for
+    // exactly one label.
+    for (pattern, host) in [
+        ("files.example.org", "files.example.org"),
+        ("Files.Example.ORG", "files.example.org"),
+        ("files.example.org.", "files.example.org"),
+        ("files.example.org", "files.example.org."),
+        ("*.example.org", "files.example.org"),
+        ("*.example.org", "FILES.example.org"),
+        ("*.EXAMPLE.org", "x.example.org."),
+        ("*.a.b", "c.a.b"),
+        ("*.example.org", "xn--bcher-kva.example.org"),
+    ] {
+        assert!(m(pattern, host), "{pattern} should match {host}");
+    }
+    // Negative: a wildcard covers one label only, only as the whole leftmost label, never
+    // a public-suffix-like `*.org`, never an IP address, never a host containing `*`.
+    for (pattern, host) in [
+        ("files.example.org", "other.example.org"),
+        ("files.example.org", "files.example.org.evil"),
+        ("*.example.org", "example.org"),
+        ("*.example.org", "a.b.example.org"),
+        ("*.example.org", ".example.org"),
+        ("*.example.org", "files.example.com"),
+        ("f*.example.org", "files.example.org"),
+        ("*s.example.org", "files.example.org"),
+        ("fi*es.example.org", "files.example.org"),
+        ("www.*.org", "www.example.org"),
+        ("*.*.org", "a.example.org"),
+        ("*.org", "example.org"),
+        ("*", "localhost"),
+        ("*.0.0.1", "127.0.0.1"),
+        ("*.example.org", "*.example.org"),
+        ("*.example.org", "a..example.org"),
+        ("files.example.org", ""),
+        ("", ""),
+    ] {
+        assert!(!m(pattern, host), "{pattern} must not match {host}");
+    }
+}
+
+#[test]
+fn a_wildcard_certificate_verifies_for_one_label_and_ip_names_never_match_it() {
+    let mut s = spec(Role::Server);
+    s.sans = vec!["*.example.org".parse().unwrap()];
+    let der = issue_leaf(&CA, &s, &KEYS.server).unwrap();
+    verify(&der, Role::Server, Some("files.example.org")).unwrap();
+    for refused in ["example.org", "a.files.example.org", "127.0.0.1"] {
+        assert!(
+            matches!(
+                verify(&der, Role::Server, Some(refused)),
+                Err(CertError::NameMismatch { .. })
+            ),
+            "{refused}"
+        );
+    }
+    // Partial-label and too-broad wildcards cannot even be issued.
+    for bad in ["DNS:f*.example.org", "DNS:*.org", "DNS:www.*.example.org"] {
+        assert!(bad.parse::<San>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn a_server_certificate_without_subject_alternative_names_is_refused_saying_so() {
+    let mut s = spec(Role::Server);
+    s.sans = Vec::new();
+    let der = issue_leaf(&CA, &s, &KEYS.server).unwrap();
+    let err = verify(&der, Role::Server, Some("server.example")).unwrap_err();
+    assert_eq!(err, CertError::NoSubjectAltNames);
+    assert_eq!(
+        err.to_string(),
+        "certificate has no subject alternative names (the CN is not used)"
+    );
 }

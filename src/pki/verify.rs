@@ -517,8 +517,9 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
     }
 }
 
-/// Matches `expected` against the SANs: as an IP address if it parses as one, else as a DNS
-/// name compared case-insensitively (one trailing dot ignored). No wildcards, no CN fallback.
+/// Matches `expected` against the SANs: as an IP address if it parses as one (IP SANs only,
+/// never a wildcard), else as a DNS name by [`dns_name_matches`]. The common name is never
+/// used (RFC 6125 §6.4.4 allows it only without DNS SANs; RFC 9525 drops it).
 fn check_name(cert: &X509Certificate<'_>, expected: &str) -> Result<(), CertError> {
     let mismatch = || CertError::NameMismatch {
         expected: expected.to_string(),
@@ -526,7 +527,7 @@ fn check_name(cert: &X509Certificate<'_>, expected: &str) -> Result<(), CertErro
     };
     let san = match cert.subject_alternative_name() {
         Ok(Some(san)) => san,
-        Ok(None) => return Err(mismatch()),
+        Ok(None) => return Err(CertError::NoSubjectAltNames),
         Err(e) => return Err(CertError::Malformed(format!("subjectAltName: {e}"))),
     };
     let bare = expected
@@ -540,16 +541,39 @@ fn check_name(cert: &X509Certificate<'_>, expected: &str) -> Result<(), CertErro
             _ => false,
         })
     } else {
-        let want = expected.strip_suffix('.').unwrap_or(expected);
-        !want.is_empty()
-            && names.iter().any(|n| match n {
-                GeneralName::DNSName(d) => {
-                    d.strip_suffix('.').unwrap_or(d).eq_ignore_ascii_case(want)
-                }
-                _ => false,
-            })
+        names.iter().any(|n| match n {
+            GeneralName::DNSName(d) => dns_name_matches(d, expected),
+            _ => false,
+        })
     };
     if found { Ok(()) } else { Err(mismatch()) }
+}
+
+/// Whether the DNS SAN `pattern` names `host` (RFC 6125 §6.4.3): ASCII case-insensitive, one
+/// trailing dot ignored on either side. A wildcard is accepted only as the whole leftmost
+/// label (`*.example.org`, never `f*.example.org` or `www.*.org`), matches exactly one
+/// non-empty label (not `example.org`, not `a.b.example.org`), and needs at least two labels
+/// after it (no `*.org`). An IP address never matches a DNS name (the caller compares those
+/// with IP SANs only), and a host that contains `*` matches nothing.
+pub(crate) fn dns_name_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.strip_suffix('.').unwrap_or(pattern);
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.contains('*') || host.parse::<IpAddr>().is_ok() {
+        return false;
+    }
+    if host.split('.').any(str::is_empty) {
+        return false;
+    }
+    let Some(rest) = pattern.strip_prefix("*.") else {
+        return !pattern.contains('*') && pattern.eq_ignore_ascii_case(host);
+    };
+    if rest.contains('*') || rest.split('.').count() < 2 || rest.split('.').any(str::is_empty) {
+        return false;
+    }
+    match host.split_once('.') {
+        Some((first, host_rest)) => !first.is_empty() && host_rest.eq_ignore_ascii_case(rest),
+        None => false,
+    }
 }
 
 /// A distinguished name reduced for comparison: per RDN, sorted (attribute OID, value) pairs
