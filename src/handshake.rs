@@ -43,6 +43,8 @@ fn no_log() -> StepLog {
 /// Our identity prepared for the handshake: the signer keeps the key's precomputed values.
 pub struct LocalIdentity {
     pub cert_der: Vec<u8>,
+    /// Intermediate CA certificates sent after ours, issuer first.
+    pub chain: Vec<Vec<u8>>,
     pub key: rsa::RsaPrivateKey,
     signer: pss::SigningKey<Sha256>,
     fingerprint: [u8; 32],
@@ -54,6 +56,7 @@ impl LocalIdentity {
         let fingerprint = crypto::sha256(&identity.cert_der);
         Self {
             cert_der: identity.cert_der,
+            chain: identity.chain,
             key: identity.key,
             signer,
             fingerprint,
@@ -74,6 +77,8 @@ impl LocalIdentity {
 pub struct ClientConfig {
     pub identity: Arc<LocalIdentity>,
     pub anchor: Arc<TrustAnchor>,
+    /// More trust anchors besides `anchor` (a `--ca-cert` bundle); a peer may chain to any.
+    pub extra_anchors: Arc<Vec<TrustAnchor>>,
     /// The name the server certificate must carry (DNS or IP SAN).
     pub server_name: String,
     /// The CA's revocation list, already checked against `anchor`; a server certificate it
@@ -89,6 +94,7 @@ impl ClientConfig {
         Self {
             identity,
             anchor,
+            extra_anchors: Arc::new(Vec::new()),
             server_name: server_name.to_string(),
             crl: None,
             log: no_log(),
@@ -102,6 +108,8 @@ impl ClientConfig {
 pub struct ServerConfig {
     pub identity: Arc<LocalIdentity>,
     pub anchor: Arc<TrustAnchor>,
+    /// More trust anchors besides `anchor` (a `--ca-cert` bundle); a client may chain to any.
+    pub extra_anchors: Arc<Vec<TrustAnchor>>,
     /// The CA's revocation list, already checked against `anchor`; a client certificate it
     /// names is refused. The server swaps in a fresh one per connection when the file changes.
     pub crl: Option<Arc<Crl>>,
@@ -114,6 +122,7 @@ impl ServerConfig {
         Self {
             identity,
             anchor,
+            extra_anchors: Arc::new(Vec::new()),
             crl: None,
             log: no_log(),
             now_unix: None,
@@ -241,17 +250,30 @@ fn dh(secret: EphemeralSecret, peer: [u8; 32]) -> Result<Secret32, HandshakeErro
     Ok(Secret32(shared.to_bytes()))
 }
 
-/// Verifies a peer certificate, then looks it up in the revocation list if there is one.
+/// The trust anchors and revocation list a peer certificate is checked against.
+struct Trust<'a> {
+    anchor: &'a TrustAnchor,
+    extra: &'a [TrustAnchor],
+    crl: Option<&'a Crl>,
+}
+
+/// Verifies a peer certificate and its chain, then looks the path up in the revocation list
+/// if there is one.
 fn verify_peer(
-    anchor: &TrustAnchor,
-    crl: Option<&Crl>,
+    trust: &Trust<'_>,
     der: &[u8],
+    chain: &[Vec<u8>],
     role: Role,
     server_name: Option<&str>,
     now_unix: i64,
 ) -> Result<VerifiedCert, HandshakeError> {
     let wrap = |source| HandshakeError::PeerCertificate { role, source };
-    let cert = pki::verify_certificate(anchor, der, role, server_name, now_unix).map_err(wrap)?;
+    let mut anchors: Vec<&TrustAnchor> = Vec::with_capacity(1 + trust.extra.len());
+    anchors.push(trust.anchor);
+    anchors.extend(trust.extra.iter());
+    let cert =
+        pki::verify_chain(&anchors, der, chain, role, server_name, now_unix).map_err(wrap)?;
+    let crl = trust.crl;
     if let Some(crl) = crl {
         crl.check(&cert).map_err(wrap)?;
     }
@@ -315,10 +337,15 @@ impl ExpectServerHello {
         // 1. Validate the server certificate before trusting its key with anything:
         //    chain to our CA, validity, serverAuth EKU, and the name we asked for.
         //    And not revoked, when we have the CA's list.
+        let trust = Trust {
+            anchor: &cfg.anchor,
+            extra: &cfg.extra_anchors,
+            crl: cfg.crl.as_deref(),
+        };
         let server_cert = verify_peer(
-            &cfg.anchor,
-            cfg.crl.as_deref(),
+            &trust,
             &hello.certificate,
+            &hello.chain,
             Role::Server,
             Some(&cfg.server_name),
             now(cfg.now_unix),
@@ -341,6 +368,7 @@ impl ExpectServerHello {
         let mut out = Vec::new();
         let cc = ClientCertificate {
             certificate: cfg.identity.cert_der.clone(),
+            chain: cfg.identity.chain.clone(),
             wrapped_secret: wrapped,
         };
         emit(
@@ -501,6 +529,7 @@ impl ExpectClientHello {
             random: random32(),
             x25519,
             certificate: self.config.identity.cert_der.clone(),
+            chain: self.config.identity.chain.clone(),
         };
         let mut out = Vec::new();
         emit(FrameType::ServerHello, &sh, &mut transcript, &mut out);
@@ -534,10 +563,15 @@ impl ExpectClientCertificate {
         let cc: ClientCertificate = expect(FrameType::ClientCertificate, typ, body)?;
         // 2. Validate the client certificate: chain, validity, clientAuth EKU, and not on the
         //    CA's revocation list.
+        let trust = Trust {
+            anchor: &self.config.anchor,
+            extra: &self.config.extra_anchors,
+            crl: self.config.crl.as_deref(),
+        };
         let client = verify_peer(
-            &self.config.anchor,
-            self.config.crl.as_deref(),
+            &trust,
             &cc.certificate,
+            &cc.chain,
             Role::Client,
             None,
             now(self.config.now_unix),

@@ -457,6 +457,7 @@ fn hand_made_flight3(
     transcript.extend_from_slice(&sh);
     let cc = ClientCertificate {
         certificate: p.client.cert_der.clone(),
+        chain: vec![],
         wrapped_secret: wrapped,
     };
     transcript.extend_from_slice(&encode_frame(FrameType::ClientCertificate, &cc.to_bytes()));

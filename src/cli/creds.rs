@@ -21,6 +21,8 @@ const EXPIRY_WARNING_DAYS: i64 = 30;
 pub struct Credentials {
     pub identity: Arc<LocalIdentity>,
     pub anchor: Arc<TrustAnchor>,
+    /// The other anchors of a `--ca-cert` bundle.
+    pub extra_anchors: Arc<Vec<TrustAnchor>>,
     /// The revocation list to honour: `--crl`, else `crl.pem` of `--ca-dir`.
     pub crl: Option<CrlSource>,
 }
@@ -147,7 +149,11 @@ pub fn crl_error(e: &pki::PkiError) -> CliError {
 
 /// Loads the credentials for `role`, creating missing ones in `--ca-dir` (never explicit files).
 pub fn load(args: &CredentialArgs, role: Role, quiet: bool) -> CliResult<Credentials> {
-    let (identity, anchor, cert_path, default_crl) = match (&args.cert, &args.key, &args.ca_cert) {
+    let (identity, anchor, extra_anchors, cert_path, default_crl) = match (
+        &args.cert,
+        &args.key,
+        &args.ca_cert,
+    ) {
         (Some(cert), Some(key), Some(ca_cert)) => {
             for (flag, path) in [("--cert", cert), ("--key", key), ("--ca-cert", ca_cert)] {
                 require_file(flag, path)?;
@@ -157,9 +163,10 @@ pub fn load(args: &CredentialArgs, role: Role, quiet: bool) -> CliResult<Credent
             };
             let identity = pki::load_identity_files(cert, key)
                 .map_err(|e| fail(&format!("load the {role} credentials (--cert/--key)"), e))?;
-            let anchor = pki::load_anchor_file(ca_cert)
-                .map_err(|e| fail("load the CA certificate (--ca-cert)", e))?;
-            (identity, anchor, cert.clone(), None)
+            let mut anchors = pki::load_anchor_bundle_file(ca_cert)
+                .map_err(|e| fail("load the CA certificates (--ca-cert)", e))?;
+            let anchor = anchors.remove(0);
+            (identity, anchor, anchors, cert.clone(), None)
         }
         (None, None, None) => {
             let ca = CaDir::new(&args.ca_dir);
@@ -192,7 +199,7 @@ pub fn load(args: &CredentialArgs, role: Role, quiet: bool) -> CliResult<Credent
                 path: ca.crl_path(),
                 required: false,
             };
-            (identity, anchor, ca.cert_path(role), Some(crl))
+            (identity, anchor, Vec::new(), ca.cert_path(role), Some(crl))
         }
         // clap's `requires_all` rejects partial sets before we get here.
         _ => {
@@ -215,6 +222,7 @@ pub fn load(args: &CredentialArgs, role: Role, quiet: bool) -> CliResult<Credent
     Ok(Credentials {
         identity: Arc::new(LocalIdentity::new(identity)),
         anchor: Arc::new(anchor),
+        extra_anchors: Arc::new(extra_anchors),
         crl,
     })
 }
@@ -268,5 +276,33 @@ fn require_file(flag: &str, path: &Path) -> CliResult<()> {
             path.display()
         ))),
         Err(e) => Err(CliError::new(format!("{flag} {}: {e}", path.display()))),
+    }
+}
+
+impl Credentials {
+    /// Checks that our own certificate and chain verify against our anchors for `role`, so that
+    /// a broken chain is found at start and not by every peer (`serve`).
+    pub fn check_own_chain(&self, role: Role) -> CliResult<()> {
+        let mut anchors: Vec<&TrustAnchor> = vec![&self.anchor];
+        anchors.extend(self.extra_anchors.iter());
+        pki::verify_chain(
+            &anchors,
+            &self.identity.cert_der,
+            &self.identity.chain,
+            role,
+            None,
+            pki::now_unix(),
+        )
+        .map(drop)
+        .map_err(|e| {
+            CliError::with_code(
+                exit::AUTH,
+                format!(
+                    "our {role} certificate does not verify against our own CA certificates: \
+                     {e}; give the whole chain (ours first, then each intermediate) with --cert \
+                     and the root CA with --ca-cert"
+                ),
+            )
+        })
     }
 }

@@ -59,6 +59,7 @@ fn connect(
 ) -> CliResult<Channel<TcpTransport>> {
     let crl = creds.client_crl()?;
     let mut config = ClientConfig::new(creds.identity, creds.anchor, &server.expected_name());
+    config.extra_anchors = creds.extra_anchors;
     config.crl = crl;
     if global.verbose {
         config.log = Arc::new(|step: &str| note(&format!("handshake: {step}")));

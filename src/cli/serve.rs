@@ -94,7 +94,9 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
             .map_err(|e| creds::crl_error(&e))?,
         )),
     };
+    creds.check_own_chain(Role::Server)?;
     let mut config = ServerConfig::new(creds.identity, creds.anchor);
+    config.extra_anchors = creds.extra_anchors;
     if global.verbose {
         config.log = Arc::new(|step: &str| log_line(&format!("handshake: {step}")));
     }

@@ -43,6 +43,9 @@ const OID_INVALIDITY_DATE: &str = "2.5.29.24";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Crl {
     issuer: String,
+    /// SHA-256 of the CA certificate that signed the list: it speaks only for what that
+    /// certificate issued.
+    issuer_fingerprint: [u8; 32],
     this_update_unix: i64,
     next_update_unix: Option<i64>,
     /// Serial (big-endian, without leading zero bytes) -> revocation time (Unix seconds).
@@ -140,6 +143,7 @@ impl Crl {
         }
         Ok(Crl {
             issuer: name_to_string(&tbs.issuer),
+            issuer_fingerprint: anchor.fingerprint(),
             this_update_unix: tbs.this_update.timestamp(),
             next_update_unix: tbs.next_update.map(|t| t.timestamp()),
             revoked,
@@ -165,15 +169,21 @@ impl Crl {
         self.revoked.get(&normalize_serial(raw_serial)).copied()
     }
 
-    /// Refuses a verified certificate (issued by this list's CA) that the list revokes.
+    /// Refuses a verified certificate if the list revokes it or an intermediate of its path,
+    /// among those this list's CA issued (a serial means nothing under another issuer).
     pub fn check(&self, cert: &VerifiedCert) -> Result<(), CertError> {
-        match self.revoked_at(&cert.serial) {
-            None => Ok(()),
-            Some(revoked_at) => Err(CertError::Revoked {
-                serial: cert.serial.iter().map(|b| format!("{b:02X}")).collect(),
-                revoked_at,
-            }),
+        for link in &cert.path {
+            if link.issuer_fingerprint != self.issuer_fingerprint {
+                continue;
+            }
+            if let Some(revoked_at) = self.revoked_at(&link.serial) {
+                return Err(CertError::Revoked {
+                    serial: link.serial.iter().map(|b| format!("{b:02X}")).collect(),
+                    revoked_at,
+                });
+            }
         }
+        Ok(())
     }
 
     /// How many certificates the list revokes.

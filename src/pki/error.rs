@@ -116,6 +116,84 @@ pub enum CertError {
         /// The subject alternative names in the certificate.
         found: Vec<String>,
     },
+    /// More intermediate CA certificates than accepted.
+    #[error(
+        "the certificate chain has {count} intermediate CA certificates; at most 3 are accepted"
+    )]
+    TooManyIntermediates {
+        /// How many were sent.
+        count: usize,
+    },
+    /// The chain's last certificate is issued by no configured CA and by nothing sent.
+    #[error(
+        "the certificate chain does not lead to a configured CA: nothing sent or trusted is \
+         \"{issuer}\" (trusted: \"{ca}\")"
+    )]
+    NoPathToAnchor {
+        /// The issuer no certificate was found for.
+        issuer: String,
+        /// The configured CAs.
+        ca: String,
+    },
+    /// An issuer's signature over a certificate of the chain does not verify.
+    #[error("a certificate of the chain is not signed by \"{subject}\" (signature check failed)")]
+    IssuerSignatureInvalid {
+        /// The issuing CA.
+        subject: String,
+    },
+    /// An intermediate without basicConstraints CA=true.
+    #[error(
+        "\"{subject}\" is used as an issuer but is not a CA (basicConstraints CA=true is \
+         missing)"
+    )]
+    IssuerNotCa {
+        /// The certificate used as an issuer.
+        subject: String,
+    },
+    /// An intermediate whose keyUsage lacks keyCertSign.
+    #[error("intermediate CA \"{subject}\" may not sign certificates (keyUsage lacks keyCertSign)")]
+    IssuerCannotSign {
+        /// The intermediate.
+        subject: String,
+    },
+    /// More intermediates below a CA than its pathLenConstraint allows.
+    #[error(
+        "CA \"{subject}\" allows {path_len} intermediate CA(s) below it (pathLenConstraint), \
+         the chain has {below}"
+    )]
+    PathLenExceeded {
+        /// The constraining CA.
+        subject: String,
+        /// Its pathLenConstraint.
+        path_len: u32,
+        /// Intermediates below it in the chain.
+        below: usize,
+    },
+    /// An intermediate is past its notAfter date.
+    #[error("intermediate CA \"{subject}\" expired on {}", format_unix_utc(*not_after))]
+    IssuerExpired {
+        /// The intermediate.
+        subject: String,
+        /// Its notAfter (Unix seconds).
+        not_after: i64,
+    },
+    /// An intermediate is not valid yet.
+    #[error("intermediate CA \"{subject}\" is not valid before {}", format_unix_utc(*not_before))]
+    IssuerNotYetValid {
+        /// The intermediate.
+        subject: String,
+        /// Its notBefore (Unix seconds).
+        not_before: i64,
+    },
+    /// An intermediate with name constraints, which are not enforced here.
+    #[error(
+        "intermediate CA \"{subject}\" has name constraints, which minitls does not enforce \
+         (refused rather than ignored)"
+    )]
+    NameConstraints {
+        /// The intermediate.
+        subject: String,
+    },
     /// A server name was asked for, but the certificate has no subjectAltName extension.
     #[error("certificate has no subject alternative names (the CN is not used)")]
     NoSubjectAltNames,
@@ -145,7 +223,9 @@ impl CertError {
             CertError::IsCa { .. }
             | CertError::WrongUsage { .. }
             | CertError::KeyUsageForbids { .. } => CertRejection::WrongRole,
-            CertError::WrongIssuer { .. } | CertError::NotSignedByCa => CertRejection::UnknownCa,
+            CertError::WrongIssuer { .. }
+            | CertError::NotSignedByCa
+            | CertError::NoPathToAnchor { .. } => CertRejection::UnknownCa,
             _ => CertRejection::Other,
         }
     }

@@ -1,10 +1,20 @@
 //! PKI: the private CA, issuing and storing credentials, and verifying peer certificates.
 //!
-//! minitls trusts exactly one CA, and every peer presents exactly one certificate signed directly
-//! by it; there are no intermediate CAs, so "chain validation" is one signature and the checks
-//! around it (see [`verify_certificate`]). Certificates are parsed with x509-parser and signatures
-//! verified with the `rsa` crate over the received to-be-signed bytes; rcgen (ring backend) only
-//! writes certificates.
+//! minitls trusts one CA, or a bundle of them (`--ca-cert`); a peer presents its certificate and
+//! up to 3 intermediate CA certificates, and [`verify_chain`] checks the path link by link
+//! (SPEC §2.9). Certificates are parsed with x509-parser and signatures verified with the `rsa`
+//! crate over the received to-be-signed bytes; rcgen (ring backend) only writes certificates
+//! and CRLs.
+//!
+//! Why path validation is written here rather than taken from `rustls-webpki`: webpki verifies
+//! signatures through ring or aws-lc-rs and wants rustls' `pki-types` and its own error model,
+//! while everything else here (CA generation, the handshake's RSA operations, the CLI's
+//! messages) uses RustCrypto and needs one error variant per failed check, named in sentences
+//! (`CertError`). webpki also has no notion of minitls' rules (RSA 2048-8192 only, a server key
+//! that must allow keyEncipherment, nameConstraints refused). The path here is short (at most 3
+//! intermediates, no path building across cross-signed CAs) and every check has a test in
+//! `pki/tests.rs` and `tests/chains.rs`; if chains grow (cross-signing, policies), switching
+//! to webpki is the better move.
 //!
 //! What the checks defend against:
 //! - signature by the CA's key over the exact TBS bytes: certificates forged or altered in flight;
@@ -55,11 +65,13 @@ pub use revocation::{
 };
 pub use store::{
     CaDir, DEFAULT_CA_DAYS, DEFAULT_CA_DIR, DEFAULT_CLIENT_NAME, DEFAULT_KEY_BITS,
-    DEFAULT_LEAF_DAYS, DEFAULT_SERVER_NAME, InitOptions, load_anchor_file, load_identity_files,
+    DEFAULT_LEAF_DAYS, DEFAULT_SERVER_NAME, InitOptions, load_anchor_bundle_file, load_anchor_file,
+    load_identity_files,
 };
 pub use time::{format_unix_iso, format_unix_utc, now_unix};
 pub use verify::{
-    MAX_RSA_BITS, MIN_RSA_BITS, TrustAnchor, VerifiedCert, fingerprint_hex, verify_certificate,
+    MAX_INTERMEDIATES, MAX_RSA_BITS, MIN_RSA_BITS, PathLink, TrustAnchor, VerifiedCert,
+    fingerprint_hex, verify_certificate, verify_chain,
 };
 
 /// Which end of a connection a certificate belongs to.

@@ -19,9 +19,10 @@ use super::identity::Identity;
 use super::issue::{
     CaKeyPair, LeafSpec, San, generate_key, issue_leaf, new_ca, validate_common_name,
 };
+use super::pem::{CERTIFICATE_LABEL, decode_blocks};
 use super::pem::{der_to_pem, pem_to_der, private_key_from_pem, private_key_to_pem};
 use super::time::{SECS_PER_DAY, now_unix};
-use super::verify::TrustAnchor;
+use super::verify::{MAX_INTERMEDIATES, TrustAnchor};
 
 /// Default CA directory, relative to the working directory.
 pub const DEFAULT_CA_DIR: &str = "ca";
@@ -467,14 +468,36 @@ impl CaDir {
     }
 }
 
-/// Loads a certificate and its private key; errors name the file.
+/// Loads a certificate, or a chain file (our certificate first, then up to
+/// [`MAX_INTERMEDIATES`] intermediate CA certificates, issuer first), and its private key;
+/// errors name the file.
 pub fn load_identity_files(cert: &Path, key: &Path) -> Result<Identity, PkiError> {
-    let cert_der = pem_to_der(&read_text(cert)?).map_err(|e| e.in_file(cert))?;
+    let mut certs =
+        decode_blocks(&read_text(cert)?, CERTIFICATE_LABEL).map_err(|e| e.in_file(cert))?;
+    if certs.is_empty() {
+        return Err(PkiError::Pem("no CERTIFICATE block found".into()).in_file(cert));
+    }
+    if certs.len() > 1 + MAX_INTERMEDIATES {
+        return Err(PkiError::BadCertificate(format!(
+            "the chain file holds {} certificates; at most ours and {MAX_INTERMEDIATES} \
+             intermediates are accepted",
+            certs.len()
+        ))
+        .in_file(cert));
+    }
+    let cert_der = certs.remove(0);
     let private = private_key_from_pem(&read_text(key)?).map_err(|e| e.in_file(key))?;
-    Identity::from_parts(cert_der, private).map_err(|e| match e {
+    let mut identity = Identity::from_parts(cert_der, private).map_err(|e| match e {
         PkiError::KeyMismatch | PkiError::BadKey(_) => e.in_file(key),
         other => other.in_file(cert),
-    })
+    })?;
+    identity.chain = certs;
+    Ok(identity)
+}
+
+/// Loads the trust anchors of a CA file: one CA certificate or a bundle of them.
+pub fn load_anchor_bundle_file(path: &Path) -> Result<Vec<TrustAnchor>, PkiError> {
+    TrustAnchor::bundle_from_pem(&read_text(path)?).map_err(|e| e.in_file(path))
 }
 
 /// Loads and checks a CA certificate; errors name the file.

@@ -41,9 +41,34 @@ pub struct TrustAnchor {
     fingerprint: [u8; 32],
     not_before_unix: i64,
     not_after_unix: i64,
+    /// basicConstraints pathLenConstraint: most intermediates allowed below this CA.
+    path_len: Option<u32>,
 }
 
 impl TrustAnchor {
+    /// Parses and checks every `CERTIFICATE` block of PEM text (a bundle of trust anchors, as
+    /// `--ca-cert` may hold); at least one.
+    pub fn bundle_from_pem(pem: &str) -> Result<Vec<TrustAnchor>, PkiError> {
+        let blocks = super::pem::decode_blocks(pem, super::pem::CERTIFICATE_LABEL)?;
+        if blocks.is_empty() {
+            return Err(PkiError::Pem("no CERTIFICATE block found".into()));
+        }
+        let count = blocks.len();
+        blocks
+            .iter()
+            .enumerate()
+            .map(|(i, der)| {
+                TrustAnchor::from_der(der).map_err(|e| {
+                    if count > 1 {
+                        PkiError::BadAnchor(format!("certificate {} of {count}: {e}", i + 1))
+                    } else {
+                        e
+                    }
+                })
+            })
+            .collect()
+    }
+
     /// Parses and checks a PEM CA certificate (exactly one `CERTIFICATE` block).
     pub fn from_pem(pem: &str) -> Result<TrustAnchor, PkiError> {
         TrustAnchor::from_der(&pem_to_der(pem)?)
@@ -55,8 +80,8 @@ impl TrustAnchor {
         let cert = parse_single(der).map_err(bad)?;
         check_extensions(&cert).map_err(bad)?;
         let hash = signature_hash(&cert).map_err(bad)?;
-        match cert.basic_constraints() {
-            Ok(Some(bc)) if bc.value.ca => {}
+        let path_len = match cert.basic_constraints() {
+            Ok(Some(bc)) if bc.value.ca => bc.value.path_len_constraint,
             Ok(_) => {
                 return Err(PkiError::BadAnchor(format!(
                     "\"{}\" is not a CA (basicConstraints CA=true is missing); \
@@ -65,6 +90,17 @@ impl TrustAnchor {
                 )));
             }
             Err(e) => return Err(PkiError::BadAnchor(format!("basicConstraints: {e}"))),
+        };
+        if cert
+            .extensions()
+            .iter()
+            .any(|e| e.oid.to_id_string() == OID_NAME_CONSTRAINTS)
+        {
+            return Err(PkiError::BadAnchor(
+                "it has name constraints, which minitls does not enforce (refused rather than \
+                 ignored)"
+                    .into(),
+            ));
         }
         if let Ok(Some(ku)) = cert.key_usage()
             && !ku.value.key_cert_sign()
@@ -94,6 +130,7 @@ impl TrustAnchor {
             fingerprint: sha256_fingerprint(der),
             not_before_unix: cert.validity().not_before.timestamp(),
             not_after_unix: cert.validity().not_after.timestamp(),
+            path_len,
         })
     }
 
@@ -160,19 +197,35 @@ pub struct VerifiedCert {
     pub not_before_unix: i64,
     /// The serial number, big-endian without leading zero bytes (for revocation checks).
     pub serial: Vec<u8>,
+    /// The verified path, leaf first: each certificate's serial and issuer (for revocation).
+    pub path: Vec<PathLink>,
 }
 
-/// Checks a peer certificate (DER, from the network) against the anchor.
-///
-/// In order: the anchor is within its validity period; exactly one well-formed DER certificate
-/// with no trailing bytes, no duplicate or unparseable extensions and no unknown critical ones;
-/// signature algorithm RSA PKCS#1 v1.5 with SHA-256/384/512, the same inside and outside the
-/// signed part; issuer = the anchor's subject; signature over the received TBS bytes verifies
-/// with the anchor's key; `now_unix` within [notBefore, notAfter]; not a CA; an RSA key of
-/// 2048..=8192 bits; extended key usage serverAuth (server) or clientAuth (client); keyUsage, if
-/// present, allows digitalSignature (and keyEncipherment for a server, whose key wraps the
-/// session secret); and, when `server_name` is given, a matching DNS or IP subject alternative
-/// name (the common name is never used).
+/// The anchors' subjects for a message: `"CN=a"` or `"CN=a" or "CN=b"`.
+fn anchor_names(anchors: &[&TrustAnchor]) -> String {
+    let names: Vec<&str> = anchors.iter().map(|a| a.subject.as_str()).collect();
+    names.join("\" or \"")
+}
+
+/// Most intermediate CA certificates a peer may send with its own (SPEC §2.9).
+pub const MAX_INTERMEDIATES: usize = 3;
+
+/// OID of the nameConstraints extension, refused rather than ignored (RFC 5280 §4.2.1.10:
+/// a verifier that does not enforce it must not accept what it would forbid).
+const OID_NAME_CONSTRAINTS: &str = "2.5.29.30";
+
+/// One certificate of a verified path, for revocation: its serial and which certificate
+/// issued it (SHA-256 of the issuer's DER; for the last link, the trust anchor's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathLink {
+    /// Serial number, big-endian, without leading zero bytes.
+    pub serial: Vec<u8>,
+    /// SHA-256 fingerprint of the issuing certificate.
+    pub issuer_fingerprint: [u8; 32],
+}
+
+/// Checks a peer certificate (DER, from the network) against the anchor: [`verify_chain`]
+/// with one anchor and no intermediates.
 pub fn verify_certificate(
     anchor: &TrustAnchor,
     cert_der: &[u8],
@@ -180,32 +233,161 @@ pub fn verify_certificate(
     server_name: Option<&str>,
     now_unix: i64,
 ) -> Result<VerifiedCert, CertError> {
-    // 1. The CA itself must be valid now; nothing it signed counts otherwise.
-    if now_unix < anchor.not_before_unix {
-        return Err(CertError::CaNotYetValid {
-            not_before: anchor.not_before_unix,
-        });
-    }
-    if now_unix > anchor.not_after_unix {
-        return Err(CertError::CaExpired {
-            not_after: anchor.not_after_unix,
-        });
-    }
+    verify_chain(&[anchor], cert_der, &[], role, server_name, now_unix)
+}
 
-    // 2. Structure: one certificate, sane extensions, an algorithm we accept.
+/// Checks a peer certificate and the intermediate CA certificates sent with it against the
+/// trust anchors (DER, from the network).
+///
+/// In order: at most [`MAX_INTERMEDIATES`] intermediates; the leaf is exactly one well-formed
+/// DER certificate with no trailing bytes, no duplicate or unparseable extensions and no
+/// unknown critical ones, signed with RSA PKCS#1 v1.5 and SHA-256/384/512 (the same algorithm
+/// inside and outside the signed part). Then the path, link by link from the leaf: if an anchor
+/// is named as the issuer, that anchor must be valid now, its signature must verify and its
+/// pathLenConstraint allow the intermediates used; otherwise an unused intermediate whose
+/// subject is the issuer must verify the signature and be valid now, a CA (basicConstraints),
+/// allowed to sign certificates (keyUsage keyCertSign if present), without name constraints,
+/// with a pathLenConstraint that allows the intermediates below it. Then the leaf itself:
+/// `now_unix` within [notBefore, notAfter]; not a CA; an RSA key of 2048..=8192 bits; extended
+/// key usage serverAuth (server) or clientAuth (client); keyUsage, if present, allows
+/// digitalSignature (and keyEncipherment for a server, whose key wraps the session secret);
+/// and, when `server_name` is given, a matching DNS or IP subject alternative name (the common
+/// name is never used).
+pub fn verify_chain(
+    anchors: &[&TrustAnchor],
+    cert_der: &[u8],
+    intermediates: &[Vec<u8>],
+    role: Role,
+    server_name: Option<&str>,
+    now_unix: i64,
+) -> Result<VerifiedCert, CertError> {
+    if intermediates.len() > MAX_INTERMEDIATES {
+        return Err(CertError::TooManyIntermediates {
+            count: intermediates.len(),
+        });
+    }
+    // 1. Structure: one certificate, sane extensions, an algorithm we accept.
     let cert = parse_single(cert_der)?;
     check_extensions(&cert)?;
-    let hash = signature_hash(&cert)?;
+    let parsed: Vec<X509Certificate<'_>> = intermediates
+        .iter()
+        .map(|der| parse_single(der))
+        .collect::<Result<_, _>>()?;
 
-    // 3. Chain to the anchor: issuer name, then the signature itself.
-    if !anchor.is_subject(cert.issuer()) {
-        return Err(CertError::WrongIssuer {
-            issuer: name_to_string(cert.issuer()),
-            ca: anchor.subject.clone(),
+    // 2. The path from the leaf to an anchor.
+    let mut path = Vec::with_capacity(intermediates.len() + 1);
+    let mut used = [false; MAX_INTERMEDIATES];
+    let mut child = &cert;
+    let mut depth = 0; // intermediates between the leaf and `child`'s issuer
+    loop {
+        let hash = signature_hash(child)?;
+        if let Some(anchor) = anchors.iter().find(|a| a.is_subject(child.issuer())) {
+            // The CA itself must be valid now; nothing it signed counts otherwise.
+            if now_unix < anchor.not_before_unix {
+                return Err(CertError::CaNotYetValid {
+                    not_before: anchor.not_before_unix,
+                });
+            }
+            if now_unix > anchor.not_after_unix {
+                return Err(CertError::CaExpired {
+                    not_after: anchor.not_after_unix,
+                });
+            }
+            if !signature_valid(child, hash, &anchor.public_key) {
+                return Err(if depth == 0 {
+                    CertError::NotSignedByCa
+                } else {
+                    CertError::IssuerSignatureInvalid {
+                        subject: anchor.subject.clone(),
+                    }
+                });
+            }
+            if let Some(limit) = anchor.path_len
+                && depth > limit as usize
+            {
+                return Err(CertError::PathLenExceeded {
+                    subject: anchor.subject.clone(),
+                    path_len: limit,
+                    below: depth,
+                });
+            }
+            path.push(PathLink {
+                serial: normalize_serial(child.raw_serial()),
+                issuer_fingerprint: anchor.fingerprint,
+            });
+            break;
+        }
+        let next = (0..parsed.len())
+            .find(|&i| !used[i] && names_equal(parsed[i].subject(), child.issuer()));
+        let Some(i) = next else {
+            return Err(if depth == 0 && parsed.is_empty() {
+                CertError::WrongIssuer {
+                    issuer: name_to_string(child.issuer()),
+                    ca: anchor_names(anchors),
+                }
+            } else {
+                CertError::NoPathToAnchor {
+                    issuer: name_to_string(child.issuer()),
+                    ca: anchor_names(anchors),
+                }
+            });
+        };
+        used[i] = true;
+        let issuer = &parsed[i];
+        let subject = name_to_string(issuer.subject());
+        check_extensions(issuer)?;
+        if issuer
+            .extensions()
+            .iter()
+            .any(|e| e.oid.to_id_string() == OID_NAME_CONSTRAINTS)
+        {
+            return Err(CertError::NameConstraints { subject });
+        }
+        let key = rsa_public_key(issuer.public_key())?;
+        if !signature_valid(child, hash, &key) {
+            return Err(CertError::IssuerSignatureInvalid { subject });
+        }
+        let (not_before, not_after) = (
+            issuer.validity().not_before.timestamp(),
+            issuer.validity().not_after.timestamp(),
+        );
+        if now_unix < not_before {
+            return Err(CertError::IssuerNotYetValid {
+                subject,
+                not_before,
+            });
+        }
+        if now_unix > not_after {
+            return Err(CertError::IssuerExpired { subject, not_after });
+        }
+        match issuer.basic_constraints() {
+            Ok(Some(bc)) if bc.value.ca => {
+                if let Some(limit) = bc.value.path_len_constraint
+                    && depth > limit as usize
+                {
+                    return Err(CertError::PathLenExceeded {
+                        subject,
+                        path_len: limit,
+                        below: depth,
+                    });
+                }
+            }
+            Ok(_) => return Err(CertError::IssuerNotCa { subject }),
+            Err(e) => return Err(CertError::Malformed(format!("basicConstraints: {e}"))),
+        }
+        match issuer.key_usage() {
+            Ok(Some(ku)) if !ku.value.key_cert_sign() => {
+                return Err(CertError::IssuerCannotSign { subject });
+            }
+            Ok(_) => {}
+            Err(e) => return Err(CertError::Malformed(format!("keyUsage: {e}"))),
+        }
+        path.push(PathLink {
+            serial: normalize_serial(child.raw_serial()),
+            issuer_fingerprint: sha256_fingerprint(&intermediates[i]),
         });
-    }
-    if !signature_valid(&cert, hash, &anchor.public_key) {
-        return Err(CertError::NotSignedByCa);
+        child = issuer;
+        depth += 1;
     }
 
     // 4. Validity period.
@@ -271,6 +453,7 @@ pub fn verify_certificate(
         not_after_unix: not_after,
         not_before_unix: not_before,
         serial: normalize_serial(cert.raw_serial()),
+        path,
     })
 }
 
