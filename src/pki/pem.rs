@@ -1,9 +1,11 @@
 //! PEM text <-> DER bytes for certificates and RSA private keys (PKCS#8 and PKCS#1).
 //!
-//! A small decoder of our own rather than a PEM crate: it tolerates the explanatory text that
-//! `openssl x509 -text` and others put around blocks, insists on exactly one block of the kind
-//! asked for, and decodes into buffers that are wiped on drop (they may hold private keys).
+//! Finding the blocks is ours: it tolerates the explanatory text that `openssl x509 -text` and
+//! others put around blocks, insists on exactly one block of the kind asked for, and gives the
+//! encrypted-key hint. Encoding and decoding each block (RFC 7468, constant-time base64) is
+//! `pem-rfc7468`'s, into buffers that are wiped on drop (they may hold private keys).
 
+use pem_rfc7468::LineEnding;
 use rsa::RsaPrivateKey;
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
@@ -26,32 +28,18 @@ const PEM_LINE_LEN: usize = 64;
 /// Largest PEM input accepted; certificates and keys are a few KiB.
 const MAX_PEM_LEN: usize = 1 << 20;
 
-const BASE64_ALPHABET: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /// One decoded `-----BEGIN label-----` ... `-----END label-----` block.
 struct PemBlock {
     label: String,
     der: Zeroizing<Vec<u8>>,
 }
 
-/// Encodes DER bytes as one PEM block with the given label, lines of 64 characters, LF endings.
+/// Encodes DER bytes as one PEM block with the given label, lines of 64 characters, LF endings
+/// (RFC 7468, by `pem-rfc7468`, whose base64 is constant-time).
 pub(crate) fn encode_pem(label: &str, der: &[u8]) -> String {
-    let b64 = Zeroizing::new(base64_encode(der));
-    let mut out =
-        String::with_capacity(b64.len() + b64.len() / PEM_LINE_LEN + 2 * label.len() + 40);
-    out.push_str("-----BEGIN ");
-    out.push_str(label);
-    out.push_str("-----\n");
-    for line in b64.as_bytes().chunks(PEM_LINE_LEN) {
-        // The base64 alphabet is ASCII, so every chunk is valid UTF-8.
-        out.push_str(std::str::from_utf8(line).expect("base64 output is ASCII"));
-        out.push('\n');
-    }
-    out.push_str("-----END ");
-    out.push_str(label);
-    out.push_str("-----\n");
-    out
+    // Only fails for labels that are not RFC 7468 labels; ours are constants.
+    pem_rfc7468::encode_string(label, LineEnding::LF, der)
+        .expect("the PEM labels minitls writes are valid RFC 7468 labels")
 }
 
 /// Encodes a DER certificate as a PEM `CERTIFICATE` block.
@@ -190,8 +178,7 @@ fn parse_blocks(text: &str) -> Result<Vec<PemBlock>, PkiError> {
                 "BEGIN {label} without a matching END line"
             )));
         }
-        let der = base64_decode(&body)
-            .ok_or_else(|| PkiError::Pem(format!("the {label} block is not valid base64")))?;
+        let der = decode_block(label, &body)?;
         if der.is_empty() {
             return Err(PkiError::Pem(format!("the {label} block is empty")));
         }
@@ -208,68 +195,31 @@ fn boundary_label<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
     line.strip_prefix(prefix)?.strip_suffix("-----")
 }
 
-fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let emit = chunk.len() + 1; // characters carrying data
-        for i in 0..4 {
-            if i < emit {
-                let index = (n >> (18 - 6 * i)) & 0x3f;
-                out.push(char::from(BASE64_ALPHABET[index as usize]));
-            } else {
-                out.push('=');
-            }
-        }
+/// Decodes one block's base64 text (whitespace already removed from each line) with
+/// `pem-rfc7468`: constant-time base64 (`base64ct`), since the block may be a private key.
+/// The text is re-wrapped at 64 characters first, so blocks written with other line widths
+/// (76 is common) are read too; re-wrapping depends only on the length, never on the data.
+fn decode_block(label: &str, body: &str) -> Result<Zeroizing<Vec<u8>>, PkiError> {
+    let bad = || PkiError::Pem(format!("the {label} block is not valid base64"));
+    if !body.is_ascii() {
+        return Err(bad());
     }
-    out
-}
-
-fn base64_value(c: u8) -> Option<u32> {
-    let v = match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => return None,
-    };
-    Some(u32::from(v))
-}
-
-/// Strict standard base64 with padding; whitespace is ignored. `None` on any other deviation.
-fn base64_decode(text: &str) -> Option<Zeroizing<Vec<u8>>> {
-    let chars: Zeroizing<Vec<u8>> =
-        Zeroizing::new(text.bytes().filter(|c| !c.is_ascii_whitespace()).collect());
-    if !chars.len().is_multiple_of(4) {
-        return None;
+    let mut doc = Zeroizing::new(String::with_capacity(
+        body.len() + body.len() / PEM_LINE_LEN + 2 * label.len() + 40,
+    ));
+    doc.push_str("-----BEGIN ");
+    doc.push_str(label);
+    doc.push_str("-----\n");
+    for line in body.as_bytes().chunks(PEM_LINE_LEN) {
+        // ASCII checked above, so every chunk is valid UTF-8.
+        doc.push_str(std::str::from_utf8(line).map_err(|_| bad())?);
+        doc.push('\n');
     }
-    let mut out = Zeroizing::new(Vec::with_capacity(chars.len() / 4 * 3));
-    let quads = chars.len() / 4;
-    for (qi, quad) in chars.chunks(4).enumerate() {
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && qi + 1 != quads) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &quad[..4 - pad] {
-            n = (n << 6) | base64_value(c)?;
-        }
-        n <<= 6 * pad as u32;
-        let bytes = n.to_be_bytes();
-        let data = &bytes[1..4 - pad];
-        // Non-canonical encodings leave stray bits in the padding; reject them.
-        if pad > 0 && bytes[4 - pad..].iter().any(|&b| b != 0) {
-            return None;
-        }
-        out.extend_from_slice(data);
-    }
-    Some(out)
+    doc.push_str("-----END ");
+    doc.push_str(label);
+    doc.push_str("-----\n");
+    let (_, der) = pem_rfc7468::decode_vec(doc.as_bytes()).map_err(|_| bad())?;
+    Ok(Zeroizing::new(der))
 }
 
 #[cfg(test)]
@@ -277,26 +227,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_round_trips_every_length() {
-        for len in 0..70 {
+    fn pem_round_trips_every_length_and_reads_other_line_widths() {
+        for len in 1..200 {
             let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-            let enc = base64_encode(&data);
-            assert_eq!(base64_decode(&enc).unwrap().as_slice(), data.as_slice());
+            let pem = encode_pem("X", &data);
+            assert_eq!(decode_blocks(&pem, "X").unwrap(), vec![data.clone()]);
+            // The same base64 wrapped at 76 characters, as some tools write it.
+            let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            let mut wide = String::from("-----BEGIN X-----\n");
+            for chunk in b64.as_bytes().chunks(76) {
+                wide.push_str(std::str::from_utf8(chunk).unwrap());
+                wide.push('\n');
+            }
+            wide.push_str("-----END X-----\n");
+            assert_eq!(decode_blocks(&wide, "X").unwrap(), vec![data]);
         }
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(
+            encode_pem("X", b"foobar"),
+            "-----BEGIN X-----\nZm9vYmFy\n-----END X-----\n"
+        );
     }
 
     #[test]
-    fn base64_rejects_bad_padding_and_characters() {
-        assert!(base64_decode("Zm8").is_none());
-        assert!(base64_decode("Z===").is_none());
-        assert!(base64_decode("Zm8=Zm8=").is_none());
-        assert!(
-            base64_decode("Zm9=").is_none(),
-            "non-canonical trailing bits"
-        );
-        assert!(base64_decode("Zm*v").is_none());
+    fn pem_rejects_bad_padding_and_characters() {
+        for body in ["Zm8", "Z===", "Zm8=Zm8=", "Zm9=", "Zm*v", "Zm9vYmFyé"] {
+            let pem = format!("-----BEGIN X-----\n{body}\n-----END X-----\n");
+            assert!(
+                matches!(decode_blocks(&pem, "X"), Err(PkiError::Pem(_))),
+                "{body}"
+            );
+        }
     }
 
     #[test]
