@@ -83,6 +83,19 @@ fn write_exts(dir: &Path) {
 /// `name.crt` for CN `name`, with key `key`, issued by `issuer` (`None`: self-signed) with the
 /// extensions of `ext`, valid for `days`.
 fn cert(dir: &Path, name: &str, key: &str, issuer: Option<&str>, ext: &str, days: u32) {
+    cert_hashed(dir, name, key, issuer, ext, days, "-sha256");
+}
+
+/// [`cert`] with the issuer's signature made with `hash` (`-sha384`, ...).
+fn cert_hashed(
+    dir: &Path,
+    name: &str,
+    key: &str,
+    issuer: Option<&str>,
+    ext: &str,
+    days: u32,
+    hash: &str,
+) {
     let days = days.to_string();
     let ext_file = format!("{ext}.ext");
     match issuer {
@@ -98,7 +111,7 @@ fn cert(dir: &Path, name: &str, key: &str, issuer: Option<&str>, ext: &str, days
                 &format!("/CN={name}"),
                 "-days",
                 &days,
-                "-sha256",
+                hash,
                 "-out",
                 &format!("{name}.crt"),
                 "-extensions",
@@ -135,7 +148,7 @@ fn cert(dir: &Path, name: &str, key: &str, issuer: Option<&str>, ext: &str, days
                     "-CAcreateserial",
                     "-days",
                     &days,
-                    "-sha256",
+                    hash,
                     "-extfile",
                     &ext_file,
                     "-out",
@@ -413,4 +426,144 @@ fn serve_and_fetch_work_with_chain_files_and_a_bundle_of_roots() {
         line.contains("our server certificate does not verify"),
         "{line}"
     );
+}
+
+fn ec_key(dir: &Path, name: &str, curve: &str) {
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            &format!("ec_paramgen_curve:{curve}"),
+            "-out",
+            &format!("{name}.key"),
+        ],
+    );
+}
+
+#[test]
+fn ecdsa_p384_and_p256_cas_sign_rsa_leaves_and_an_ec_leaf_key_is_refused_in_words() {
+    if !have_openssl() {
+        return;
+    }
+    let w = Workspace::without_ca();
+    let dir = w.path();
+    write_exts(dir);
+    // RSA root -> EC P-384 intermediate (signing with SHA-384) -> RSA server and client.
+    key(dir, "root");
+    fs::write(
+        dir.join("root.cnf"),
+        format!("[req]\ndistinguished_name = dn\n[dn]\n[v3]\n{CA_EXT}"),
+    )
+    .unwrap();
+    cert(dir, "rsa-root", "root.key", None, "root", 60);
+    fs::rename(dir.join("rsa-root.crt"), dir.join("root.crt")).unwrap();
+    ec_key(dir, "ec384", "P-384");
+    cert(dir, "ec384", "ec384.key", Some("root"), "ca", 30);
+    key(dir, "leaf");
+    cert_hashed(
+        dir,
+        "server",
+        "leaf.key",
+        Some("ec384"),
+        "server",
+        30,
+        "-sha384",
+    );
+    cert_hashed(
+        dir,
+        "client",
+        "leaf.key",
+        Some("ec384"),
+        "client",
+        30,
+        "-sha384",
+    );
+    // An EC P-256 root signing an RSA client directly (ecdsa-with-SHA256).
+    ec_key(dir, "ec256", "P-256");
+    fs::write(
+        dir.join("ec256.cnf"),
+        format!("[req]\ndistinguished_name = dn\n[dn]\n[v3]\n{CA_EXT}"),
+    )
+    .unwrap();
+    cert(dir, "ec256", "ec256.key", None, "ec256", 60);
+    cert(dir, "client256", "leaf.key", Some("ec256"), "client", 30);
+    // An EC P-256 leaf key.
+    ec_key(dir, "eckey", "P-256");
+    cert(dir, "ecleaf", "eckey.key", Some("ec384"), "client", 30);
+
+    let now = pki::now_unix();
+    check(dir, "server", &["ec384"], Role::Server, now).unwrap();
+    check(dir, "client", &["ec384"], Role::Client, now).unwrap();
+    let ec_root =
+        TrustAnchor::from_pem(&fs::read_to_string(dir.join("ec256.crt")).unwrap()).unwrap();
+    pki::verify_chain(
+        &[&ec_root],
+        &der(dir, "client256"),
+        &[],
+        Role::Client,
+        None,
+        now,
+    )
+    .unwrap();
+    // A flipped bit in an ECDSA signature is caught.
+    let mut bad = der(dir, "client256");
+    let n = bad.len();
+    bad[n - 5] ^= 1;
+    assert!(pki::verify_chain(&[&ec_root], &bad, &[], Role::Client, None, now).is_err());
+    // The EC leaf: refused with a sentence naming the key and what is needed, no bare OID.
+    let e = check(dir, "ecleaf", &["ec384"], Role::Client, now).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("an EC key on P-256"), "{text}");
+    assert!(text.contains("needs an RSA key"), "{text}");
+    assert!(!text.contains("1.2.840"), "{text}");
+
+    // End to end through the EC intermediate.
+    let cat = |parts: &[&str], to: &str| {
+        let text: String = parts
+            .iter()
+            .map(|p| fs::read_to_string(dir.join(p)).unwrap())
+            .collect();
+        fs::write(dir.join(to), text).unwrap();
+    };
+    cat(&["server.crt", "ec384.crt"], "server-chain.pem");
+    cat(&["client.crt", "ec384.crt"], "client-chain.pem");
+    let server = w.serve(&[
+        "--cert",
+        "server-chain.pem",
+        "--key",
+        "leaf.key",
+        "--ca-cert",
+        "root.crt",
+    ]);
+    ok(&w.run(&[
+        "fetch",
+        "hello.txt",
+        "--server",
+        &server.addr,
+        "--cert",
+        "client-chain.pem",
+        "--key",
+        "leaf.key",
+        "--ca-cert",
+        "root.crt",
+    ]));
+    // An EC client key is refused before connecting, in words.
+    cat(&["ecleaf.crt", "ec384.crt"], "ec-chain.pem");
+    let line = fails(&w.run(&[
+        "fetch",
+        "hello.txt",
+        "--server",
+        &server.addr,
+        "--cert",
+        "ec-chain.pem",
+        "--key",
+        "eckey.key",
+        "--ca-cert",
+        "root.crt",
+    ]));
+    assert!(!line.contains("1.2.840"), "{line}");
+    assert!(line.contains("RSA"), "{line}");
 }

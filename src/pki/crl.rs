@@ -24,8 +24,7 @@ use super::error::{CertError, CrlError, PkiError};
 use super::issue::CaKeyPair;
 use super::pem::{X509_CRL_LABEL, decode_blocks};
 use super::verify::{
-    TrustAnchor, VerifiedCert, name_to_string, normalize_serial, parse_single, rsa_pkcs1_hash,
-    rsa_pkcs1_valid,
+    TrustAnchor, VerifiedCert, name_to_string, normalize_serial, parse_single, sig_alg, sig_valid,
 };
 
 /// Largest CRL accepted, DER or PEM: about 40,000 entries, far beyond a small private CA, and
@@ -108,14 +107,9 @@ impl Crl {
                 ca: anchor.subject().to_string(),
             });
         }
-        let hash = rsa_pkcs1_hash(&crl.signature_algorithm, &tbs.signature)
+        let alg = sig_alg(&crl.signature_algorithm, &tbs.signature)
             .map_err(|e| CrlError::Malformed(e.to_string()))?;
-        if !rsa_pkcs1_valid(
-            tbs.as_ref(),
-            &crl.signature_value,
-            hash,
-            anchor.public_key(),
-        ) {
+        if !sig_valid(tbs.as_ref(), &crl.signature_value, alg, anchor.public_key()) {
             return Err(CrlError::BadSignature {
                 ca: anchor.subject().to_string(),
             });

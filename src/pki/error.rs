@@ -22,10 +22,16 @@ pub enum CertError {
     TrailingData(usize),
     /// The signature algorithm is not RSA PKCS#1 v1.5 with SHA-256, SHA-384 or SHA-512.
     #[error(
-        "certificate uses an unsupported signature algorithm {0} \
-         (only RSA PKCS#1 v1.5 with SHA-256/384/512 is accepted)"
+        "certificate is signed with {0}, which minitls does not accept (it accepts RSA PKCS#1 \
+         v1.5 and ECDSA signatures with SHA-256, SHA-384 or SHA-512)"
     )]
     UnsupportedAlgorithm(String),
+    /// A CA key of a kind this verifier cannot check signatures with.
+    #[error(
+        "the issuing CA has {0}, which minitls cannot verify signatures with (CA keys may be \
+         RSA of 2048 to 8192 bits, or EC on P-256 or P-384)"
+    )]
+    UnsupportedIssuerKey(String),
     /// The algorithm inside the signed part differs from the one outside it.
     #[error("certificate is malformed: the signed and the outer signature algorithms differ")]
     AlgorithmMismatch,
@@ -74,7 +80,10 @@ pub enum CertError {
         role: Role,
     },
     /// The key is not an RSA key.
-    #[error("certificate key is not an RSA key (algorithm {0})")]
+    #[error(
+        "certificate holds {0}; minitls needs an RSA key of 2048 to 8192 bits in server and \
+         client certificates"
+    )]
     NotRsa(String),
     /// The RSA key is shorter than 2048 bits.
     #[error("certificate RSA key is too small: {bits} bits (at least 2048 required)")]

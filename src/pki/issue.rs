@@ -243,7 +243,7 @@ impl CaKeyPair {
 
     pub(crate) fn from_parts(cert_der: Vec<u8>, key: RsaPrivateKey) -> Result<CaKeyPair, PkiError> {
         let anchor = TrustAnchor::from_der(&cert_der)?;
-        if anchor.public_key() != key.as_public_key() {
+        if anchor.public_key().rsa() != Some(key.as_public_key()) {
             return Err(PkiError::KeyMismatch);
         }
         check_issuer_name_reproducible(&cert_der)?;

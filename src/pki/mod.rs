@@ -3,8 +3,10 @@
 //! minitls trusts one CA, or a bundle of them (`--ca-cert`); a peer presents its certificate and
 //! up to 3 intermediate CA certificates, and [`verify_chain`] checks the path link by link
 //! (SPEC §2.9). Certificates are parsed with x509-parser and signatures verified with the `rsa`
-//! crate over the received to-be-signed bytes; rcgen (ring backend) only writes certificates
-//! and CRLs.
+//! crate (RSA PKCS#1 v1.5) or `p256`/`p384` (ECDSA, for EC CA keys) over the received
+//! to-be-signed bytes; rcgen (ring backend) only writes certificates and CRLs. Leaf keys, ours
+//! and peers', are RSA: the server's receives the wrapped secret, and the handshake's transcript
+//! signatures are RSA-PSS.
 //!
 //! Why path validation is written here rather than taken from `rustls-webpki`: webpki verifies
 //! signatures through ring or aws-lc-rs and wants rustls' `pki-types` and its own error model,
@@ -19,8 +21,9 @@
 //! What the checks defend against:
 //! - signature by the CA's key over the exact TBS bytes: certificates forged or altered in flight;
 //! - issuer name and no trailing bytes: confusion about which certificate was checked;
-//! - one accepted algorithm family, the same inside and outside the signed part: algorithm
-//!   substitution (a signature checked under a weaker hash than the one signed);
+//! - accepted algorithms only (RSA PKCS#1 v1.5, ECDSA on P-256/P-384; SHA-256/384/512), the
+//!   same inside and outside the signed part: algorithm substitution (a signature checked under
+//!   a weaker hash than the one signed);
 //! - validity period (of the leaf and of the CA): use of stale credentials;
 //! - not a CA, extended key usage by role: a client certificate used to impersonate the server
 //!   (and the CA certificate used as anyone);
@@ -70,7 +73,7 @@ pub use store::{
 };
 pub use time::{format_unix_iso, format_unix_utc, now_unix};
 pub use verify::{
-    MAX_INTERMEDIATES, MAX_RSA_BITS, MIN_RSA_BITS, PathLink, TrustAnchor, VerifiedCert,
+    IssuerKey, MAX_INTERMEDIATES, MAX_RSA_BITS, MIN_RSA_BITS, PathLink, TrustAnchor, VerifiedCert,
     fingerprint_hex, verify_certificate, verify_chain,
 };
 

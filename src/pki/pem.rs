@@ -117,15 +117,44 @@ pub fn private_key_from_pem(pem: &str) -> Result<RsaPrivateKey, PkiError> {
         ));
     }
     match block.label.as_str() {
-        PKCS8_KEY_LABEL => RsaPrivateKey::from_pkcs8_der(&block.der)
-            .map_err(|e| PkiError::BadKey(format!("not a PKCS#8 RSA private key: {e}"))),
+        PKCS8_KEY_LABEL => {
+            if let Some(kind) = non_rsa_pkcs8_kind(&block.der) {
+                return Err(PkiError::BadKey(format!(
+                    "it is {kind}; minitls needs an RSA private key (2048 to 8192 bits)"
+                )));
+            }
+            RsaPrivateKey::from_pkcs8_der(&block.der)
+                .map_err(|e| PkiError::BadKey(format!("not a PKCS#8 RSA private key: {e}")))
+        }
         PKCS1_KEY_LABEL => RsaPrivateKey::from_pkcs1_der(&block.der)
             .map_err(|e| PkiError::BadKey(format!("not a PKCS#1 RSA private key: {e}"))),
         ENCRYPTED_KEY_LABEL => Err(encrypted_key_error()),
+        "EC PRIVATE KEY" => Err(PkiError::BadKey(
+            "it is an EC key; minitls needs an RSA private key (2048 to 8192 bits)".into(),
+        )),
         other => Err(PkiError::BadKey(format!(
             "{other} is not supported; minitls needs an RSA key (PRIVATE KEY or RSA PRIVATE KEY)"
         ))),
     }
+}
+
+/// What a PKCS#8 key that is not RSA holds, in words (`None` for RSA or unparseable input,
+/// which the RSA decoder then reports).
+fn non_rsa_pkcs8_kind(der: &[u8]) -> Option<String> {
+    let info = rsa::pkcs8::PrivateKeyInfoRef::try_from(der).ok()?;
+    let oid = info.algorithm.oid.to_string();
+    let curve = info.algorithm.parameters_oid().ok().map(|c| c.to_string());
+    Some(match (oid.as_str(), curve.as_deref()) {
+        ("1.2.840.113549.1.1.1", _) => return None,
+        ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => "an EC key on P-256".into(),
+        ("1.2.840.10045.2.1", Some("1.3.132.0.34")) => "an EC key on P-384".into(),
+        ("1.2.840.10045.2.1", Some("1.3.132.0.35")) => "an EC key on P-521".into(),
+        ("1.2.840.10045.2.1", _) => "an EC key".into(),
+        ("1.3.101.112", _) => "an Ed25519 key".into(),
+        ("1.3.101.113", _) => "an Ed448 key".into(),
+        ("1.2.840.113549.1.1.10", _) => "an RSA-PSS key".into(),
+        (other, _) => format!("a key of an unknown kind (object identifier {other})"),
+    })
 }
 
 fn encrypted_key_error() -> PkiError {

@@ -37,7 +37,7 @@ pub struct TrustAnchor {
     subject: String,
     subject_raw: Vec<u8>,
     subject_normalized: NormalizedName,
-    public_key: RsaPublicKey,
+    public_key: IssuerKey,
     fingerprint: [u8; 32],
     not_before_unix: i64,
     not_after_unix: i64,
@@ -109,7 +109,7 @@ impl TrustAnchor {
                 "its key usage does not allow signing certificates (keyCertSign)".into(),
             ));
         }
-        let public_key = rsa_public_key(cert.public_key()).map_err(bad)?;
+        let public_key = issuer_key(cert.public_key()).map_err(bad)?;
         if !names_equal(cert.issuer(), cert.subject()) {
             return Err(PkiError::BadAnchor(format!(
                 "it is not self-signed (issued by \"{}\"); pass the root CA certificate",
@@ -150,7 +150,7 @@ impl TrustAnchor {
     }
 
     /// The CA's public key.
-    pub fn public_key(&self) -> &RsaPublicKey {
+    pub fn public_key(&self) -> &IssuerKey {
         &self.public_key
     }
 
@@ -343,7 +343,7 @@ pub fn verify_chain(
         {
             return Err(CertError::NameConstraints { subject });
         }
-        let key = rsa_public_key(issuer.public_key())?;
+        let key = issuer_key(issuer.public_key())?;
         if !signature_valid(child, hash, &key) {
             return Err(CertError::IssuerSignatureInvalid { subject });
         }
@@ -526,39 +526,140 @@ pub(crate) fn check_extensions(cert: &X509Certificate<'_>) -> Result<(), CertErr
     Ok(())
 }
 
-/// The signature algorithm, which must be the same inside and outside the signed part and be
-/// RSA PKCS#1 v1.5 with SHA-256/384/512 (parameters NULL or absent).
-pub(crate) fn signature_hash(cert: &X509Certificate<'_>) -> Result<SigHash, CertError> {
-    rsa_pkcs1_hash(&cert.signature_algorithm, &cert.tbs_certificate.signature)
+/// The certificate's signature algorithm, which must be the same inside and outside the signed
+/// part (see [`sig_alg`]).
+pub(crate) fn signature_hash(cert: &X509Certificate<'_>) -> Result<SigAlg, CertError> {
+    sig_alg(&cert.signature_algorithm, &cert.tbs_certificate.signature)
 }
 
-/// The hash of an RSA PKCS#1 v1.5 signature algorithm (SHA-256/384/512, parameters NULL or
-/// absent) that must be named the same inside (`inner`) and outside (`outer`) the signed part:
-/// the rule for certificates and for CRLs alike.
-pub(crate) fn rsa_pkcs1_hash(
+/// A signature algorithm we verify: RSA PKCS#1 v1.5 or ECDSA, with SHA-256/384/512.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SigAlg {
+    /// sha{256,384,512}WithRSAEncryption, parameters NULL or absent.
+    Rsa(SigHash),
+    /// ecdsa-with-SHA{256,384,512}, parameters absent (RFC 5758).
+    Ecdsa(SigHash),
+}
+
+/// OIDs of ecdsa-with-SHA256/384/512.
+const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
+const OID_ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
+const OID_ECDSA_SHA512: &str = "1.2.840.10045.4.3.4";
+/// id-ecPublicKey and the two curves accepted for CA keys.
+const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+
+/// The signature algorithm named the same inside (`inner`) and outside (`outer`) the signed
+/// part: the rule for certificates and for CRLs alike.
+pub(crate) fn sig_alg(
     outer: &AlgorithmIdentifier<'_>,
     inner: &AlgorithmIdentifier<'_>,
-) -> Result<SigHash, CertError> {
+) -> Result<SigAlg, CertError> {
     if !same_algorithm(outer, inner) {
         return Err(CertError::AlgorithmMismatch);
     }
-    let hash = if outer.algorithm == OID_PKCS1_SHA256WITHRSA {
-        SigHash::Sha256
+    let id = outer.algorithm.to_id_string();
+    let alg = if outer.algorithm == OID_PKCS1_SHA256WITHRSA {
+        SigAlg::Rsa(SigHash::Sha256)
     } else if outer.algorithm == OID_PKCS1_SHA384WITHRSA {
-        SigHash::Sha384
+        SigAlg::Rsa(SigHash::Sha384)
     } else if outer.algorithm == OID_PKCS1_SHA512WITHRSA {
-        SigHash::Sha512
+        SigAlg::Rsa(SigHash::Sha512)
+    } else if id == OID_ECDSA_SHA256 {
+        SigAlg::Ecdsa(SigHash::Sha256)
+    } else if id == OID_ECDSA_SHA384 {
+        SigAlg::Ecdsa(SigHash::Sha384)
+    } else if id == OID_ECDSA_SHA512 {
+        SigAlg::Ecdsa(SigHash::Sha512)
     } else {
         return Err(CertError::UnsupportedAlgorithm(algorithm_name(outer)));
     };
-    if !params_null_or_absent(outer) {
+    let params_ok = match alg {
+        SigAlg::Rsa(_) => params_null_or_absent(outer),
+        SigAlg::Ecdsa(_) => outer.parameters.is_none(),
+    };
+    if !params_ok {
         return Err(CertError::Malformed(
             "unexpected signature algorithm parameters".into(),
         ));
     }
-    Ok(hash)
+    Ok(alg)
 }
 
+/// The public key of a CA (trust anchor or intermediate): what verifies the signatures of the
+/// certificates and CRLs it issues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IssuerKey {
+    /// RSA, 2048 to 8192 bits.
+    Rsa(RsaPublicKey),
+    /// ECDSA on NIST P-256.
+    P256(p256::ecdsa::VerifyingKey),
+    /// ECDSA on NIST P-384.
+    P384(p384::ecdsa::VerifyingKey),
+}
+
+impl IssuerKey {
+    /// The RSA key, if it is one.
+    pub fn rsa(&self) -> Option<&RsaPublicKey> {
+        match self {
+            IssuerKey::Rsa(k) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+/// Extracts a CA key: RSA of an accepted size, or EC on P-256 or P-384.
+pub(crate) fn issuer_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<IssuerKey, CertError> {
+    if spki.algorithm.algorithm == OID_PKCS1_RSAENCRYPTION {
+        return rsa_public_key(spki).map(IssuerKey::Rsa);
+    }
+    let point = spki.subject_public_key.data.as_ref();
+    let bad = |e: String| CertError::Malformed(format!("EC public key: {e}"));
+    match ec_curve(spki).as_deref() {
+        Some(OID_P256) => p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
+            .map(IssuerKey::P256)
+            .map_err(|e| bad(e.to_string())),
+        Some(OID_P384) => p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
+            .map(IssuerKey::P384)
+            .map_err(|e| bad(e.to_string())),
+        _ => Err(CertError::UnsupportedIssuerKey(key_kind(spki))),
+    }
+}
+
+/// The named curve of an id-ecPublicKey key, if it is one.
+fn ec_curve(spki: &SubjectPublicKeyInfo<'_>) -> Option<String> {
+    if spki.algorithm.algorithm.to_id_string() != OID_EC_PUBLIC_KEY {
+        return None;
+    }
+    let params = spki.algorithm.parameters.as_ref()?;
+    params.as_oid().ok().map(|oid| oid.to_id_string())
+}
+
+/// What kind of key a SubjectPublicKeyInfo holds, as words: "an RSA key", "an EC key on
+/// P-256", "an Ed25519 key", or "a key of an unknown kind (object identifier ...)".
+pub(crate) fn key_kind(spki: &SubjectPublicKeyInfo<'_>) -> String {
+    let id = spki.algorithm.algorithm.to_id_string();
+    match id.as_str() {
+        "1.2.840.113549.1.1.1" => "an RSA key".to_string(),
+        OID_EC_PUBLIC_KEY => match ec_curve(spki).as_deref() {
+            Some(OID_P256) => "an EC key on P-256".to_string(),
+            Some(OID_P384) => "an EC key on P-384".to_string(),
+            Some("1.3.132.0.35") => "an EC key on P-521".to_string(),
+            Some("1.3.132.0.10") => "an EC key on secp256k1".to_string(),
+            Some(curve) => format!("an EC key on an unknown curve (object identifier {curve})"),
+            None => "an EC key without a named curve".to_string(),
+        },
+        "1.3.101.112" => "an Ed25519 key".to_string(),
+        "1.3.101.113" => "an Ed448 key".to_string(),
+        "1.2.840.113549.1.1.10" => "an RSA-PSS key".to_string(),
+        "1.2.840.10040.4.1" => "a DSA key".to_string(),
+        _ => format!("a key of an unknown kind (object identifier {id})"),
+    }
+}
+
+/// A signature algorithm in words: its name when known, else "an algorithm with object
+/// identifier ..." (never a bare OID).
 fn algorithm_name(alg: &AlgorithmIdentifier<'_>) -> String {
     let id = alg.algorithm.to_id_string();
     let name = match id.as_str() {
@@ -566,12 +667,14 @@ fn algorithm_name(alg: &AlgorithmIdentifier<'_>) -> String {
         "1.2.840.113549.1.1.5" => "sha1WithRSAEncryption",
         "1.2.840.113549.1.1.10" => "RSASSA-PSS",
         "1.2.840.113549.1.1.14" => "sha224WithRSAEncryption",
-        "1.2.840.10045.4.3.2" => "ecdsa-with-SHA256",
-        "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
+        "1.2.840.10045.4.1" => "ecdsa-with-SHA1",
+        "1.2.840.10045.4.3.1" => "ecdsa-with-SHA224",
         "1.3.101.112" => "Ed25519",
-        _ => return id,
+        "1.3.101.113" => "Ed448",
+        "1.2.840.10040.4.3" => "dsa-with-SHA1",
+        _ => return format!("an algorithm with object identifier {id}"),
     };
-    format!("{name} ({id})")
+    name.to_string()
 }
 
 fn same_algorithm(a: &AlgorithmIdentifier<'_>, b: &AlgorithmIdentifier<'_>) -> bool {
@@ -593,47 +696,49 @@ fn params_null_or_absent(alg: &AlgorithmIdentifier<'_>) -> bool {
 }
 
 /// Verifies the certificate's signature over its raw TBS bytes with `key`.
-pub(crate) fn signature_valid(
-    cert: &X509Certificate<'_>,
-    hash: SigHash,
-    key: &RsaPublicKey,
-) -> bool {
-    rsa_pkcs1_valid(
+pub(crate) fn signature_valid(cert: &X509Certificate<'_>, alg: SigAlg, key: &IssuerKey) -> bool {
+    sig_valid(
         cert.tbs_certificate.as_ref(),
         &cert.signature_value,
-        hash,
+        alg,
         key,
     )
 }
 
-/// Verifies an RSA PKCS#1 v1.5 signature `sig` over the raw signed bytes `tbs` with `key`.
-pub(crate) fn rsa_pkcs1_valid(
+/// Verifies a signature `sig` (RSA PKCS#1 v1.5, or ECDSA as a DER `Ecdsa-Sig-Value`) over the
+/// raw signed bytes `tbs` with `key`; an algorithm that does not fit the key fails.
+pub(crate) fn sig_valid(
     tbs: &[u8],
     sig: &x509_parser::der_parser::asn1_rs::BitString<'_>,
-    hash: SigHash,
-    key: &RsaPublicKey,
+    alg: SigAlg,
+    key: &IssuerKey,
 ) -> bool {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
     if sig.unused_bits != 0 {
         return false;
     }
-    let result = match hash {
-        SigHash::Sha256 => key.verify(
-            Pkcs1v15Sign::new::<Sha256>(),
-            &Sha256::digest(tbs),
-            &sig.data,
-        ),
-        SigHash::Sha384 => key.verify(
-            Pkcs1v15Sign::new::<Sha384>(),
-            &Sha384::digest(tbs),
-            &sig.data,
-        ),
-        SigHash::Sha512 => key.verify(
-            Pkcs1v15Sign::new::<Sha512>(),
-            &Sha512::digest(tbs),
-            &sig.data,
-        ),
+    let digest = |hash: SigHash| -> Vec<u8> {
+        match hash {
+            SigHash::Sha256 => Sha256::digest(tbs).to_vec(),
+            SigHash::Sha384 => Sha384::digest(tbs).to_vec(),
+            SigHash::Sha512 => Sha512::digest(tbs).to_vec(),
+        }
     };
-    result.is_ok()
+    match (alg, key) {
+        (SigAlg::Rsa(hash), IssuerKey::Rsa(key)) => {
+            let scheme = match hash {
+                SigHash::Sha256 => Pkcs1v15Sign::new::<Sha256>(),
+                SigHash::Sha384 => Pkcs1v15Sign::new::<Sha384>(),
+                SigHash::Sha512 => Pkcs1v15Sign::new::<Sha512>(),
+            };
+            key.verify(scheme, &digest(hash), &sig.data).is_ok()
+        }
+        (SigAlg::Ecdsa(hash), IssuerKey::P256(key)) => p256::ecdsa::Signature::from_der(&sig.data)
+            .is_ok_and(|s| key.verify_prehash(&digest(hash), &s).is_ok()),
+        (SigAlg::Ecdsa(hash), IssuerKey::P384(key)) => p384::ecdsa::Signature::from_der(&sig.data)
+            .is_ok_and(|s| key.verify_prehash(&digest(hash), &s).is_ok()),
+        _ => false,
+    }
 }
 
 /// A serial number's big-endian bytes without leading zero bytes (DER adds one in front of a
@@ -654,11 +759,11 @@ pub(crate) fn modulus_bits(bytes: &[u8]) -> usize {
 /// Extracts an RSA public key of an accepted size from a SubjectPublicKeyInfo.
 pub(crate) fn rsa_public_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<RsaPublicKey, CertError> {
     if spki.algorithm.algorithm != OID_PKCS1_RSAENCRYPTION {
-        return Err(CertError::NotRsa(algorithm_name(&spki.algorithm)));
+        return Err(CertError::NotRsa(key_kind(spki)));
     }
     let bits = match spki.parsed() {
         Ok(x509_parser::public_key::PublicKey::RSA(k)) => modulus_bits(k.modulus),
-        Ok(_) => return Err(CertError::NotRsa(algorithm_name(&spki.algorithm))),
+        Ok(_) => return Err(CertError::NotRsa(key_kind(spki))),
         Err(e) => return Err(CertError::Malformed(format!("RSA public key: {e}"))),
     };
     if bits < MIN_RSA_BITS {
