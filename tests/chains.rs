@@ -513,6 +513,38 @@ fn ecdsa_p384_and_p256_cas_sign_rsa_leaves_and_an_ec_leaf_key_is_refused_in_word
     let n = bad.len();
     bad[n - 5] ^= 1;
     assert!(pki::verify_chain(&[&ec_root], &bad, &[], Role::Client, None, now).is_err());
+    // A CRL signed by the EC root (openssl ca -gencrl) is read and revokes the client.
+    fs::write(dir.join("index.txt"), "").unwrap();
+    fs::write(dir.join("crlnumber"), "01\n").unwrap();
+    fs::write(
+        dir.join("ec-ca.cnf"),
+        "[ca]\ndefault_ca = ec\n[ec]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
+         certificate = ec256.crt\nprivate_key = ec256.key\ndefault_md = sha256\n\
+         default_crl_days = 7\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &["ca", "-config", "ec-ca.cnf", "-revoke", "client256.crt"],
+    );
+    openssl(
+        dir,
+        &["ca", "-config", "ec-ca.cnf", "-gencrl", "-out", "ec.crl"],
+    );
+    let crl = pki::load_crl_file(&dir.join("ec.crl"), &ec_root).unwrap();
+    let verified = pki::verify_chain(
+        &[&ec_root],
+        &der(dir, "client256"),
+        &[],
+        Role::Client,
+        None,
+        now,
+    )
+    .unwrap();
+    assert!(matches!(
+        crl.check(&verified),
+        Err(CertError::Revoked { .. })
+    ));
     // The EC leaf: refused with a sentence naming the key and what is needed, no bare OID.
     let e = check(dir, "ecleaf", &["ec384"], Role::Client, now).unwrap_err();
     let text = e.to_string();
