@@ -599,3 +599,79 @@ fn ecdsa_p384_and_p256_cas_sign_rsa_leaves_and_an_ec_leaf_key_is_refused_in_word
     assert!(!line.contains("1.2.840"), "{line}");
     assert!(line.contains("RSA"), "{line}");
 }
+
+#[test]
+fn rsa_pss_certificate_signatures_verify_and_sha1_pss_is_refused_in_words() {
+    if !have_openssl() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_exts(dir);
+    key(dir, "root");
+    fs::write(
+        dir.join("root.cnf"),
+        format!("[req]\ndistinguished_name = dn\n[dn]\n[v3]\n{CA_EXT}"),
+    )
+    .unwrap();
+    cert(dir, "rsa-root", "root.key", None, "root", 60);
+    fs::rename(dir.join("rsa-root.crt"), dir.join("root.crt")).unwrap();
+    key(dir, "leaf");
+    openssl(
+        dir,
+        &[
+            "req", "-new", "-key", "leaf.key", "-subj", "/CN=pss", "-out", "pss.csr",
+        ],
+    );
+    let sign = |out: &str, hash: &str, salt: &str| {
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "pss.csr",
+                "-CA",
+                "root.crt",
+                "-CAkey",
+                "root.key",
+                "-CAcreateserial",
+                "-days",
+                "30",
+                hash,
+                "-sigopt",
+                "rsa_padding_mode:pss",
+                "-sigopt",
+                &format!("rsa_pss_saltlen:{salt}"),
+                "-sigopt",
+                &format!("rsa_mgf1_md:{}", &hash[1..]),
+                "-extfile",
+                "client.ext",
+                "-out",
+                out,
+            ],
+        );
+    };
+    sign("pss256.crt", "-sha256", "digest");
+    sign("pss384.crt", "-sha384", "20");
+    sign("pss1.crt", "-sha1", "digest");
+    let now = pki::now_unix();
+    check(dir, "pss256", &[], Role::Client, now).unwrap();
+    check(dir, "pss384", &[], Role::Client, now).unwrap();
+    let e = check(dir, "pss1", &[], Role::Client, now).unwrap_err();
+    assert!(matches!(e, CertError::UnsupportedAlgorithm(_)), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("RSASSA-PSS with a hash other than SHA-256/384/512"),
+        "{e}"
+    );
+    // A flipped bit in a PSS signature is caught.
+    let mut bad = der(dir, "pss256");
+    let n = bad.len();
+    bad[n - 3] ^= 1;
+    let root = TrustAnchor::from_pem(&fs::read_to_string(dir.join("root.crt")).unwrap()).unwrap();
+    assert!(matches!(
+        pki::verify_chain(&[&root], &bad, &[], Role::Client, None, now),
+        Err(CertError::NotSignedByCa)
+    ));
+}

@@ -23,7 +23,7 @@ pub enum CertError {
     /// The signature algorithm is not RSA PKCS#1 v1.5 with SHA-256, SHA-384 or SHA-512.
     #[error(
         "certificate is signed with {0}, which minitls does not accept (it accepts RSA PKCS#1 \
-         v1.5 and ECDSA signatures with SHA-256, SHA-384 or SHA-512)"
+         v1.5, RSA-PSS and ECDSA signatures with SHA-256, SHA-384 or SHA-512)"
     )]
     UnsupportedAlgorithm(String),
     /// A CA key of a kind this verifier cannot check signatures with.

@@ -539,6 +539,60 @@ pub(crate) enum SigAlg {
     Rsa(SigHash),
     /// ecdsa-with-SHA{256,384,512}, parameters absent (RFC 5758).
     Ecdsa(SigHash),
+    /// RSASSA-PSS (RFC 4055) with SHA-256/384/512, MGF1 with the same hash, trailer 1.
+    RsaPss {
+        /// The message and MGF1 hash.
+        hash: SigHash,
+        /// The salt length the signer declared.
+        salt_len: usize,
+    },
+}
+
+/// OID of RSASSA-PSS, of MGF1 and of the SHA-2 hashes it may name.
+const OID_RSASSA_PSS: &str = "1.2.840.113549.1.1.10";
+const OID_MGF1: &str = "1.2.840.113549.1.1.8";
+const OID_SHA256: &str = "2.16.840.1.101.3.4.2.1";
+const OID_SHA384: &str = "2.16.840.1.101.3.4.2.2";
+const OID_SHA512: &str = "2.16.840.1.101.3.4.2.3";
+/// Largest PSS salt accepted (a hash length is usual; the bound keeps the check cheap).
+const MAX_PSS_SALT: usize = 64;
+
+/// The hash and salt length of RSASSA-PSS parameters, if they are ones we verify: SHA-2 for
+/// the message and MGF1 alike (the SHA-1 defaults are refused), trailer field 1.
+fn pss_params(alg: &AlgorithmIdentifier<'_>) -> Result<SigAlg, CertError> {
+    use x509_parser::signature_algorithm::SignatureAlgorithm;
+    let refused = |why: &str| CertError::UnsupportedAlgorithm(format!("RSASSA-PSS with {why}"));
+    let Ok(SignatureAlgorithm::RSASSA_PSS(params)) = SignatureAlgorithm::try_from(alg) else {
+        return Err(CertError::Malformed(
+            "RSASSA-PSS parameters cannot be parsed".into(),
+        ));
+    };
+    let hash_of = |oid: String| match oid.as_str() {
+        OID_SHA256 => Some(SigHash::Sha256),
+        OID_SHA384 => Some(SigHash::Sha384),
+        OID_SHA512 => Some(SigHash::Sha512),
+        _ => None,
+    };
+    let hash = hash_of(params.hash_algorithm_oid().to_id_string())
+        .ok_or_else(|| refused("a hash other than SHA-256/384/512"))?;
+    let mgf = params
+        .mask_gen_algorithm()
+        .map_err(|_| CertError::Malformed("RSASSA-PSS mask generation cannot be parsed".into()))?;
+    if mgf.mgf.to_id_string() != OID_MGF1 || hash_of(mgf.hash.to_id_string()) != Some(hash) {
+        return Err(refused(
+            "a mask generation other than MGF1 with the same hash",
+        ));
+    }
+    if params.trailer_field() != 1 {
+        return Err(CertError::Malformed(
+            "RSASSA-PSS trailer field is not 1".into(),
+        ));
+    }
+    let salt_len = params.salt_length() as usize;
+    if salt_len > MAX_PSS_SALT {
+        return Err(refused("a salt longer than 64 bytes"));
+    }
+    Ok(SigAlg::RsaPss { hash, salt_len })
 }
 
 /// OIDs of ecdsa-with-SHA256/384/512.
@@ -572,12 +626,15 @@ pub(crate) fn sig_alg(
         SigAlg::Ecdsa(SigHash::Sha384)
     } else if id == OID_ECDSA_SHA512 {
         SigAlg::Ecdsa(SigHash::Sha512)
+    } else if id == OID_RSASSA_PSS {
+        return pss_params(outer);
     } else {
         return Err(CertError::UnsupportedAlgorithm(algorithm_name(outer)));
     };
     let params_ok = match alg {
         SigAlg::Rsa(_) => params_null_or_absent(outer),
         SigAlg::Ecdsa(_) => outer.parameters.is_none(),
+        SigAlg::RsaPss { .. } => true, // checked by pss_params
     };
     if !params_ok {
         return Err(CertError::Malformed(
@@ -665,7 +722,6 @@ fn algorithm_name(alg: &AlgorithmIdentifier<'_>) -> String {
     let name = match id.as_str() {
         "1.2.840.113549.1.1.4" => "md5WithRSAEncryption",
         "1.2.840.113549.1.1.5" => "sha1WithRSAEncryption",
-        "1.2.840.113549.1.1.10" => "RSASSA-PSS",
         "1.2.840.113549.1.1.14" => "sha224WithRSAEncryption",
         "1.2.840.10045.4.1" => "ecdsa-with-SHA1",
         "1.2.840.10045.4.3.1" => "ecdsa-with-SHA224",
@@ -732,6 +788,22 @@ pub(crate) fn sig_valid(
                 SigHash::Sha512 => Pkcs1v15Sign::new::<Sha512>(),
             };
             key.verify(scheme, &digest(hash), &sig.data).is_ok()
+        }
+        (SigAlg::RsaPss { hash, salt_len }, IssuerKey::Rsa(key)) => {
+            use rsa::pss::Pss;
+            let hashed = digest(hash);
+            match hash {
+                SigHash::Sha256 => {
+                    key.verify(Pss::<Sha256>::new_with_salt(salt_len), &hashed, &sig.data)
+                }
+                SigHash::Sha384 => {
+                    key.verify(Pss::<Sha384>::new_with_salt(salt_len), &hashed, &sig.data)
+                }
+                SigHash::Sha512 => {
+                    key.verify(Pss::<Sha512>::new_with_salt(salt_len), &hashed, &sig.data)
+                }
+            }
+            .is_ok()
         }
         (SigAlg::Ecdsa(hash), IssuerKey::P256(key)) => p256::ecdsa::Signature::from_der(&sig.data)
             .is_ok_and(|s| key.verify_prehash(&digest(hash), &s).is_ok()),
