@@ -287,3 +287,29 @@ fn sighup_rereads_the_crl() {
     let line = fails_with(&fetch(&w, &server), 4);
     assert!(line.contains("revoked"), "{line}");
 }
+
+#[test]
+fn a_crl_of_any_anchor_of_a_bundle_is_read_and_speaks_only_for_that_anchor() {
+    let (ours, other) = (test_pki(), testkit::other_pki());
+    // The other CA revokes the serial of *our* client: with both anchors trusted, the list
+    // is read, but it does not revoke a certificate our CA issued.
+    let now = pki::now_unix();
+    let entries = [Revocation {
+        serial: serial(&ours.client.cert_der),
+        revoked_at_unix: now - 60,
+    }];
+    let der = pki::make_crl(&other.ca, &entries, now - 60, now + DAY, 1).unwrap();
+    let anchors = [&*ours.anchor, &*other.anchor];
+    let crl = Crl::from_bytes_any(&der, &anchors).unwrap();
+    assert!(Crl::from_bytes(&der, &ours.anchor).is_err());
+    let mut server = ours.server_config();
+    server.crl = Some(Arc::new(crl));
+    let (c, s) = handshake(ours.client_config(), server);
+    c.unwrap();
+    s.unwrap();
+    // The same serial revoked by our own CA is refused.
+    let mut server = ours.server_config();
+    server.crl = Some(crl_revoking(&ours.ca, &[&serial(&ours.client.cert_der)]));
+    let (_, s) = handshake(ours.client_config(), server);
+    assert!(s.is_err());
+}

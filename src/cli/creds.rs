@@ -36,6 +36,13 @@ pub struct CrlSource {
 }
 
 impl Credentials {
+    /// Every trust anchor: the first of `--ca-cert` (or `ca.crt`) and the rest of a bundle.
+    pub fn anchors(&self) -> Vec<TrustAnchor> {
+        let mut all = vec![(*self.anchor).clone()];
+        all.extend(self.extra_anchors.iter().cloned());
+        all
+    }
+
     /// The CRL for a client: one that fails its signature check (or is not a CRL) is an
     /// error; one past its nextUpdate is used with a warning (it still revokes what it lists).
     pub fn client_crl(&self) -> CliResult<Option<Arc<Crl>>> {
@@ -46,7 +53,9 @@ impl Credentials {
         if !source.required && !path.exists() {
             return Ok(None);
         }
-        let crl = pki::load_crl_file(path, &self.anchor).map_err(|e| crl_error(&e))?;
+        let anchors = self.anchors();
+        let crl = pki::load_crl_file_any(path, &anchors.iter().collect::<Vec<_>>())
+            .map_err(|e| crl_error(&e))?;
         if let Err(e) = crl.check_current(pki::now_unix()) {
             note(&format!(
                 "warning: {}: {e}; its revocations are still honoured (make a fresh one with \

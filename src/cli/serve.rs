@@ -87,7 +87,7 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         Some(source) => Some(Arc::new(
             pki::CrlFile::open(
                 &source.path,
-                creds.anchor.clone(),
+                creds.anchors(),
                 !source.required,
                 pki::now_unix(),
             )

@@ -22,7 +22,7 @@ use x509_parser::time::ASN1Time;
 
 use super::error::{CertError, CrlError, PkiError};
 use super::issue::CaKeyPair;
-use super::pem::{X509_CRL_LABEL, decode_blocks};
+use super::pem::{X509_CRL_LABEL, decode_blocks, is_one_der_sequence};
 use super::verify::{
     TrustAnchor, VerifiedCert, name_to_string, normalize_serial, parse_single, sig_alg, sig_valid,
 };
@@ -56,13 +56,20 @@ impl Crl {
     /// name, RSA PKCS#1 v1.5 signature over the received bytes, no unknown critical extension.
     /// Whether it is current is a separate question: [`Crl::check_current`].
     pub fn from_bytes(bytes: &[u8], anchor: &TrustAnchor) -> Result<Crl, CrlError> {
+        Crl::from_bytes_any(bytes, &[anchor])
+    }
+
+    /// [`Crl::from_bytes`] for a CRL issued by whichever of `anchors` its issuer names (the
+    /// CAs of a `--ca-cert` bundle).
+    pub fn from_bytes_any(bytes: &[u8], anchors: &[&TrustAnchor]) -> Result<Crl, CrlError> {
         if bytes.len() > MAX_CRL_BYTES {
             return Err(CrlError::Malformed(format!(
                 "it is {} bytes, more than the {MAX_CRL_BYTES} accepted",
                 bytes.len()
             )));
         }
-        let der = if bytes.starts_with(b"-----") || bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        // Binary DER is one SEQUENCE covering the input; anything else is read as PEM text.
+        let der = if !is_one_der_sequence(bytes) {
             let text = std::str::from_utf8(bytes)
                 .map_err(|_| CrlError::Malformed("PEM text that is not UTF-8".into()))?;
             let mut blocks = decode_blocks(text, X509_CRL_LABEL)
@@ -83,11 +90,16 @@ impl Crl {
         } else {
             bytes.to_vec()
         };
-        Crl::from_der(&der, anchor)
+        Crl::from_der_any(&der, anchors)
     }
 
     /// [`Crl::from_bytes`] for DER input.
     pub fn from_der(der: &[u8], anchor: &TrustAnchor) -> Result<Crl, CrlError> {
+        Crl::from_der_any(der, &[anchor])
+    }
+
+    /// [`Crl::from_bytes_any`] for DER input.
+    pub fn from_der_any(der: &[u8], anchors: &[&TrustAnchor]) -> Result<Crl, CrlError> {
         let crl = match CertificateRevocationList::from_der(der) {
             Ok(([], crl)) => crl,
             Ok((rest, _)) => {
@@ -100,13 +112,14 @@ impl Crl {
         };
         let tbs = &crl.tbs_cert_list;
 
-        // 1. Issued by our CA: the name, then the signature with its key.
-        if !anchor.is_subject(&tbs.issuer) {
+        // 1. Issued by one of our CAs: the name, then the signature with its key.
+        let Some(anchor) = anchors.iter().find(|a| a.is_subject(&tbs.issuer)) else {
+            let names: Vec<&str> = anchors.iter().map(|a| a.subject()).collect();
             return Err(CrlError::WrongIssuer {
                 issuer: name_to_string(&tbs.issuer),
-                ca: anchor.subject().to_string(),
+                ca: names.join("\", \""),
             });
-        }
+        };
         let alg = sig_alg(&crl.signature_algorithm, &tbs.signature)
             .map_err(|e| CrlError::Malformed(e.to_string()))?;
         if !sig_valid(tbs.as_ref(), &crl.signature_value, alg, anchor.public_key()) {

@@ -64,7 +64,8 @@ pub use pem::{
     certificates_from_bytes, der_to_pem, pem_to_der, private_key_from_pem, private_key_to_pem,
 };
 pub use revocation::{
-    CrlFile, DEFAULT_CRL_DAYS, RevokeOutcome, load_crl_file, parse_serial_hex, serial_to_hex,
+    CrlFile, DEFAULT_CRL_DAYS, RevokeOutcome, load_crl_file, load_crl_file_any, parse_serial_hex,
+    serial_to_hex,
 };
 pub use store::{
     CaDir, DEFAULT_CA_DAYS, DEFAULT_CA_DIR, DEFAULT_CLIENT_NAME, DEFAULT_KEY_BITS,

@@ -76,7 +76,9 @@ pub(crate) fn decode_blocks(text: &str, label: &str) -> Result<Vec<Vec<u8>>, Pki
 /// Every certificate in `bytes`: the CERTIFICATE blocks of PEM text (a bundle or chain file),
 /// or one DER certificate. Nothing is parsed beyond the encoding.
 pub fn certificates_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<u8>>, PkiError> {
-    if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+    if is_one_der_sequence(bytes) {
+        Ok(vec![bytes.to_vec()])
+    } else if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
         let text = std::str::from_utf8(bytes)
             .map_err(|_| PkiError::Pem("the PEM text is not UTF-8".into()))?;
         let certs = decode_blocks(text, CERTIFICATE_LABEL)?;
@@ -84,13 +86,32 @@ pub fn certificates_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<u8>>, PkiError> {
             return Err(PkiError::Pem("no CERTIFICATE block found".into()));
         }
         Ok(certs)
-    } else if bytes.first() == Some(&0x30) {
-        Ok(vec![bytes.to_vec()])
     } else {
         Err(PkiError::Pem(
             "neither PEM text with a CERTIFICATE block nor a DER certificate".into(),
         ))
     }
+}
+
+/// Whether `bytes` is exactly one DER SEQUENCE (tag 0x30 and a length that covers the rest):
+/// how binary DER is told from PEM text, which may contain anything around its blocks.
+pub(crate) fn is_one_der_sequence(bytes: &[u8]) -> bool {
+    let (Some(&0x30), Some(&first)) = (bytes.first(), bytes.get(1)) else {
+        return false;
+    };
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || bytes.len() < 2 + n {
+            return false;
+        }
+        let len = bytes[2..2 + n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, 2 + n)
+    };
+    header.checked_add(len) == Some(bytes.len())
 }
 
 /// Serialises a private key as unencrypted PKCS#8 PEM (`BEGIN PRIVATE KEY`).
@@ -275,6 +296,19 @@ mod tests {
             encode_pem("X", b"foobar"),
             "-----BEGIN X-----\nZm9vYmFy\n-----END X-----\n"
         );
+    }
+
+    #[test]
+    fn der_is_told_from_pem_by_its_structure_not_by_its_first_byte() {
+        let der = vec![0x30, 0x03, 0x02, 0x01, 0x05];
+        assert!(is_one_der_sequence(&der));
+        assert_eq!(certificates_from_bytes(&der).unwrap(), vec![der.clone()]);
+        // PEM text that happens to start with '0' (0x30) is still PEM.
+        let text = format!("0 explanatory text\n{}", der_to_pem(&der));
+        assert!(!is_one_der_sequence(text.as_bytes()));
+        assert_eq!(certificates_from_bytes(text.as_bytes()).unwrap(), vec![der]);
+        assert!(!is_one_der_sequence(&[0x30, 0x82, 0xff]));
+        assert!(!is_one_der_sequence(&[0x30, 0x05, 0x00]));
     }
 
     #[test]

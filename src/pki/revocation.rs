@@ -204,8 +204,13 @@ impl CaDir {
 /// `anchor` (issuer and signature; see [`Crl::from_bytes`]). Whether it is current is left to
 /// the caller ([`Crl::check_current`]).
 pub fn load_crl_file(path: &Path, anchor: &TrustAnchor) -> Result<Crl, PkiError> {
+    load_crl_file_any(path, &[anchor])
+}
+
+/// [`load_crl_file`] for a CRL of any of `anchors` (a `--ca-cert` bundle).
+pub fn load_crl_file_any(path: &Path, anchors: &[&TrustAnchor]) -> Result<Crl, PkiError> {
     let bytes = read_bounded(path)?;
-    Crl::from_bytes(&bytes, anchor).map_err(|e| PkiError::Crl(e).in_file(path))
+    Crl::from_bytes_any(&bytes, anchors).map_err(|e| PkiError::Crl(e).in_file(path))
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, PkiError> {
@@ -250,7 +255,8 @@ fn stamp(path: &Path) -> io::Result<FileStamp> {
 /// is reported and the list in force stays: it never falls back to "nothing is revoked".
 pub struct CrlFile {
     path: PathBuf,
-    anchor: Arc<TrustAnchor>,
+    /// The CAs whose CRL this may be.
+    anchors: Vec<TrustAnchor>,
     state: Mutex<CrlState>,
 }
 
@@ -277,7 +283,7 @@ impl CrlFile {
     /// before any revocation) a missing file means an empty list, watched for its creation.
     pub fn open(
         path: &Path,
-        anchor: Arc<TrustAnchor>,
+        anchors: Vec<TrustAnchor>,
         may_be_absent: bool,
         now_unix: i64,
     ) -> Result<CrlFile, PkiError> {
@@ -294,7 +300,7 @@ impl CrlFile {
         let crl = match before {
             None => None,
             Some(_) => {
-                let crl = load_crl_file(path, &anchor)?;
+                let crl = load_crl_file_any(path, &anchors.iter().collect::<Vec<_>>())?;
                 crl.check_current(now_unix)
                     .map_err(|e| PkiError::Crl(e).in_file(path))?;
                 Some(Arc::new(crl))
@@ -302,7 +308,7 @@ impl CrlFile {
         };
         Ok(CrlFile {
             path: path.to_path_buf(),
-            anchor,
+            anchors,
             state: Mutex::new(CrlState {
                 stamp: before,
                 crl,
@@ -345,7 +351,8 @@ impl CrlFile {
     }
 
     fn replace(&self, state: &mut CrlState, notes: &mut Vec<String>) {
-        match load_crl_file(&self.path, &self.anchor) {
+        let anchors: Vec<&TrustAnchor> = self.anchors.iter().collect();
+        match load_crl_file_any(&self.path, &anchors) {
             Ok(crl) => {
                 notes.push(format!(
                     "reloaded the CRL {} ({} revoked certificate(s))",

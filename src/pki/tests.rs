@@ -1234,12 +1234,11 @@ fn serials_parse_in_the_forms_openssl_prints() {
 fn crl_file_is_reread_when_it_changes_and_a_bad_replacement_keeps_the_old_list() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("crl.pem");
-    let anchor = std::sync::Arc::new(anchor());
     // Absent at start (the CA directory before its first revocation): no list yet.
-    let file = CrlFile::open(&path, anchor.clone(), true, now()).unwrap();
+    let file = CrlFile::open(&path, vec![anchor()], true, now()).unwrap();
     assert!(file.current(now()).0.is_none());
     // Absent but named explicitly: an error.
-    assert!(CrlFile::open(&path, anchor.clone(), false, now()).is_err());
+    assert!(CrlFile::open(&path, vec![anchor()], false, now()).is_err());
 
     let client = leaf(Role::Client);
     let der = crl_revoking(&CA, &[serial_of(&client)], now() - HOUR, now() + DAY);
@@ -1265,7 +1264,7 @@ fn crl_file_past_its_next_update_is_refused_at_start() {
     let path = tmp.path().join("crl.der");
     let der = crl_revoking(&CA, &[], now() - 2 * DAY, now() - DAY);
     std::fs::write(&path, &der).unwrap();
-    let err = CrlFile::open(&path, std::sync::Arc::new(anchor()), false, now()).unwrap_err();
+    let err = CrlFile::open(&path, vec![anchor()], false, now()).unwrap_err();
     assert!(err.to_string().contains("out of date"), "{err}");
 }
 
