@@ -7,8 +7,8 @@
 //! ```text
 //!  client                                         server
 //!  ClientHello {v, random_c, x25519_c}     ---->
-//!                                          <----  ServerHello {v, random_s, x25519_s, cert_s}
-//!  ClientCertificate {cert_c, OAEP(secret)}
+//!                                          <----  ServerHello {v, random_s, x25519_s, cert_s, chain_s}
+//!  ClientCertificate {cert_c, chain_c, OAEP(secret)}
 //!  ClientCertificateVerify {sig_c(th)}
 //!  ClientFinished {HMAC(th)}               ---->
 //!                                          <----  ServerCertificateVerify {sig_s(th)}
@@ -273,8 +273,7 @@ fn verify_peer(
     anchors.extend(trust.extra.iter());
     let cert =
         pki::verify_chain(&anchors, der, chain, role, server_name, now_unix).map_err(wrap)?;
-    let crl = trust.crl;
-    if let Some(crl) = crl {
+    if let Some(crl) = trust.crl {
         crl.check(&cert).map_err(wrap)?;
     }
     Ok(cert)
@@ -354,7 +353,7 @@ impl ExpectServerHello {
             "<- ServerHello: certificate '{}' (sha256 {}) chains to CA '{}', is valid now, has serverAuth and names '{}'",
             server_cert.subject,
             short_fp(&server_cert.fingerprint),
-            cfg.anchor.subject(),
+            server_cert.anchor_subject,
             cfg.server_name
         ));
 
@@ -581,7 +580,7 @@ impl ExpectClientCertificate {
             "<- ClientCertificate: '{}' (sha256 {}) chains to CA '{}', is valid now and has clientAuth",
             client.subject,
             short_fp(&client.fingerprint),
-            self.config.anchor.subject()
+            client.anchor_subject
         ));
         Ok(ExpectClientCertificateVerify {
             config: self.config,

@@ -199,6 +199,8 @@ pub struct VerifiedCert {
     pub serial: Vec<u8>,
     /// The verified path, leaf first: each certificate's serial and issuer (for revocation).
     pub path: Vec<PathLink>,
+    /// The subject of the trust anchor the path ends at.
+    pub anchor_subject: String,
 }
 
 /// The anchors' subjects for a message: `"CN=a"` or `"CN=a" or "CN=b"`.
@@ -279,6 +281,7 @@ pub fn verify_chain(
     let mut used = [false; MAX_INTERMEDIATES];
     let mut child = &cert;
     let mut depth = 0; // intermediates between the leaf and `child`'s issuer
+    let anchor_subject;
     loop {
         let hash = signature_hash(child)?;
         if let Some(anchor) = anchors.iter().find(|a| a.is_subject(child.issuer())) {
@@ -315,6 +318,7 @@ pub fn verify_chain(
                 serial: normalize_serial(child.raw_serial()),
                 issuer_fingerprint: anchor.fingerprint,
             });
+            anchor_subject = anchor.subject.clone();
             break;
         }
         let next = (0..parsed.len())
@@ -454,6 +458,7 @@ pub fn verify_chain(
         not_before_unix: not_before,
         serial: normalize_serial(cert.raw_serial()),
         path,
+        anchor_subject,
     })
 }
 
