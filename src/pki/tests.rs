@@ -1448,3 +1448,24 @@ fn a_server_certificate_without_subject_alternative_names_is_refused_saying_so()
         "certificate has no subject alternative names (the CN is not used)"
     );
 }
+
+#[test]
+fn a_crl_that_goes_stale_while_serving_is_still_enforced_and_reported_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("crl.pem");
+    let client = leaf(Role::Client);
+    let der = crl_revoking(&CA, &[serial_of(&client)], now() - HOUR, now() + HOUR);
+    std::fs::write(&path, encode_pem("X509 CRL", &der)).unwrap();
+    let file = CrlFile::open(&path, vec![anchor()], false, now()).unwrap();
+    assert!(file.current(now()).1.is_empty());
+    let later = now() + 2 * HOUR;
+    let (crl, notes) = file.current(later);
+    let crl = crl.expect("the list stays in force");
+    assert!(
+        notes.len() == 1 && notes[0].contains("out of date"),
+        "{notes:?}"
+    );
+    let c = verify_certificate(&anchor(), &client, Role::Client, None, now()).unwrap();
+    assert!(matches!(crl.check(&c), Err(CertError::Revoked { .. })));
+    assert!(file.current(later).1.is_empty(), "reported once");
+}
