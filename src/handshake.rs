@@ -7,8 +7,8 @@
 //! ```text
 //!  client                                         server
 //!  ClientHello {v, random_c, x25519_c}     ---->
-//!                                          <----  ServerHello {v, random_s, x25519_s, cert_s}
-//!  ClientCertificate {cert_c, OAEP(secret)}
+//!                                          <----  ServerHello {v, random_s, x25519_s, cert_s, chain_s}
+//!  ClientCertificate {cert_c, chain_c, OAEP(secret)}
 //!  ClientCertificateVerify {sig_c(th)}
 //!  ClientFinished {HMAC(th)}               ---->
 //!                                          <----  ServerCertificateVerify {sig_s(th)}
@@ -26,7 +26,7 @@ use x25519_dalek::{EphemeralSecret, PublicKey};
 use crate::crypto::{
     self, CLIENT_SIGNATURE_CONTEXT, KeySchedule, SERVER_SIGNATURE_CONTEXT, Secret32,
 };
-use crate::pki::{self, CertError, Identity, Role, TrustAnchor, VerifiedCert};
+use crate::pki::{self, CertError, CertRejection, Crl, Identity, Role, TrustAnchor, VerifiedCert};
 use crate::record::DirectionKeys;
 use crate::wire::{
     Alert, CertificateVerify, ClientCertificate, ClientHello, Codec, DecodeError, Finished,
@@ -43,6 +43,8 @@ fn no_log() -> StepLog {
 /// Our identity prepared for the handshake: the signer keeps the key's precomputed values.
 pub struct LocalIdentity {
     pub cert_der: Vec<u8>,
+    /// Intermediate CA certificates sent after ours, issuer first.
+    pub chain: Vec<Vec<u8>>,
     pub key: rsa::RsaPrivateKey,
     signer: pss::SigningKey<Sha256>,
     fingerprint: [u8; 32],
@@ -54,6 +56,7 @@ impl LocalIdentity {
         let fingerprint = crypto::sha256(&identity.cert_der);
         Self {
             cert_der: identity.cert_der,
+            chain: identity.chain,
             key: identity.key,
             signer,
             fingerprint,
@@ -74,8 +77,13 @@ impl LocalIdentity {
 pub struct ClientConfig {
     pub identity: Arc<LocalIdentity>,
     pub anchor: Arc<TrustAnchor>,
+    /// More trust anchors besides `anchor` (a `--ca-cert` bundle); a peer may chain to any.
+    pub extra_anchors: Arc<Vec<TrustAnchor>>,
     /// The name the server certificate must carry (DNS or IP SAN).
     pub server_name: String,
+    /// The CA's revocation list, already checked against `anchor`; a server certificate it
+    /// names is refused.
+    pub crl: Option<Arc<Crl>>,
     pub log: StepLog,
     /// Clock for certificate validity; `None` means now. Tests set it.
     pub now_unix: Option<i64>,
@@ -86,7 +94,9 @@ impl ClientConfig {
         Self {
             identity,
             anchor,
+            extra_anchors: Arc::new(Vec::new()),
             server_name: server_name.to_string(),
+            crl: None,
             log: no_log(),
             now_unix: None,
         }
@@ -98,6 +108,11 @@ impl ClientConfig {
 pub struct ServerConfig {
     pub identity: Arc<LocalIdentity>,
     pub anchor: Arc<TrustAnchor>,
+    /// More trust anchors besides `anchor` (a `--ca-cert` bundle); a client may chain to any.
+    pub extra_anchors: Arc<Vec<TrustAnchor>>,
+    /// The CA's revocation list, already checked against `anchor`; a client certificate it
+    /// names is refused. The server swaps in a fresh one per connection when the file changes.
+    pub crl: Option<Arc<Crl>>,
     pub log: StepLog,
     pub now_unix: Option<i64>,
 }
@@ -107,6 +122,8 @@ impl ServerConfig {
         Self {
             identity,
             anchor,
+            extra_anchors: Arc::new(Vec::new()),
+            crl: None,
             log: no_log(),
             now_unix: None,
         }
@@ -149,7 +166,14 @@ impl HandshakeError {
         Some(match self {
             Self::Decode(_) | Self::Unexpected { .. } | Self::BadKeyShare => Alert::ProtocolError,
             Self::UnsupportedVersion(_) => Alert::UnsupportedVersion,
-            Self::PeerCertificate { .. } => Alert::BadCertificate,
+            // The class of the reason (never its details), so the peer's message can name it.
+            Self::PeerCertificate { source, .. } => match source.reason() {
+                CertRejection::Expired => Alert::CertificateExpired,
+                CertRejection::Revoked => Alert::CertificateRevoked,
+                CertRejection::WrongRole => Alert::CertificateWrongRole,
+                CertRejection::UnknownCa => Alert::UnknownCa,
+                CertRejection::Other => Alert::BadCertificate,
+            },
             Self::BadSignature(_) | Self::BadFinished(_) => Alert::HandshakeFailure,
             Self::PeerAlert(_) | Self::Local(_) => return None,
         })
@@ -226,6 +250,35 @@ fn dh(secret: EphemeralSecret, peer: [u8; 32]) -> Result<Secret32, HandshakeErro
     Ok(Secret32(shared.to_bytes()))
 }
 
+/// The trust anchors and revocation list a peer certificate is checked against.
+struct Trust<'a> {
+    anchor: &'a TrustAnchor,
+    extra: &'a [TrustAnchor],
+    crl: Option<&'a Crl>,
+}
+
+/// Verifies a peer certificate and its chain, then looks the path up in the revocation list
+/// if there is one.
+fn verify_peer(
+    trust: &Trust<'_>,
+    der: &[u8],
+    chain: &[Vec<u8>],
+    role: Role,
+    server_name: Option<&str>,
+    now_unix: i64,
+) -> Result<VerifiedCert, HandshakeError> {
+    let wrap = |source| HandshakeError::PeerCertificate { role, source };
+    let mut anchors: Vec<&TrustAnchor> = Vec::with_capacity(1 + trust.extra.len());
+    anchors.push(trust.anchor);
+    anchors.extend(trust.extra.iter());
+    let cert =
+        pki::verify_chain(&anchors, der, chain, role, server_name, now_unix).map_err(wrap)?;
+    if let Some(crl) = trust.crl {
+        crl.check(&cert).map_err(wrap)?;
+    }
+    Ok(cert)
+}
+
 fn now(clock: Option<i64>) -> i64 {
     clock.unwrap_or_else(pki::now_unix)
 }
@@ -282,22 +335,25 @@ impl ExpectServerHello {
 
         // 1. Validate the server certificate before trusting its key with anything:
         //    chain to our CA, validity, serverAuth EKU, and the name we asked for.
-        let server_cert = pki::verify_certificate(
-            &cfg.anchor,
+        //    And not revoked, when we have the CA's list.
+        let trust = Trust {
+            anchor: &cfg.anchor,
+            extra: &cfg.extra_anchors,
+            crl: cfg.crl.as_deref(),
+        };
+        let server_cert = verify_peer(
+            &trust,
             &hello.certificate,
+            &hello.chain,
             Role::Server,
             Some(&cfg.server_name),
             now(cfg.now_unix),
-        )
-        .map_err(|source| HandshakeError::PeerCertificate {
-            role: Role::Server,
-            source,
-        })?;
+        )?;
         (cfg.log)(&format!(
             "<- ServerHello: certificate '{}' (sha256 {}) chains to CA '{}', is valid now, has serverAuth and names '{}'",
             server_cert.subject,
             short_fp(&server_cert.fingerprint),
-            cfg.anchor.subject(),
+            server_cert.anchor_subject,
             cfg.server_name
         ));
 
@@ -311,6 +367,7 @@ impl ExpectServerHello {
         let mut out = Vec::new();
         let cc = ClientCertificate {
             certificate: cfg.identity.cert_der.clone(),
+            chain: cfg.identity.chain.clone(),
             wrapped_secret: wrapped,
         };
         emit(
@@ -485,6 +542,7 @@ impl ExpectClientHello {
             random: random32(),
             x25519,
             certificate: self.config.identity.cert_der.clone(),
+            chain: self.config.identity.chain.clone(),
         };
         let mut out = Vec::new();
         emit(FrameType::ServerHello, &sh, &mut transcript, &mut out);
@@ -516,24 +574,27 @@ impl ExpectClientCertificate {
         body: &[u8],
     ) -> Result<ExpectClientCertificateVerify, HandshakeError> {
         let cc: ClientCertificate = expect(FrameType::ClientCertificate, typ, body)?;
-        // 2. Validate the client certificate: chain, validity, clientAuth EKU.
-        let client = pki::verify_certificate(
-            &self.config.anchor,
+        // 2. Validate the client certificate: chain, validity, clientAuth EKU, and not on the
+        //    CA's revocation list.
+        let trust = Trust {
+            anchor: &self.config.anchor,
+            extra: &self.config.extra_anchors,
+            crl: self.config.crl.as_deref(),
+        };
+        let client = verify_peer(
+            &trust,
             &cc.certificate,
+            &cc.chain,
             Role::Client,
             None,
             now(self.config.now_unix),
-        )
-        .map_err(|source| HandshakeError::PeerCertificate {
-            role: Role::Client,
-            source,
-        })?;
+        )?;
         absorb(typ, body, &mut self.transcript);
         (self.config.log)(&format!(
             "<- ClientCertificate: '{}' (sha256 {}) chains to CA '{}', is valid now and has clientAuth",
             client.subject,
             short_fp(&client.fingerprint),
-            self.config.anchor.subject()
+            client.anchor_subject
         ));
         Ok(ExpectClientCertificateVerify {
             config: self.config,

@@ -175,6 +175,9 @@ pub struct ServerSettings {
     pub audit: Arc<dyn Fn(&AuditEvent) + Send + Sync>,
     /// `--max-upload-size`: the largest file a client may `push`.
     pub max_upload: u64,
+    /// The CA's revocation list, re-read when its file changes: each connection's handshake
+    /// uses the list current when it was accepted (`config.crl` is replaced by it).
+    pub crl: Option<Arc<crate::pki::CrlFile>>,
 }
 
 impl ServerSettings {
@@ -720,9 +723,17 @@ fn handle_connection(
         result,
         duration: record.map_or_else(|| started.elapsed(), |r| r.duration),
     };
+    let mut config = settings.config.clone();
+    if let Some(crl) = &settings.crl {
+        let (current, notes) = crl.current(crate::pki::now_unix());
+        for line in notes {
+            log(&line);
+        }
+        config.crl = current;
+    }
     let mut chan = match conn::server_handshake_gated(
         transport,
-        settings.config.clone(),
+        config,
         Some(first_flight),
         Some(deadline),
         gate,

@@ -155,6 +155,7 @@ pub fn leaf_with_key(
     Arc::new(LocalIdentity::new(Identity {
         cert_der: der,
         key: key.clone(),
+        chain: Vec::new(),
     }))
 }
 
@@ -167,5 +168,6 @@ pub fn stolen_certificate(
     Arc::new(LocalIdentity::new(Identity {
         cert_der: victim.cert_der.clone(),
         key: attacker_key.clone(),
+        chain: victim.chain.clone(),
     }))
 }

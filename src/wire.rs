@@ -16,8 +16,16 @@ pub const FRAME_HEADER_LEN: usize = 5;
 pub const MAX_CERT_LEN: usize = 16 * 1024;
 /// Largest RSA ciphertext or signature accepted (8192-bit keys).
 pub const MAX_RSA_BLOB_LEN: usize = 1024;
-/// Largest plaintext handshake frame body; more than any valid handshake message.
+/// Most intermediate CA certificates sent after a leaf (SPEC §2.9).
+pub const MAX_CHAIN_LEN: usize = 3;
+/// Largest plaintext handshake frame body of the messages without a certificate chain.
 pub const MAX_HANDSHAKE_BODY: usize = MAX_CERT_LEN + 2 * MAX_RSA_BLOB_LEN + 64;
+/// Largest body of the two frames that carry a certificate chain (ServerHello,
+/// ClientCertificate): a leaf and `MAX_CHAIN_LEN` intermediates of `MAX_CERT_LEN` each, with
+/// their length prefixes. Only these two may be this large, so a first flight (ClientHello)
+/// still costs a server at most `MAX_HANDSHAKE_BODY`.
+pub const MAX_CHAIN_MSG_BODY: usize =
+    (1 + MAX_CHAIN_LEN) * (MAX_CERT_LEN + 2) + 2 * MAX_RSA_BLOB_LEN + 64;
 /// Largest application payload carried by one record.
 pub const MAX_RECORD_PAYLOAD: usize = 256 * 1024;
 /// AES-GCM tag length.
@@ -68,6 +76,7 @@ impl FrameType {
         match self {
             Self::Record => MAX_RECORD_BODY,
             Self::Alert => 1,
+            Self::ServerHello | Self::ClientCertificate => MAX_CHAIN_MSG_BODY,
             _ => MAX_HANDSHAKE_BODY,
         }
     }
@@ -285,6 +294,9 @@ pub struct ServerHello {
     pub random: [u8; 32],
     pub x25519: [u8; 32],
     pub certificate: Vec<u8>,
+    /// Intermediate CA certificates after the server's, issuer first (at most
+    /// `MAX_CHAIN_LEN`).
+    pub chain: Vec<Vec<u8>>,
 }
 
 impl Codec for ServerHello {
@@ -293,6 +305,7 @@ impl Codec for ServerHello {
         out.extend_from_slice(&self.random);
         out.extend_from_slice(&self.x25519);
         put_vec_u16(out, &self.certificate);
+        put_chain(out, &self.chain);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
@@ -300,25 +313,55 @@ impl Codec for ServerHello {
             random: r.array("server random")?,
             x25519: r.array("server key share")?,
             certificate: r.vec_u16(MAX_CERT_LEN, "server certificate")?.to_vec(),
+            chain: read_chain(r, "server certificate chain")?,
         })
     }
+}
+
+/// `count u8 (<= MAX_CHAIN_LEN) | count x vec16<DER>`: the count is checked before anything is
+/// read or allocated, and each certificate against `MAX_CERT_LEN`.
+fn put_chain(out: &mut Vec<u8>, chain: &[Vec<u8>]) {
+    // Encoders are only given chains loaded through `pki`, which caps them at 3; a longer one
+    // is cut here rather than sent with a count byte that lies.
+    let count = chain.len().min(MAX_CHAIN_LEN);
+    out.push(count as u8);
+    for cert in &chain[..count] {
+        put_vec_u16(out, cert);
+    }
+}
+
+fn read_chain(r: &mut Reader<'_>, what: &'static str) -> Result<Vec<Vec<u8>>, DecodeError> {
+    let count = r.u8(what)? as usize;
+    if count > MAX_CHAIN_LEN {
+        return Err(DecodeError::InvalidValue(what));
+    }
+    let mut chain = Vec::with_capacity(count);
+    for _ in 0..count {
+        chain.push(r.vec_u16(MAX_CERT_LEN, what)?.to_vec());
+    }
+    Ok(chain)
 }
 
 /// Flight 3a: the client's certificate and the secret wrapped to the server's key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientCertificate {
     pub certificate: Vec<u8>,
+    /// Intermediate CA certificates after the client's, issuer first (at most
+    /// `MAX_CHAIN_LEN`).
+    pub chain: Vec<Vec<u8>>,
     pub wrapped_secret: Vec<u8>,
 }
 
 impl Codec for ClientCertificate {
     fn encode(&self, out: &mut Vec<u8>) {
         put_vec_u16(out, &self.certificate);
+        put_chain(out, &self.chain);
         put_vec_u16(out, &self.wrapped_secret);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
             certificate: r.vec_u16(MAX_CERT_LEN, "client certificate")?.to_vec(),
+            chain: read_chain(r, "client certificate chain")?,
             wrapped_secret: r.vec_u16(MAX_RSA_BLOB_LEN, "wrapped secret")?.to_vec(),
         })
     }
@@ -373,6 +416,15 @@ pub enum Alert {
     Busy = 5,
     /// A deadline passed.
     Timeout = 6,
+    /// The peer's certificate is outside its validity period (expired or not yet valid).
+    CertificateExpired = 7,
+    /// The peer's certificate is on its CA's revocation list.
+    CertificateRevoked = 8,
+    /// The peer's certificate is not allowed for its role (extended key usage, key usage, or
+    /// a CA certificate used as a leaf).
+    CertificateWrongRole = 9,
+    /// The peer's certificate was not issued by a CA this end trusts.
+    UnknownCa = 10,
 }
 
 impl Alert {
@@ -384,6 +436,10 @@ impl Alert {
             4 => Self::UnsupportedVersion,
             5 => Self::Busy,
             6 => Self::Timeout,
+            7 => Self::CertificateExpired,
+            8 => Self::CertificateRevoked,
+            9 => Self::CertificateWrongRole,
+            10 => Self::UnknownCa,
             _ => return None,
         })
     }
@@ -398,6 +454,10 @@ impl std::fmt::Display for Alert {
             Self::UnsupportedVersion => "unsupported protocol version",
             Self::Busy => "server busy (too many clients)",
             Self::Timeout => "timed out",
+            Self::CertificateExpired => "certificate expired (or not yet valid)",
+            Self::CertificateRevoked => "certificate revoked",
+            Self::CertificateWrongRole => "certificate not allowed for this role",
+            Self::UnknownCa => "certificate not issued by a trusted CA",
         })
     }
 }
@@ -1040,9 +1100,11 @@ mod tests {
             random: [1; 32],
             x25519: [2; 32],
             certificate: vec![3; 700],
+            chain: vec![vec![7; 10], vec![8; 20]],
         });
         roundtrip(ClientCertificate {
             certificate: vec![4; 800],
+            chain: vec![],
             wrapped_secret: vec![5; 256],
         });
         roundtrip(CertificateVerify {

@@ -190,7 +190,7 @@ fn a_client_certificate_from_another_ca_is_refused_by_the_server() {
             "{:?}",
             server_err(&o)
         );
-        assert_eq!(server_err(&o).alert(), Some(Alert::BadCertificate));
+        assert_eq!(server_err(&o).alert(), Some(Alert::UnknownCa));
     }
     let mut c = test_pki().client_config();
     c.identity = testkit::impostor_pki().client.clone();
@@ -457,6 +457,7 @@ fn hand_made_flight3(
     transcript.extend_from_slice(&sh);
     let cc = ClientCertificate {
         certificate: p.client.cert_der.clone(),
+        chain: vec![],
         wrapped_secret: wrapped,
     };
     transcript.extend_from_slice(&encode_frame(FrameType::ClientCertificate, &cc.to_bytes()));

@@ -189,6 +189,14 @@ fn openssl_pki(dir: &Path) {
         ),
     )
     .unwrap();
+    fs::write(
+        dir.join("wild.ext"),
+        format!(
+            "basicConstraints = CA:FALSE\nkeyUsage = critical, digitalSignature, keyEncipherment\n\
+             extendedKeyUsage = serverAuth\nsubjectAltName = DNS:*.example.org\n{common}"
+        ),
+    )
+    .unwrap();
 
     openssl(
         dir,
@@ -201,6 +209,7 @@ fn openssl_pki(dir: &Path) {
         ("server", "localhost", "-sha256", "server.ext"),
         ("client", "openssl client", "-sha512", "client.ext"),
         ("odd", "odd", "-sha384", "odd.ext"),
+        ("wild", "wildcard", "-sha256", "wild.ext"),
     ] {
         openssl(
             dir,
@@ -380,4 +389,173 @@ fn ca_made_with_openssl_issues_certificates_that_openssl_accepts() {
     );
     assert!(out.contains("ours.crt: OK"), "{out}");
     verify_certificate(ca.anchor(), &der, Role::Server, Some("files.lan"), now).unwrap();
+}
+
+#[test]
+fn openssl_reads_and_enforces_the_crl_ca_revoke_writes() {
+    if !have_openssl() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = CaDir::new(tmp.path().join("ca"));
+    ca.init(&InitOptions {
+        key_bits: 2048,
+        ..InitOptions::default()
+    })
+    .unwrap();
+    let dir = ca.dir.as_path();
+    let client = minitls::pki::pem_to_der(&read(dir, "client.crt")).unwrap();
+    let serial = minitls::pki::serial_hex(&client).unwrap();
+    let outcome = ca
+        .revoke(
+            &[minitls::pki::parse_serial_hex(&serial).unwrap()],
+            minitls::pki::DEFAULT_CRL_DAYS,
+        )
+        .unwrap();
+    assert_eq!(outcome.added, vec![serial.clone()]);
+
+    let text = openssl(dir, &["crl", "-in", "crl.pem", "-noout", "-text"]);
+    assert!(text.contains(&format!("Serial Number: {serial}")), "{text}");
+    assert!(text.contains("CRL Number"), "{text}");
+    // openssl checks the CRL's signature against the CA.
+    let checked = Command::new("openssl")
+        .args(["crl", "-in", "crl.pem", "-noout", "-CAfile", "ca.crt"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&checked.stderr).contains("verify OK")
+            || String::from_utf8_lossy(&checked.stdout).contains("verify OK"),
+        "{checked:?}"
+    );
+    // And enforces it: the client is revoked, the server is not.
+    let out = Command::new("openssl")
+        .args([
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "ca.crt",
+            "-CRLfile",
+            "crl.pem",
+            "client.crt",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("certificate revoked"), "{said}");
+    openssl(
+        dir,
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "ca.crt",
+            "-CRLfile",
+            "crl.pem",
+            "server.crt",
+        ],
+    );
+}
+
+#[test]
+fn a_crl_made_by_openssl_ca_is_honoured_in_pem_and_der() {
+    if !have_openssl() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = CaDir::new(tmp.path().join("ca"));
+    ca.init(&InitOptions {
+        key_bits: 2048,
+        ..InitOptions::default()
+    })
+    .unwrap();
+    let dir = ca.dir.as_path();
+    fs::write(dir.join("index.txt"), "").unwrap();
+    fs::write(dir.join("crlnumber"), "1000\n").unwrap();
+    fs::write(
+        dir.join("openssl-ca.cnf"),
+        "[ca]\ndefault_ca = minitls\n[minitls]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
+         certificate = ca.crt\nprivate_key = ca.key\ndefault_md = sha256\ndefault_crl_days = 7\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &["ca", "-config", "openssl-ca.cnf", "-revoke", "client.crt"],
+    );
+    openssl(
+        dir,
+        &[
+            "ca",
+            "-config",
+            "openssl-ca.cnf",
+            "-gencrl",
+            "-out",
+            "openssl-crl.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "crl",
+            "-in",
+            "openssl-crl.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "openssl-crl.der",
+        ],
+    );
+    let anchor = TrustAnchor::from_pem(&read(dir, "ca.crt")).unwrap();
+    let client = minitls::pki::pem_to_der(&read(dir, "client.crt")).unwrap();
+    let server = minitls::pki::pem_to_der(&read(dir, "server.crt")).unwrap();
+    let now = now_unix();
+    let client_v = verify_certificate(&anchor, &client, Role::Client, None, now).unwrap();
+    let server_v = verify_certificate(&anchor, &server, Role::Server, None, now).unwrap();
+    for file in ["openssl-crl.pem", "openssl-crl.der"] {
+        let crl = minitls::pki::load_crl_file(&dir.join(file), &anchor).unwrap();
+        crl.check_current(now).unwrap();
+        assert!(
+            matches!(crl.check(&client_v), Err(CertError::Revoked { .. })),
+            "{file}"
+        );
+        crl.check(&server_v).unwrap();
+    }
+}
+
+#[test]
+fn an_openssl_made_wildcard_certificate_names_one_label_as_openssl_says() {
+    if !have_openssl() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    openssl_pki(dir);
+    let anchor = TrustAnchor::from_pem(&read(dir, "ca.crt")).unwrap();
+    let der = minitls::pki::pem_to_der(&read(dir, "wild.crt")).unwrap();
+    let now = now_unix();
+    for (host, ok) in [
+        ("files.example.org", true),
+        ("example.org", false),
+        ("a.files.example.org", false),
+    ] {
+        // openssl's own hostname check agrees with ours on each name.
+        let out = Command::new("openssl")
+            .args([
+                "verify",
+                "-CAfile",
+                "ca.crt",
+                "-verify_hostname",
+                host,
+                "wild.crt",
+            ])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.success(), ok, "openssl on {host}: {out:?}");
+        let ours = verify_certificate(&anchor, &der, Role::Server, Some(host), now);
+        assert_eq!(ours.is_ok(), ok, "{host}: {ours:?}");
+    }
 }

@@ -13,10 +13,10 @@ use minitls::record::{DirectionKeys, Opener, RecordError, Sealer};
 use minitls::wire::{
     Alert, CertificateVerify, ClientCertificate, ClientHello, Codec, DecodeError, EntryKind,
     ErrorCode, ErrorMsg, FRAME_HEADER_LEN, FileDone, FileEnd, FileStart, FileStatement, Finished,
-    FrameHeader, FrameType, ListEntry, Listing, MAX_CERT_LEN, MAX_ERROR_TEXT, MAX_HANDSHAKE_BODY,
-    MAX_LIST_ENTRIES_PER_MSG, MAX_PATH_LEN, MAX_RECORD_BODY, MAX_RECORD_PAYLOAD, MAX_RSA_BLOB_LEN,
-    ManifestEntry, PathMsg, Request, RequestKind, ServerHello, SkippedMsg, TAG_LEN, TreeEnd,
-    TreeStart, put_u16, truncate_utf8,
+    FrameHeader, FrameType, ListEntry, Listing, MAX_CERT_LEN, MAX_CHAIN_LEN, MAX_CHAIN_MSG_BODY,
+    MAX_ERROR_TEXT, MAX_LIST_ENTRIES_PER_MSG, MAX_PATH_LEN, MAX_RECORD_BODY, MAX_RECORD_PAYLOAD,
+    MAX_RSA_BLOB_LEN, ManifestEntry, PathMsg, Request, RequestKind, ServerHello, SkippedMsg,
+    TAG_LEN, TreeEnd, TreeStart, put_u16, truncate_utf8,
 };
 use proptest::prelude::*;
 
@@ -51,6 +51,11 @@ fn entry_kind() -> impl Strategy<Value = EntryKind> {
     prop_oneof![Just(EntryKind::File), Just(EntryKind::Dir)]
 }
 
+/// Up to MAX_CHAIN_LEN intermediate certificates (kept short: sizes are tested elsewhere).
+fn chain() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    proptest::collection::vec(blob(64), 0..=MAX_CHAIN_LEN)
+}
+
 fn alert() -> impl Strategy<Value = Alert> {
     prop_oneof![
         Just(Alert::BadCertificate),
@@ -59,6 +64,10 @@ fn alert() -> impl Strategy<Value = Alert> {
         Just(Alert::UnsupportedVersion),
         Just(Alert::Busy),
         Just(Alert::Timeout),
+        Just(Alert::CertificateExpired),
+        Just(Alert::CertificateRevoked),
+        Just(Alert::CertificateWrongRole),
+        Just(Alert::UnknownCa),
     ]
 }
 
@@ -189,22 +198,27 @@ fn msg() -> impl Strategy<Value = Msg> {
             any::<u16>(),
             any::<[u8; 32]>(),
             any::<[u8; 32]>(),
-            blob(MAX_CERT_LEN)
+            blob(MAX_CERT_LEN),
+            chain()
         )
-            .prop_map(|(version, random, x, certificate)| {
+            .prop_map(|(version, random, x, certificate, chain)| {
                 Msg::ServerHello(ServerHello {
                     version,
                     random,
                     x25519: x,
                     certificate,
+                    chain,
                 })
             }),
-        (blob(MAX_CERT_LEN), blob(MAX_RSA_BLOB_LEN)).prop_map(|(certificate, wrapped_secret)| {
-            Msg::ClientCertificate(ClientCertificate {
-                certificate,
-                wrapped_secret,
-            })
-        }),
+        (blob(MAX_CERT_LEN), chain(), blob(MAX_RSA_BLOB_LEN)).prop_map(
+            |(certificate, chain, wrapped_secret)| {
+                Msg::ClientCertificate(ClientCertificate {
+                    certificate,
+                    chain,
+                    wrapped_secret,
+                })
+            }
+        ),
         blob(MAX_RSA_BLOB_LEN)
             .prop_map(|signature| Msg::CertificateVerify(CertificateVerify { signature })),
         any::<[u8; 32]>().prop_map(|mac| Msg::Finished(Finished { mac })),
@@ -584,11 +598,13 @@ fn length_prefixes_at_their_maximum_decode_and_one_more_is_refused() {
         PathMsg::decode(&vec16(MAX_PATH_LEN + 1)),
         Err(DecodeError::TooLong { .. })
     ));
-    // ClientCertificate: certificate at most MAX_CERT_LEN.
+    // ClientCertificate: certificate at most MAX_CERT_LEN, then the chain count.
     let mut cc = vec16(MAX_CERT_LEN);
+    cc.push(0);
     cc.extend_from_slice(&vec16(0));
     assert!(ClientCertificate::decode(&cc).is_ok());
     let mut cc = vec16(MAX_CERT_LEN + 1);
+    cc.push(0);
     cc.extend_from_slice(&vec16(0));
     assert!(matches!(
         ClientCertificate::decode(&cc),
@@ -597,16 +613,18 @@ fn length_prefixes_at_their_maximum_decode_and_one_more_is_refused() {
     // The largest handshake messages fit a handshake frame.
     let biggest = ClientCertificate {
         certificate: vec![0; MAX_CERT_LEN],
+        chain: vec![vec![0; MAX_CERT_LEN]; MAX_CHAIN_LEN],
         wrapped_secret: vec![0; MAX_RSA_BLOB_LEN],
     };
-    assert!(biggest.to_bytes().len() <= MAX_HANDSHAKE_BODY);
+    assert!(biggest.to_bytes().len() <= MAX_CHAIN_MSG_BODY);
     let sh = ServerHello {
         version: 1,
         random: [0; 32],
         x25519: [0; 32],
         certificate: vec![0; MAX_CERT_LEN],
+        chain: vec![vec![0; MAX_CERT_LEN]; MAX_CHAIN_LEN],
     };
-    assert!(sh.to_bytes().len() <= MAX_HANDSHAKE_BODY);
+    assert!(sh.to_bytes().len() <= MAX_CHAIN_MSG_BODY);
 }
 
 #[test]

@@ -16,10 +16,10 @@ use minitls::testkit;
 use minitls::wire::{
     Alert, AppType, CertificateVerify, ClientCertificate, ClientHello, Codec, DecodeError,
     EntryKind, ErrorCode, ErrorMsg, FRAME_HEADER_LEN, FileDone, FileEnd, FileStart, FileStatement,
-    Finished, FrameHeader, FrameType, ListEntry, Listing, MAX_CERT_LEN, MAX_ERROR_TEXT,
-    MAX_HANDSHAKE_BODY, MAX_LIST_ENTRIES_PER_MSG, MAX_PATH_LEN, MAX_RECORD_BODY,
-    MAX_RECORD_PAYLOAD, MAX_RSA_BLOB_LEN, ManifestEntry, PROTOCOL_VERSION, PathMsg, PutStart,
-    Request, RequestKind, ServerHello, SkippedMsg, TAG_LEN, TreeEnd, TreeStart,
+    Finished, FrameHeader, FrameType, ListEntry, Listing, MAX_CERT_LEN, MAX_CHAIN_LEN,
+    MAX_CHAIN_MSG_BODY, MAX_ERROR_TEXT, MAX_HANDSHAKE_BODY, MAX_LIST_ENTRIES_PER_MSG, MAX_PATH_LEN,
+    MAX_RECORD_BODY, MAX_RECORD_PAYLOAD, MAX_RSA_BLOB_LEN, ManifestEntry, PROTOCOL_VERSION,
+    PathMsg, PutStart, Request, RequestKind, ServerHello, SkippedMsg, TAG_LEN, TreeEnd, TreeStart,
 };
 use rsa::signature::Verifier;
 use sha2::{Digest, Sha256};
@@ -57,8 +57,8 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 fn frame_types_and_maxima_are_as_documented() {
     let table = [
         (1, FrameType::ClientHello, MAX_HANDSHAKE_BODY),
-        (2, FrameType::ServerHello, MAX_HANDSHAKE_BODY),
-        (3, FrameType::ClientCertificate, MAX_HANDSHAKE_BODY),
+        (2, FrameType::ServerHello, MAX_CHAIN_MSG_BODY),
+        (3, FrameType::ClientCertificate, MAX_CHAIN_MSG_BODY),
         (4, FrameType::ClientCertificateVerify, MAX_HANDSHAKE_BODY),
         (5, FrameType::ClientFinished, MAX_HANDSHAKE_BODY),
         (6, FrameType::ServerCertificateVerify, MAX_HANDSHAKE_BODY),
@@ -78,6 +78,8 @@ fn frame_types_and_maxima_are_as_documented() {
     assert_eq!(MAX_CERT_LEN, 16_384);
     assert_eq!(MAX_RSA_BLOB_LEN, 1_024);
     assert_eq!(MAX_HANDSHAKE_BODY, 18_496);
+    assert_eq!(MAX_CHAIN_LEN, 3);
+    assert_eq!(MAX_CHAIN_MSG_BODY, 67_656);
     assert_eq!(MAX_RECORD_PAYLOAD, 262_144);
     assert_eq!(TAG_LEN, 16);
     assert_eq!(MAX_RECORD_BODY, 262_161);
@@ -141,15 +143,42 @@ fn server_hello_is_version_random_key_share_and_certificate() {
     b.extend([0x33; 32]); // random_s [32]
     b.extend([0x44; 32]); // x25519_s [32]
     vec16(&mut b, &cert); // vec16<cert_s DER> (≤ MAX_CERT_LEN)
+    let plain = b.clone();
+    b.push(0); // chain count u8 (≤ MAX_CHAIN_LEN): no intermediates
     layout(
         &b,
         ServerHello {
             version: 1,
             random: [0x33; 32],
             x25519: [0x44; 32],
-            certificate: cert,
+            certificate: cert.clone(),
+            chain: vec![],
         },
     );
+    // With intermediates: count, then each vec16<DER>, issuer first.
+    let mut with_chain = plain.clone();
+    with_chain.push(2);
+    vec16(&mut with_chain, &[0x31; 40]);
+    vec16(&mut with_chain, &[0x32; 50]);
+    layout(
+        &with_chain,
+        ServerHello {
+            version: 1,
+            random: [0x33; 32],
+            x25519: [0x44; 32],
+            certificate: cert.clone(),
+            chain: vec![vec![0x31; 40], vec![0x32; 50]],
+        },
+    );
+    // More than MAX_CHAIN_LEN intermediates is refused from the count byte alone.
+    let mut too_many = plain.clone();
+    too_many.push(MAX_CHAIN_LEN as u8 + 1);
+    assert!(matches!(
+        ServerHello::decode(&too_many),
+        Err(DecodeError::InvalidValue(_))
+    ));
+    // A hello without the chain count (the old layout) is truncated.
+    assert!(ServerHello::decode(&plain).is_err());
     // MAX_CERT_LEN is the limit of the certificate field.
     let mut long = b[..66].to_vec();
     vec16(&mut long, &vec![0; MAX_CERT_LEN + 1]);
@@ -160,20 +189,29 @@ fn server_hello_is_version_random_key_share_and_certificate() {
 }
 
 #[test]
-fn client_certificate_is_certificate_then_wrapped_secret() {
+fn client_certificate_is_certificate_chain_then_wrapped_secret() {
     let mut b = vec![];
     vec16(&mut b, &[0x30; 800]); // vec16<cert_c DER> (≤ MAX_CERT_LEN)
+    b.push(1); // chain count u8 (≤ MAX_CHAIN_LEN)
+    vec16(&mut b, &[0x31; 60]); // vec16<intermediate DER> (≤ MAX_CERT_LEN)
     vec16(&mut b, &[0x55; 256]); // vec16<wrapped> (≤ MAX_RSA_BLOB_LEN)
     layout(
         &b,
         ClientCertificate {
             certificate: vec![0x30; 800],
+            chain: vec![vec![0x31; 60]],
             wrapped_secret: vec![0x55; 256],
         },
     );
     let mut long = vec![];
     vec16(&mut long, &[0x30; 800]);
+    long.push(0);
     vec16(&mut long, &vec![0x55; MAX_RSA_BLOB_LEN + 1]);
+    assert!(ClientCertificate::decode(&long).is_err());
+    let mut long = vec![];
+    vec16(&mut long, &[0x30; 800]);
+    long.push(1);
+    vec16(&mut long, &vec![0x31; MAX_CERT_LEN + 1]);
     assert!(ClientCertificate::decode(&long).is_err());
 }
 
@@ -194,7 +232,7 @@ fn certificate_verify_is_a_signature_and_finished_is_32_bytes() {
 }
 
 #[test]
-fn alerts_are_one_byte_codes_1_to_6() {
+fn alerts_are_one_byte_codes_1_to_10() {
     let codes = [
         (1, Alert::BadCertificate),
         (2, Alert::HandshakeFailure),
@@ -202,11 +240,15 @@ fn alerts_are_one_byte_codes_1_to_6() {
         (4, Alert::UnsupportedVersion),
         (5, Alert::Busy),
         (6, Alert::Timeout),
+        (7, Alert::CertificateExpired),
+        (8, Alert::CertificateRevoked),
+        (9, Alert::CertificateWrongRole),
+        (10, Alert::UnknownCa),
     ];
     for (code, alert) in codes {
         layout(&[code], alert); // code u8
     }
-    for bad in [0u8, 7, 0x15, 0xff] {
+    for bad in [0u8, 11, 0x15, 0xff] {
         assert_eq!(
             Alert::decode(&[bad]),
             Err(DecodeError::InvalidValue("alert"))

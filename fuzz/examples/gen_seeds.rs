@@ -103,6 +103,7 @@ fn main() {
     };
     let app: Vec<(&str, Vec<u8>)> = vec![
         ("alert", Alert::HandshakeFailure.to_bytes()),
+        ("alert_revoked", Alert::CertificateRevoked.to_bytes()),
         (
             "request",
             Request {

@@ -5,12 +5,13 @@
 //! high bit ([`REAL`]) set, the harness fills in what a fuzzer cannot invent, so that the
 //! deeper states are reachable at all:
 //!
-//! - server target, `0x83` ClientCertificate: the test PKI's real client certificate, then
-//!   the fuzzer's bytes (meant to be `vec16<wrapped secret>`);
+//! - server target, `0x83` ClientCertificate: the test PKI's real client certificate and an
+//!   empty chain (count 0), then the fuzzer's bytes (meant to be `vec16<wrapped secret>`);
 //! - server target, `0x84` ClientCertificateVerify: a valid client signature over the
 //!   transcript so far (what a client holding `client.key` would send);
 //! - client target, `0x82` ServerHello: the fuzzer's bytes (meant to be
-//!   `version | random | x25519`), then `vec16<the real server certificate>`;
+//!   `version | random | x25519`), then `vec16<the real server certificate>` and an empty
+//!   chain (count 0);
 //! - client target, `0x86` ServerCertificateVerify: a valid server signature over the
 //!   client's transcript.
 //!
@@ -94,6 +95,7 @@ pub fn run_server(data: &[u8]) -> Depth {
         let body = match typ {
             FrameType::ClientCertificate if real => {
                 let mut b = vec16(&p.client.cert_der);
+                b.push(0); // no intermediates
                 b.extend_from_slice(fuzz_body);
                 b
             }
@@ -138,6 +140,9 @@ pub fn run_server(data: &[u8]) -> Depth {
     depth
 }
 
+/// A ClientFinished frame: header and a 32-byte MAC.
+const CLIENT_FINISHED_FRAME_LEN: usize = minitls::wire::FRAME_HEADER_LEN + 32;
+
 enum Client {
     Hello(ExpectServerHello),
     Verify(ExpectServerCertificateVerify),
@@ -151,6 +156,7 @@ pub fn run_client(data: &[u8]) -> Depth {
     let (start, hello) = handshake::client_start(p.client_config());
     let mut state = Client::Hello(start);
     let mut transcript = hello;
+    let mut signed_len = 0;
     let mut depth = 0;
     for (raw, fuzz_body) in pieces(data) {
         let Some(typ) = FrameType::from_u8(raw & !REAL) else {
@@ -161,13 +167,16 @@ pub fn run_client(data: &[u8]) -> Depth {
             FrameType::ServerHello if real => {
                 let mut b = fuzz_body.to_vec();
                 b.extend_from_slice(&vec16(&p.server.cert_der));
+                b.push(0); // no intermediates
                 b
             }
             FrameType::ServerCertificateVerify if real => CertificateVerify {
                 signature: crypto::sign(
                     p.server.signer(),
                     SERVER_SIGNATURE_CONTEXT,
-                    &crypto::sha256(&transcript),
+                    // The server signs the transcript through ClientCertificateVerify: the
+                    // client's last frame, its Finished, is not covered.
+                    &crypto::sha256(&transcript[..signed_len]),
                 )
                 .expect("signing with the test key works"),
             }
@@ -179,6 +188,7 @@ pub fn run_client(data: &[u8]) -> Depth {
                 Ok((next, out)) => {
                     transcript.extend_from_slice(&frame(typ, &body));
                     transcript.extend_from_slice(&out);
+                    signed_len = transcript.len().saturating_sub(CLIENT_FINISHED_FRAME_LEN);
                     Client::Verify(next)
                 }
                 Err(_) => return depth,

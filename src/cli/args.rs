@@ -11,7 +11,7 @@ const EXIT_STATUS_HELP: &str = "Exit status:
   1  any other error
   2  usage error (bad flags or arguments)
   3  could not reach the server (name resolution, refused, timed out, busy)
-  4  authentication failed (a certificate rejected or expired, a handshake refused)
+  4  authentication failed (a certificate rejected, revoked or expired, a handshake refused)
   5  the server refused the request (not found, not allowed, is a directory)
   6  local I/O failed (cannot write, disk full)
   7  integrity failed (bad signature, tampered or truncated data; verify found a mismatch)
@@ -111,6 +111,54 @@ pub enum CaCommand {
     /// List every certificate this CA issued (kept in DIR/issued/): role, name, serial,
     /// expiry and status.
     List(CaListArgs),
+    /// Check expiry: exit 0 when nothing expires within DAYS, 1 otherwise, listing what does
+    /// (the CA's issued certificates and its CRL, or the named files).
+    Check(CaCheckArgs),
+    /// Revoke certificates: records them in DIR/revoked.txt and writes DIR/crl.pem, which
+    /// `serve` and `fetch` then honour (a running server picks it up at its next connection).
+    Revoke(CaRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaCheckArgs {
+    /// Certificate files (PEM, bundles too, or DER) to check instead of the CA directory.
+    #[arg(value_name = "CERT_FILE", conflicts_with = "dir", value_hint = ValueHint::FilePath)]
+    pub files: Vec<PathBuf>,
+
+    /// Days ahead: anything whose notAfter (or the CRL's nextUpdate) falls within them is
+    /// listed and the exit status is 1.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub within: u32,
+
+    /// The CA directory: ca.crt, every certificate recorded in DIR/issued/ that is not
+    /// revoked, and DIR/crl.pem.
+    #[arg(long, default_value = "ca", value_hint = ValueHint::DirPath)]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CaRevokeArgs {
+    /// Certificate files (PEM or DER) to revoke; they must have been issued by this CA.
+    #[arg(
+        value_name = "CERT_FILE",
+        required_unless_present = "serials",
+        value_hint = ValueHint::FilePath
+    )]
+    pub files: Vec<PathBuf>,
+
+    /// Serial numbers (hex, as `minitls ca list` and `openssl x509 -serial` print them) to
+    /// revoke instead of files; repeat for several.
+    #[arg(long = "serial", value_name = "HEX", conflicts_with = "files")]
+    pub serials: Vec<String>,
+
+    /// The CA directory (ca.crt and ca.key sign the list).
+    #[arg(long, default_value = "ca", value_hint = ValueHint::DirPath)]
+    pub dir: PathBuf,
+
+    /// Days until the CRL's nextUpdate; a server refuses a CRL past it, and any later
+    /// `ca revoke` (even of a serial already revoked) re-signs the list.
+    #[arg(long, default_value_t = minitls::pki::DEFAULT_CRL_DAYS)]
+    pub days: u32,
 }
 
 #[derive(Debug, Args)]
@@ -209,13 +257,20 @@ pub struct CaIssueArgs {
 
 #[derive(Debug, Args)]
 pub struct CaShowArgs {
-    /// PEM certificate files [default: ca.crt, server.crt and client.crt in --dir, those that exist].
+    /// Certificate files, PEM (bundles and chain files too) or DER [default: ca.crt,
+    /// server.crt and client.crt in --dir, those that exist].
     #[arg(value_name = "CERT_FILE", value_hint = ValueHint::FilePath)]
     pub files: Vec<PathBuf>,
 
-    /// CA directory to show when no files are named.
+    /// CA directory to show when no files are named; its revocations give the status
+    /// `revoked`.
     #[arg(long, default_value = "ca", value_hint = ValueHint::DirPath)]
     pub dir: PathBuf,
+
+    /// One JSON object per certificate and line: file, index, subject, issuer, serial,
+    /// not_before, not_after, days_left, status, names, sha256.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where our certificate, key and the CA certificate come from.
@@ -259,6 +314,11 @@ pub struct CredentialArgs {
         value_hint = ValueHint::FilePath
     )]
     pub ca_cert: Option<PathBuf>,
+
+    /// Certificate revocation list (PEM or DER) signed by the CA: a peer certificate it names
+    /// is refused [default: DIR/crl.pem of --ca-dir when it exists].
+    #[arg(long, value_name = "FILE", env = "MINITLS_CRL", value_hint = ValueHint::FilePath)]
+    pub crl: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -292,10 +292,7 @@ fn attempt(
     local_name: &str,
     global: Global,
 ) -> Result<(transfer::Fetch, Channel<TcpTransport>, Duration), (CliError, Failure)> {
-    let creds = creds::Credentials {
-        identity: creds.identity.clone(),
-        anchor: creds.anchor.clone(),
-    };
+    let creds = creds.clone();
     let mut chan = connect(&args.server, creds, global).map_err(|e| {
         let failure = if e.exit_status() == exit::UNREACHABLE {
             Failure::Unreachable

@@ -71,7 +71,10 @@ fn connect(
     creds: Credentials,
     global: Global,
 ) -> CliResult<Channel<TcpTransport>> {
+    let crl = creds.client_crl()?;
     let mut config = ClientConfig::new(creds.identity, creds.anchor, &server.expected_name());
+    config.extra_anchors = creds.extra_anchors;
+    config.crl = crl;
     if global.verbose {
         config.log = Arc::new(|step: &str| note(&format!("handshake: {step}")));
     }
@@ -173,6 +176,46 @@ fn conn_hint(e: &ConnError, server: &ServerArgs) -> String {
             format!("is {addr} a minitls server? If so, its log says why it hung up")
         }
         ConnError::Handshake(h) => match h {
+            HandshakeError::PeerAlert(Alert::CertificateExpired) => {
+                "the server rejected our client certificate: it has expired (or is not valid \
+                 yet); get a new one (`minitls ca issue --role client NAME --force` on \
+                 the CA machine) and check the clocks"
+                    .to_string()
+            }
+            HandshakeError::PeerAlert(Alert::CertificateRevoked) => {
+                "the server rejected our client certificate: it is revoked; ask the CA's \
+                 operator for a new one"
+                    .to_string()
+            }
+            HandshakeError::PeerAlert(Alert::CertificateWrongRole) => {
+                "the server rejected our client certificate: it is not for client use \
+                 (extended key usage clientAuth); use one made with `minitls ca issue --role \
+                 client` (--ca-dir / --cert)"
+                    .to_string()
+            }
+            HandshakeError::PeerAlert(Alert::UnknownCa) => {
+                "the server rejected our client certificate: another CA issued it; use \
+                 credentials from the server's CA (--ca-dir / --cert)"
+                    .to_string()
+            }
+            HandshakeError::PeerCertificate {
+                role: Role::Server,
+                source: CertError::NameMismatch { .. },
+            } => "use --server-name with one of its names, or re-issue the server certificate \
+                  with the name clients use"
+                .to_string(),
+            HandshakeError::PeerCertificate {
+                role: Role::Server,
+                source: CertError::NoSubjectAltNames,
+            } => "re-issue the server certificate with its names in subjectAltName \
+                  (`minitls ca issue --role server NAME --san DNS:NAME`)"
+                .to_string(),
+            HandshakeError::PeerCertificate {
+                role: Role::Server,
+                source: CertError::Revoked { .. },
+            } => "the server's certificate is on the CA's revocation list (--crl / ca/crl.pem); \
+                  the server needs a new certificate"
+                .to_string(),
             HandshakeError::PeerAlert(Alert::BadCertificate) => {
                 "the server rejected our client certificate (its log says why): is it a client \
                  certificate issued by the server's CA? (--ca-dir / --cert)"

@@ -80,7 +80,23 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
 
     // 2. Credentials: ours as the server, and the CA our clients must chain to.
     let creds = creds::load(&args.creds, Role::Server, global.quiet)?;
+    // A CRL that cannot be used, or is past its nextUpdate, stops the server here (SPEC
+    // §2.10): never serve believing revoked clients are kept out when they are not.
+    let crl = match &creds.crl {
+        None => None,
+        Some(source) => Some(Arc::new(
+            pki::CrlFile::open(
+                &source.path,
+                creds.anchors(),
+                !source.required,
+                pki::now_unix(),
+            )
+            .map_err(|e| creds::crl_error(&e))?,
+        )),
+    };
+    creds.check_own_chain(Role::Server)?;
     let mut config = ServerConfig::new(creds.identity, creds.anchor);
+    config.extra_anchors = creds.extra_anchors;
     if global.verbose {
         config.log = Arc::new(|step: &str| log_line(&format!("handshake: {step}")));
     }
@@ -92,6 +108,15 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         .context(|| format!("listen on {}", args.listen))?;
     if let Some(p) = &policy_note(args) {
         note(p);
+    }
+    if let Some(crl) = &crl
+        && let (Some(list), _) = crl.current(pki::now_unix())
+    {
+        note(&format!(
+            "revocation list {} ({} revoked certificate(s)); re-read when it changes",
+            crl.path().display(),
+            list.len()
+        ));
     }
     note(&format!("serving {} on {local}", root.path().display()));
     if global.verbose {
@@ -114,6 +139,7 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         policy: policy.map(|p| std::sync::RwLock::new(Arc::new(p))),
         audit: audit_sink(args.log_format, global.quiet),
         max_upload: args.max_upload_size,
+        crl,
     });
     reload_on_sighup(settings.clone(), args.policy.clone())?;
     // SIGTERM or Ctrl-C stops accepting and lets transfers in flight finish (up to
@@ -163,7 +189,8 @@ fn absolute(path: &Path) -> PathBuf {
     }
 }
 
-/// SIGHUP re-reads the policy file; connections authenticated from then on get the new rules
+/// SIGHUP re-reads the CRL (which is also re-read whenever its file changes) and the policy
+/// file; connections authenticated from then on get the new rules
 /// (a connection keeps the rights it was given at its handshake). A file that no longer parses
 /// is reported and the old policy stays in force. Without --policy, SIGHUP is noted and
 /// otherwise ignored (its default action would end the server).
@@ -175,7 +202,15 @@ fn reload_on_sighup(settings: Arc<ServerSettings>, path: Option<PathBuf>) -> Cli
         .name("sighup".into())
         .spawn(move || {
             for _ in signals.forever() {
+                if let Some(crl) = &settings.crl {
+                    for line in crl.reload(pki::now_unix()) {
+                        log_line(&format!("SIGHUP: {line}"));
+                    }
+                }
                 let (Some(slot), Some(path)) = (&settings.policy, &path) else {
+                    if settings.crl.is_some() {
+                        continue;
+                    }
                     log_line("SIGHUP: no --policy to reload");
                     continue;
                 };

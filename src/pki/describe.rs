@@ -68,6 +68,13 @@ pub struct CertSummary {
     pub serial: String,
     pub not_after_unix: i64,
     pub sha256: [u8; 32],
+    /// The subject, human readable (`CN=...`).
+    pub subject: String,
+    /// The issuer, human readable.
+    pub issuer: String,
+    pub not_before_unix: i64,
+    /// Subject alternative names as `DNS:x` / `IP:y`.
+    pub names: Vec<String>,
 }
 
 /// Summarises one DER certificate (describes, does not verify).
@@ -106,6 +113,10 @@ pub fn summarize_certificate_der(der: &[u8]) -> Result<CertSummary, PkiError> {
             .collect(),
         not_after_unix: cert.validity().not_after.timestamp(),
         sha256: sha256_fingerprint(der),
+        subject: name_to_string(cert.subject()),
+        issuer: name_to_string(cert.issuer()),
+        not_before_unix: cert.validity().not_before.timestamp(),
+        names: san_strings(&cert),
     })
 }
 

@@ -16,12 +16,16 @@ pub struct Identity {
     pub cert_der: Vec<u8>,
     /// The private key matching the certificate's public key.
     pub key: RsaPrivateKey,
+    /// Intermediate CA certificates (DER) sent after ours, issuer of ours first (a chain
+    /// file's certificates after the first); empty when a trust anchor issued ours.
+    pub chain: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Identity")
             .field("cert_der_len", &self.cert_der.len())
+            .field("chain_len", &self.chain.len())
             .field("key", &"[elided]")
             .finish()
     }
@@ -51,6 +55,10 @@ impl Identity {
         if &cert_key != key.as_public_key() {
             return Err(PkiError::KeyMismatch);
         }
-        Ok(Identity { cert_der, key })
+        Ok(Identity {
+            cert_der,
+            key,
+            chain: Vec::new(),
+        })
     }
 }

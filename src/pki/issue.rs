@@ -129,6 +129,13 @@ fn validate_dns_name(name: &str) -> Result<(), &'static str> {
     if name.len() > 253 {
         return Err("host name longer than 253 characters");
     }
+    // A wildcard only as the whole leftmost label, before at least two more (what clients
+    // accept, see `verify::dns_name_matches`).
+    let name = match name.strip_prefix("*.") {
+        Some(rest) if rest.split('.').count() >= 2 => rest,
+        Some(_) => return Err("a wildcard needs at least two labels after it (*.example.org)"),
+        None => name,
+    };
     for label in name.split('.') {
         if label.is_empty() || label.len() > 63 {
             return Err("each dot-separated part must have 1 to 63 characters");
@@ -137,7 +144,10 @@ fn validate_dns_name(name: &str) -> Result<(), &'static str> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err("only letters, digits, '-', '_' and '.' are allowed (no wildcards)");
+            return Err(
+                "only letters, digits, '-', '_' and '.' are allowed (and '*' as the whole first \
+                 label)",
+            );
         }
         if label.starts_with('-') || label.ends_with('-') {
             return Err("a part of a host name cannot start or end with '-'");
@@ -233,7 +243,7 @@ impl CaKeyPair {
 
     pub(crate) fn from_parts(cert_der: Vec<u8>, key: RsaPrivateKey) -> Result<CaKeyPair, PkiError> {
         let anchor = TrustAnchor::from_der(&cert_der)?;
-        if anchor.public_key() != key.as_public_key() {
+        if anchor.public_key().rsa() != Some(key.as_public_key()) {
             return Err(PkiError::KeyMismatch);
         }
         check_issuer_name_reproducible(&cert_der)?;
@@ -251,6 +261,11 @@ impl CaKeyPair {
     pub fn anchor(&self) -> &TrustAnchor {
         &self.anchor
     }
+
+    /// rcgen's signer for the CA key (certificates and CRLs).
+    pub(super) fn signer(&self) -> &KeyPair {
+        &self.signer
+    }
 }
 
 /// rcgen copies the CA's subject into each leaf's issuer field by re-encoding it, and only
@@ -260,7 +275,7 @@ fn check_issuer_name_reproducible(cert_der: &[u8]) -> Result<(), PkiError> {
     if cert.subject().iter().any(|rdn| rdn.iter().count() != 1) {
         return Err(PkiError::BadAnchor(
             "its subject has multi-valued or empty name components, which minitls cannot \
-             issue certificates under; create a new CA with `minitls ca init --force`"
+             issue certificates under"
                 .into(),
         ));
     }

@@ -1,9 +1,11 @@
 //! PEM text <-> DER bytes for certificates and RSA private keys (PKCS#8 and PKCS#1).
 //!
-//! A small decoder of our own rather than a PEM crate: it tolerates the explanatory text that
-//! `openssl x509 -text` and others put around blocks, insists on exactly one block of the kind
-//! asked for, and decodes into buffers that are wiped on drop (they may hold private keys).
+//! Finding the blocks is ours: it tolerates the explanatory text that `openssl x509 -text` and
+//! others put around blocks, insists on exactly one block of the kind asked for, and gives the
+//! encrypted-key hint. Encoding and decoding each block (RFC 7468, constant-time base64) is
+//! `pem-rfc7468`'s, into buffers that are wiped on drop (they may hold private keys).
 
+use pem_rfc7468::LineEnding;
 use rsa::RsaPrivateKey;
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
@@ -13,6 +15,8 @@ use super::error::PkiError;
 
 /// PEM label of an X.509 certificate.
 pub const CERTIFICATE_LABEL: &str = "CERTIFICATE";
+/// PEM label of a certificate revocation list (`openssl crl` writes this).
+pub const X509_CRL_LABEL: &str = "X509 CRL";
 /// PEM label of an unencrypted PKCS#8 private key (what minitls writes).
 pub const PKCS8_KEY_LABEL: &str = "PRIVATE KEY";
 /// PEM label of a PKCS#1 RSA private key (`openssl rsa -traditional`).
@@ -24,32 +28,18 @@ const PEM_LINE_LEN: usize = 64;
 /// Largest PEM input accepted; certificates and keys are a few KiB.
 const MAX_PEM_LEN: usize = 1 << 20;
 
-const BASE64_ALPHABET: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /// One decoded `-----BEGIN label-----` ... `-----END label-----` block.
 struct PemBlock {
     label: String,
     der: Zeroizing<Vec<u8>>,
 }
 
-/// Encodes DER bytes as one PEM block with the given label, lines of 64 characters, LF endings.
+/// Encodes DER bytes as one PEM block with the given label, lines of 64 characters, LF endings
+/// (RFC 7468, by `pem-rfc7468`, whose base64 is constant-time).
 pub(crate) fn encode_pem(label: &str, der: &[u8]) -> String {
-    let b64 = Zeroizing::new(base64_encode(der));
-    let mut out =
-        String::with_capacity(b64.len() + b64.len() / PEM_LINE_LEN + 2 * label.len() + 40);
-    out.push_str("-----BEGIN ");
-    out.push_str(label);
-    out.push_str("-----\n");
-    for line in b64.as_bytes().chunks(PEM_LINE_LEN) {
-        // The base64 alphabet is ASCII, so every chunk is valid UTF-8.
-        out.push_str(std::str::from_utf8(line).expect("base64 output is ASCII"));
-        out.push('\n');
-    }
-    out.push_str("-----END ");
-    out.push_str(label);
-    out.push_str("-----\n");
-    out
+    // Only fails for labels that are not RFC 7468 labels; ours are constants.
+    pem_rfc7468::encode_string(label, LineEnding::LF, der)
+        .expect("the PEM labels minitls writes are valid RFC 7468 labels")
 }
 
 /// Encodes a DER certificate as a PEM `CERTIFICATE` block.
@@ -72,6 +62,56 @@ pub fn pem_to_der(pem: &str) -> Result<Vec<u8>, PkiError> {
         )));
     }
     Ok(first.der.to_vec())
+}
+
+/// Decodes every block labelled `label` in `text` (other blocks and text are ignored).
+pub(crate) fn decode_blocks(text: &str, label: &str) -> Result<Vec<Vec<u8>>, PkiError> {
+    Ok(parse_blocks(text)?
+        .into_iter()
+        .filter(|b| b.label == label)
+        .map(|b| b.der.to_vec())
+        .collect())
+}
+
+/// Every certificate in `bytes`: the CERTIFICATE blocks of PEM text (a bundle or chain file),
+/// or one DER certificate. Nothing is parsed beyond the encoding.
+pub fn certificates_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<u8>>, PkiError> {
+    if is_one_der_sequence(bytes) {
+        Ok(vec![bytes.to_vec()])
+    } else if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| PkiError::Pem("the PEM text is not UTF-8".into()))?;
+        let certs = decode_blocks(text, CERTIFICATE_LABEL)?;
+        if certs.is_empty() {
+            return Err(PkiError::Pem("no CERTIFICATE block found".into()));
+        }
+        Ok(certs)
+    } else {
+        Err(PkiError::Pem(
+            "neither PEM text with a CERTIFICATE block nor a DER certificate".into(),
+        ))
+    }
+}
+
+/// Whether `bytes` is exactly one DER SEQUENCE (tag 0x30 and a length that covers the rest):
+/// how binary DER is told from PEM text, which may contain anything around its blocks.
+pub(crate) fn is_one_der_sequence(bytes: &[u8]) -> bool {
+    let (Some(&0x30), Some(&first)) = (bytes.first(), bytes.get(1)) else {
+        return false;
+    };
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || bytes.len() < 2 + n {
+            return false;
+        }
+        let len = bytes[2..2 + n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, 2 + n)
+    };
+    header.checked_add(len) == Some(bytes.len())
 }
 
 /// Serialises a private key as unencrypted PKCS#8 PEM (`BEGIN PRIVATE KEY`).
@@ -98,15 +138,44 @@ pub fn private_key_from_pem(pem: &str) -> Result<RsaPrivateKey, PkiError> {
         ));
     }
     match block.label.as_str() {
-        PKCS8_KEY_LABEL => RsaPrivateKey::from_pkcs8_der(&block.der)
-            .map_err(|e| PkiError::BadKey(format!("not a PKCS#8 RSA private key: {e}"))),
+        PKCS8_KEY_LABEL => {
+            if let Some(kind) = non_rsa_pkcs8_kind(&block.der) {
+                return Err(PkiError::BadKey(format!(
+                    "it is {kind}; minitls needs an RSA private key (2048 to 8192 bits)"
+                )));
+            }
+            RsaPrivateKey::from_pkcs8_der(&block.der)
+                .map_err(|e| PkiError::BadKey(format!("not a PKCS#8 RSA private key: {e}")))
+        }
         PKCS1_KEY_LABEL => RsaPrivateKey::from_pkcs1_der(&block.der)
             .map_err(|e| PkiError::BadKey(format!("not a PKCS#1 RSA private key: {e}"))),
         ENCRYPTED_KEY_LABEL => Err(encrypted_key_error()),
+        "EC PRIVATE KEY" => Err(PkiError::BadKey(
+            "it is an EC key; minitls needs an RSA private key (2048 to 8192 bits)".into(),
+        )),
         other => Err(PkiError::BadKey(format!(
             "{other} is not supported; minitls needs an RSA key (PRIVATE KEY or RSA PRIVATE KEY)"
         ))),
     }
+}
+
+/// What a PKCS#8 key that is not RSA holds, in words (`None` for RSA or unparseable input,
+/// which the RSA decoder then reports).
+fn non_rsa_pkcs8_kind(der: &[u8]) -> Option<String> {
+    let info = rsa::pkcs8::PrivateKeyInfoRef::try_from(der).ok()?;
+    let oid = info.algorithm.oid.to_string();
+    let curve = info.algorithm.parameters_oid().ok().map(|c| c.to_string());
+    Some(match (oid.as_str(), curve.as_deref()) {
+        ("1.2.840.113549.1.1.1", _) => return None,
+        ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => "an EC key on P-256".into(),
+        ("1.2.840.10045.2.1", Some("1.3.132.0.34")) => "an EC key on P-384".into(),
+        ("1.2.840.10045.2.1", Some("1.3.132.0.35")) => "an EC key on P-521".into(),
+        ("1.2.840.10045.2.1", _) => "an EC key".into(),
+        ("1.3.101.112", _) => "an Ed25519 key".into(),
+        ("1.3.101.113", _) => "an Ed448 key".into(),
+        ("1.2.840.113549.1.1.10", _) => "an RSA-PSS key".into(),
+        (other, _) => format!("a key of an unknown kind (object identifier {other})"),
+    })
 }
 
 fn encrypted_key_error() -> PkiError {
@@ -159,8 +228,7 @@ fn parse_blocks(text: &str) -> Result<Vec<PemBlock>, PkiError> {
                 "BEGIN {label} without a matching END line"
             )));
         }
-        let der = base64_decode(&body)
-            .ok_or_else(|| PkiError::Pem(format!("the {label} block is not valid base64")))?;
+        let der = decode_block(label, &body)?;
         if der.is_empty() {
             return Err(PkiError::Pem(format!("the {label} block is empty")));
         }
@@ -177,68 +245,31 @@ fn boundary_label<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
     line.strip_prefix(prefix)?.strip_suffix("-----")
 }
 
-fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let emit = chunk.len() + 1; // characters carrying data
-        for i in 0..4 {
-            if i < emit {
-                let index = (n >> (18 - 6 * i)) & 0x3f;
-                out.push(char::from(BASE64_ALPHABET[index as usize]));
-            } else {
-                out.push('=');
-            }
-        }
+/// Decodes one block's base64 text (whitespace already removed from each line) with
+/// `pem-rfc7468`: constant-time base64 (`base64ct`), since the block may be a private key.
+/// The text is re-wrapped at 64 characters first, so blocks written with other line widths
+/// (76 is common) are read too; re-wrapping depends only on the length, never on the data.
+fn decode_block(label: &str, body: &str) -> Result<Zeroizing<Vec<u8>>, PkiError> {
+    let bad = || PkiError::Pem(format!("the {label} block is not valid base64"));
+    if !body.is_ascii() {
+        return Err(bad());
     }
-    out
-}
-
-fn base64_value(c: u8) -> Option<u32> {
-    let v = match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => return None,
-    };
-    Some(u32::from(v))
-}
-
-/// Strict standard base64 with padding; whitespace is ignored. `None` on any other deviation.
-fn base64_decode(text: &str) -> Option<Zeroizing<Vec<u8>>> {
-    let chars: Zeroizing<Vec<u8>> =
-        Zeroizing::new(text.bytes().filter(|c| !c.is_ascii_whitespace()).collect());
-    if !chars.len().is_multiple_of(4) {
-        return None;
+    let mut doc = Zeroizing::new(String::with_capacity(
+        body.len() + body.len() / PEM_LINE_LEN + 2 * label.len() + 40,
+    ));
+    doc.push_str("-----BEGIN ");
+    doc.push_str(label);
+    doc.push_str("-----\n");
+    for line in body.as_bytes().chunks(PEM_LINE_LEN) {
+        // ASCII checked above, so every chunk is valid UTF-8.
+        doc.push_str(std::str::from_utf8(line).map_err(|_| bad())?);
+        doc.push('\n');
     }
-    let mut out = Zeroizing::new(Vec::with_capacity(chars.len() / 4 * 3));
-    let quads = chars.len() / 4;
-    for (qi, quad) in chars.chunks(4).enumerate() {
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && qi + 1 != quads) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &quad[..4 - pad] {
-            n = (n << 6) | base64_value(c)?;
-        }
-        n <<= 6 * pad as u32;
-        let bytes = n.to_be_bytes();
-        let data = &bytes[1..4 - pad];
-        // Non-canonical encodings leave stray bits in the padding; reject them.
-        if pad > 0 && bytes[4 - pad..].iter().any(|&b| b != 0) {
-            return None;
-        }
-        out.extend_from_slice(data);
-    }
-    Some(out)
+    doc.push_str("-----END ");
+    doc.push_str(label);
+    doc.push_str("-----\n");
+    let (_, der) = pem_rfc7468::decode_vec(doc.as_bytes()).map_err(|_| bad())?;
+    Ok(Zeroizing::new(der))
 }
 
 #[cfg(test)]
@@ -246,26 +277,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_round_trips_every_length() {
-        for len in 0..70 {
+    fn pem_round_trips_every_length_and_reads_other_line_widths() {
+        for len in 1..200 {
             let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-            let enc = base64_encode(&data);
-            assert_eq!(base64_decode(&enc).unwrap().as_slice(), data.as_slice());
+            let pem = encode_pem("X", &data);
+            assert_eq!(decode_blocks(&pem, "X").unwrap(), vec![data.clone()]);
+            // The same base64 wrapped at 76 characters, as some tools write it.
+            let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            let mut wide = String::from("-----BEGIN X-----\n");
+            for chunk in b64.as_bytes().chunks(76) {
+                wide.push_str(std::str::from_utf8(chunk).unwrap());
+                wide.push('\n');
+            }
+            wide.push_str("-----END X-----\n");
+            assert_eq!(decode_blocks(&wide, "X").unwrap(), vec![data]);
         }
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(
+            encode_pem("X", b"foobar"),
+            "-----BEGIN X-----\nZm9vYmFy\n-----END X-----\n"
+        );
     }
 
     #[test]
-    fn base64_rejects_bad_padding_and_characters() {
-        assert!(base64_decode("Zm8").is_none());
-        assert!(base64_decode("Z===").is_none());
-        assert!(base64_decode("Zm8=Zm8=").is_none());
-        assert!(
-            base64_decode("Zm9=").is_none(),
-            "non-canonical trailing bits"
-        );
-        assert!(base64_decode("Zm*v").is_none());
+    fn der_is_told_from_pem_by_its_structure_not_by_its_first_byte() {
+        let der = vec![0x30, 0x03, 0x02, 0x01, 0x05];
+        assert!(is_one_der_sequence(&der));
+        assert_eq!(certificates_from_bytes(&der).unwrap(), vec![der.clone()]);
+        // PEM text that happens to start with '0' (0x30) is still PEM.
+        let text = format!("0 explanatory text\n{}", der_to_pem(&der));
+        assert!(!is_one_der_sequence(text.as_bytes()));
+        assert_eq!(certificates_from_bytes(text.as_bytes()).unwrap(), vec![der]);
+        assert!(!is_one_der_sequence(&[0x30, 0x82, 0xff]));
+        assert!(!is_one_der_sequence(&[0x30, 0x05, 0x00]));
+    }
+
+    #[test]
+    fn pem_rejects_bad_padding_and_characters() {
+        for body in ["Zm8", "Z===", "Zm8=Zm8=", "Zm9=", "Zm*v", "Zm9vYmFyé"] {
+            let pem = format!("-----BEGIN X-----\n{body}\n-----END X-----\n");
+            assert!(
+                matches!(decode_blocks(&pem, "X"), Err(PkiError::Pem(_))),
+                "{body}"
+            );
+        }
     }
 
     #[test]

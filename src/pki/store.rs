@@ -14,14 +14,15 @@ use rsa::RsaPrivateKey;
 use zeroize::Zeroizing;
 
 use super::Role;
-use super::error::PkiError;
+use super::error::{MissingReason, PkiError};
 use super::identity::Identity;
 use super::issue::{
     CaKeyPair, LeafSpec, San, generate_key, issue_leaf, new_ca, validate_common_name,
 };
+use super::pem::{CERTIFICATE_LABEL, decode_blocks};
 use super::pem::{der_to_pem, pem_to_der, private_key_from_pem, private_key_to_pem};
 use super::time::{SECS_PER_DAY, now_unix};
-use super::verify::TrustAnchor;
+use super::verify::{MAX_INTERMEDIATES, TrustAnchor};
 
 /// Default CA directory, relative to the working directory.
 pub const DEFAULT_CA_DIR: &str = "ca";
@@ -134,11 +135,7 @@ impl CaDir {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => {
-                return Err(PkiError::Read {
-                    path: dir,
-                    source,
-                    fix: "check the permissions of the CA directory".into(),
-                });
+                return Err(PkiError::Read { path: dir, source });
             }
         };
         let mut paths: Vec<PathBuf> = entries
@@ -149,7 +146,7 @@ impl CaDir {
         paths.sort();
         let mut out = Vec::with_capacity(paths.len());
         for p in paths {
-            let text = read_text(&p, "it was written by `ca issue`; restore it or remove it")?;
+            let text = read_text(&p)?;
             out.push(super::pem::pem_to_der(&text)?);
         }
         Ok(out)
@@ -393,14 +390,10 @@ impl CaDir {
                     break;
                 }
             }
-            if let Some(orphan) = orphan {
+            if let Some(present) = orphan {
                 return Err(PkiError::Missing {
                     path: ca_crt,
-                    fix: format!(
-                        "{} exists without it; copy the CA certificate there, or run \
-                         `minitls ca init --dir {dir} --force` to replace all credentials",
-                        orphan.display()
-                    ),
+                    why: MissingReason::CaAbsentBeside { present },
                 });
             }
             let written = self.init_with(&InitOptions::default(), keygen)?;
@@ -420,20 +413,13 @@ impl CaDir {
                 if !exists(&ca_key)? {
                     return Err(PkiError::Missing {
                         path: crt,
-                        fix: format!(
-                            "it cannot be issued here because {} is missing; copy {role}.crt \
-                             and {role}.key from the machine that holds the CA key",
-                            ca_key.display()
-                        ),
+                        why: MissingReason::NoCaKey { ca_key },
                     });
                 }
                 if !exists(&ca_crt)? {
                     return Err(PkiError::Missing {
                         path: ca_crt,
-                        fix: format!(
-                            "restore it, or run `minitls ca init --dir {dir} --force` to make \
-                             a new CA"
-                        ),
+                        why: MissingReason::NoCaCertificate,
                     });
                 }
                 let name = match role {
@@ -455,35 +441,26 @@ impl CaDir {
                     key.display()
                 )))
             }
-            (true, false) => Err(half_pair(&key, &crt, role, &self.dir)),
-            (false, true) => Err(half_pair(&crt, &key, role, &self.dir)),
+            (true, false) => Err(half_pair(&key, &crt)),
+            (false, true) => Err(half_pair(&crt, &key)),
         }
     }
 
     /// Loads `<role>.crt` and `<role>.key`.
     pub fn load_identity(&self, role: Role) -> Result<Identity, PkiError> {
-        let fix = format!(
-            "run `minitls ca issue --role {role} NAME --dir {}` or pass --ca-dir",
-            self.dir.display()
-        );
-        load_identity_paths(&self.cert_path(role), &self.key_path(role), &fix)
+        load_identity_files(&self.cert_path(role), &self.key_path(role))
     }
 
     /// Loads and checks `ca.crt`.
     pub fn load_anchor(&self) -> Result<TrustAnchor, PkiError> {
-        let fix = format!(
-            "run `minitls ca init --dir {}` or pass --ca-dir",
-            self.dir.display()
-        );
-        load_anchor_path(&self.ca_cert_path(), &fix)
+        load_anchor_file(&self.ca_cert_path())
     }
 
     /// Loads `ca.crt` and `ca.key`, checking that they belong together.
     pub fn load_ca(&self) -> Result<CaKeyPair, PkiError> {
-        let fix = format!("run `minitls ca init --dir {}` first", self.dir.display());
         let (crt, key) = (self.ca_cert_path(), self.ca_key_path());
-        let cert_der = pem_to_der(&read_text(&crt, &fix)?).map_err(|e| e.in_file(&crt))?;
-        let ca_key = private_key_from_pem(&read_text(&key, &fix)?).map_err(|e| e.in_file(&key))?;
+        let cert_der = pem_to_der(&read_text(&crt)?).map_err(|e| e.in_file(&crt))?;
+        let ca_key = private_key_from_pem(&read_text(&key)?).map_err(|e| e.in_file(&key))?;
         CaKeyPair::from_parts(cert_der, ca_key).map_err(|e| match e {
             PkiError::KeyMismatch => PkiError::KeyMismatch.in_file(&key),
             other => other.in_file(&crt),
@@ -491,38 +468,49 @@ impl CaDir {
     }
 }
 
-/// Loads a certificate and key named explicitly (`--cert`, `--key`); errors name the file.
+/// Loads a certificate, or a chain file (our certificate first, then up to
+/// [`MAX_INTERMEDIATES`] intermediate CA certificates, issuer first), and its private key;
+/// errors name the file.
 pub fn load_identity_files(cert: &Path, key: &Path) -> Result<Identity, PkiError> {
-    load_identity_paths(cert, key, "check the --cert and --key paths")
-}
-
-/// Loads and checks a CA certificate named explicitly (`--ca-cert`); errors name the file.
-pub fn load_anchor_file(path: &Path) -> Result<TrustAnchor, PkiError> {
-    load_anchor_path(path, "check the --ca-cert path")
-}
-
-fn load_identity_paths(cert: &Path, key: &Path, fix: &str) -> Result<Identity, PkiError> {
-    let cert_der = pem_to_der(&read_text(cert, fix)?).map_err(|e| e.in_file(cert))?;
-    let private = private_key_from_pem(&read_text(key, fix)?).map_err(|e| e.in_file(key))?;
-    Identity::from_parts(cert_der, private).map_err(|e| match e {
+    let mut certs =
+        decode_blocks(&read_text(cert)?, CERTIFICATE_LABEL).map_err(|e| e.in_file(cert))?;
+    if certs.is_empty() {
+        return Err(PkiError::Pem("no CERTIFICATE block found".into()).in_file(cert));
+    }
+    if certs.len() > 1 + MAX_INTERMEDIATES {
+        return Err(PkiError::BadCertificate(format!(
+            "the chain file holds {} certificates; at most ours and {MAX_INTERMEDIATES} \
+             intermediates are accepted",
+            certs.len()
+        ))
+        .in_file(cert));
+    }
+    let cert_der = certs.remove(0);
+    let private = private_key_from_pem(&read_text(key)?).map_err(|e| e.in_file(key))?;
+    let mut identity = Identity::from_parts(cert_der, private).map_err(|e| match e {
         PkiError::KeyMismatch | PkiError::BadKey(_) => e.in_file(key),
         other => other.in_file(cert),
-    })
+    })?;
+    identity.chain = certs;
+    Ok(identity)
 }
 
-fn load_anchor_path(path: &Path, fix: &str) -> Result<TrustAnchor, PkiError> {
-    TrustAnchor::from_pem(&read_text(path, fix)?).map_err(|e| e.in_file(path))
+/// Loads the trust anchors of a CA file: one CA certificate or a bundle of them.
+pub fn load_anchor_bundle_file(path: &Path) -> Result<Vec<TrustAnchor>, PkiError> {
+    TrustAnchor::bundle_from_pem(&read_text(path)?).map_err(|e| e.in_file(path))
 }
 
-fn half_pair(missing: &Path, present: &Path, role: Role, dir: &Path) -> PkiError {
+/// Loads and checks a CA certificate; errors name the file.
+pub fn load_anchor_file(path: &Path) -> Result<TrustAnchor, PkiError> {
+    TrustAnchor::from_pem(&read_text(path)?).map_err(|e| e.in_file(path))
+}
+
+fn half_pair(missing: &Path, present: &Path) -> PkiError {
     PkiError::Missing {
         path: missing.to_path_buf(),
-        fix: format!(
-            "{} exists without it; restore it, or re-issue both with \
-             `minitls ca issue --role {role} NAME --dir {} --force`",
-            present.display(),
-            dir.display()
-        ),
+        why: MissingReason::HalfPair {
+            present: present.to_path_buf(),
+        },
     }
 }
 
@@ -541,7 +529,7 @@ fn check_days(days: u32) -> Result<(), PkiError> {
         Ok(())
     } else {
         Err(PkiError::Validity(format!(
-            "--days {days} is out of range; use 1 to {MAX_DAYS}"
+            "a validity of {days} days is out of range; use 1 to {MAX_DAYS}"
         )))
     }
 }
@@ -557,17 +545,15 @@ fn exists(path: &Path) -> Result<bool, PkiError> {
         Err(source) => Err(PkiError::Read {
             path: path.to_path_buf(),
             source,
-            fix: "check the permissions of the directory and its parents".into(),
         }),
     }
 }
 
 /// Reads a small text file; the buffer is wiped on drop since it may be a private key.
-fn read_text(path: &Path, fix: &str) -> Result<Zeroizing<String>, PkiError> {
+fn read_text(path: &Path) -> Result<Zeroizing<String>, PkiError> {
     let read_err = |source| PkiError::Read {
         path: path.to_path_buf(),
         source,
-        fix: fix.to_string(),
     };
     let file = File::open(path).map_err(read_err)?;
     let mut text = Zeroizing::new(String::new());
@@ -603,6 +589,11 @@ fn create_dir(dir: &Path) -> Result<(), PkiError> {
         path: dir.to_path_buf(),
         source,
     })
+}
+
+/// Writes a public file of the CA directory (certificate, CRL, revocation record) atomically.
+pub(super) fn write_public_file(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
+    write_file(path, contents, CERT_MODE)
 }
 
 fn write_key(path: &Path, key: &RsaPrivateKey) -> Result<(), PkiError> {

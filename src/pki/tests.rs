@@ -461,7 +461,7 @@ fn wrong_dns_server_name_is_rejected_and_the_real_names_are_listed() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert!(err.to_string().contains("--server-name"), "{err}");
+    assert!(err.to_string().contains("DNS:server.example"), "{err}");
 }
 
 #[test]
@@ -492,10 +492,7 @@ fn certificate_without_names_matches_no_server_name_and_the_cn_is_ignored() {
     let der = issue_leaf(&CA, &s, &KEYS.server).unwrap();
     assert_eq!(
         verify(&der, Role::Server, Some("localhost")).unwrap_err(),
-        CertError::NameMismatch {
-            expected: "localhost".into(),
-            found: vec![]
-        }
+        CertError::NoSubjectAltNames
     );
 }
 
@@ -716,6 +713,11 @@ fn every_certificate_error_is_one_line_starting_lower_case() {
             found: vec![],
         },
         CertError::UnsupportedCriticalExtension("1.2.3".into()),
+        CertError::NoSubjectAltNames,
+        CertError::Revoked {
+            serial: "01".into(),
+            revoked_at: 0,
+        },
     ];
     for e in errors {
         let text = e.to_string();
@@ -807,11 +809,8 @@ fn init_refuses_to_overwrite_an_existing_ca_without_force() {
     let before = std::fs::read(dir.ca_cert_path()).unwrap();
     let err = dir.init_with(&test_opts(), &mut cached_keys()).unwrap_err();
     assert!(matches!(&err, PkiError::AlreadyExists { path, .. } if *path == dir.ca_cert_path()));
-    assert!(
-        err.to_string()
-            .ends_with("already exists; pass --force to replace the CA"),
-        "{err}"
-    );
+    assert!(matches!(&err, PkiError::AlreadyExists { action, .. } if *action == "replace the CA"));
+    assert!(err.to_string().ends_with("ca.crt already exists"), "{err}");
     assert_eq!(std::fs::read(dir.ca_cert_path()).unwrap(), before);
 
     let forced = InitOptions {
@@ -947,7 +946,12 @@ fn ensure_refuses_to_replace_leaves_left_without_a_ca() {
     let err = dir
         .ensure_with(Role::Server, &mut cached_keys())
         .unwrap_err();
-    assert!(err.to_string().contains("--force"), "{err}");
+    assert!(
+        matches!(&err, PkiError::Missing { why: MissingReason::CaAbsentBeside { present }, .. }
+            if *present == dir.cert_path(Role::Server)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("exists without it"), "{err}");
     assert!(dir.cert_path(Role::Server).exists());
 }
 
@@ -981,10 +985,7 @@ fn issue_refuses_to_overwrite_without_force() {
         )
         .unwrap_err();
     assert!(matches!(err, PkiError::AlreadyExists { .. }));
-    assert!(
-        err.to_string().ends_with("pass --force to replace it"),
-        "{err}"
-    );
+    assert!(err.to_string().ends_with("already exists"), "{err}");
     assert_eq!(std::fs::read(dir.cert_path(Role::Server)).unwrap(), before);
 }
 
@@ -1040,7 +1041,7 @@ fn load_errors_name_the_file_and_the_fix() {
     let err = dir.load_anchor().unwrap_err().to_string();
     assert!(err.starts_with("cannot read "), "{err}");
     assert!(
-        err.contains("ca.crt") && err.contains("minitls ca init"),
+        err.contains("ca.crt") && err.contains("no such file or directory"),
         "{err}"
     );
     assert!(!err.contains("os error"), "{err}");
@@ -1101,4 +1102,370 @@ fn describe_lists_the_fields_of_a_certificate() {
     let ca = describe_certificate_pem(&CA.cert_pem).unwrap();
     assert!(ca.contains("yes (path length 0)"), "{ca}");
     assert!(ca.contains("keyCertSign, cRLSign"), "{ca}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Revocation lists
+// ---------------------------------------------------------------------------------------------
+
+fn serial_of(der: &[u8]) -> Vec<u8> {
+    verify_certificate(&anchor(), der, Role::Client, None, now())
+        .or_else(|_| verify_certificate(&anchor(), der, Role::Server, None, now()))
+        .unwrap()
+        .serial
+}
+
+fn crl_revoking(ca: &CaKeyPair, serials: &[Vec<u8>], this: i64, next: i64) -> Vec<u8> {
+    let entries: Vec<Revocation> = serials
+        .iter()
+        .map(|s| Revocation {
+            serial: s.clone(),
+            revoked_at_unix: this,
+        })
+        .collect();
+    make_crl(ca, &entries, this, next, 7).unwrap()
+}
+
+#[test]
+fn crl_from_our_ca_revokes_exactly_the_listed_certificates() {
+    let client = leaf(Role::Client);
+    let server = leaf(Role::Server);
+    let der = crl_revoking(&CA, &[serial_of(&client)], now() - HOUR, now() + DAY);
+    let crl = Crl::from_bytes(&der, &anchor()).unwrap();
+    crl.check_current(now()).unwrap();
+    assert_eq!(crl.len(), 1);
+    let c = verify(&client, Role::Client, None).unwrap();
+    let s = verify(&server, Role::Server, None).unwrap();
+    let err = crl.check(&c).unwrap_err();
+    assert!(matches!(err, CertError::Revoked { .. }), "{err:?}");
+    assert!(err.to_string().contains("revoked"), "{err}");
+    assert_eq!(err.reason(), CertRejection::Revoked);
+    crl.check(&s).unwrap();
+    // PEM works as well as DER.
+    let pem = encode_pem("X509 CRL", &der);
+    assert_eq!(Crl::from_bytes(pem.as_bytes(), &anchor()).unwrap(), crl);
+}
+
+#[test]
+fn crl_signed_by_a_same_named_other_ca_fails_the_signature_check() {
+    let der = crl_revoking(&IMPOSTOR_CA, &[], now() - HOUR, now() + DAY);
+    let err = Crl::from_bytes(&der, &anchor()).unwrap_err();
+    assert!(matches!(err, CrlError::BadSignature { .. }), "{err:?}");
+}
+
+#[test]
+fn crl_of_a_differently_named_ca_fails_the_issuer_check() {
+    let other = new_ca(
+        "another CA",
+        KEYS.other_ca.clone(),
+        now() - HOUR,
+        now() + DAY,
+    )
+    .unwrap();
+    let der = crl_revoking(&other, &[], now() - HOUR, now() + DAY);
+    let err = Crl::from_bytes(&der, &anchor()).unwrap_err();
+    assert!(matches!(err, CrlError::WrongIssuer { .. }), "{err:?}");
+}
+
+#[test]
+fn crl_with_an_altered_entry_fails_the_signature_check() {
+    let client = leaf(Role::Client);
+    let serial = serial_of(&client);
+    let der = crl_revoking(
+        &CA,
+        std::slice::from_ref(&serial),
+        now() - HOUR,
+        now() + DAY,
+    );
+    // Change the revoked serial's last byte: the list would no longer revoke the client.
+    let mut altered_serial = serial.clone();
+    *altered_serial.last_mut().unwrap() ^= 1;
+    let altered = replace_all(&der, &serial, &altered_serial);
+    assert_ne!(altered, der);
+    let err = Crl::from_bytes(&altered, &anchor()).unwrap_err();
+    assert!(matches!(err, CrlError::BadSignature { .. }), "{err:?}");
+}
+
+#[test]
+fn crl_is_current_until_its_next_update_and_stale_after() {
+    let next = now() + HOUR;
+    let der = crl_revoking(&CA, &[], now() - HOUR, next);
+    let crl = Crl::from_bytes(&der, &anchor()).unwrap();
+    crl.check_current(next).unwrap();
+    let err = crl.check_current(next + 1).unwrap_err();
+    assert_eq!(err, CrlError::Stale { next_update: next });
+    assert!(err.to_string().contains("out of date"), "{err}");
+}
+
+#[test]
+fn crl_garbage_and_oversized_input_are_errors_not_panics() {
+    for bytes in [
+        &b""[..],
+        b"\x30",
+        b"\x30\x82\xff\xff",
+        b"-----BEGIN X509 CRL-----\n-----END X509 CRL-----\n",
+        b"not a crl at all",
+    ] {
+        assert!(Crl::from_bytes(bytes, &anchor()).is_err());
+    }
+    let big = vec![0x30u8; MAX_CRL_BYTES + 1];
+    assert!(matches!(
+        Crl::from_bytes(&big, &anchor()),
+        Err(CrlError::Malformed(_))
+    ));
+    let der = crl_revoking(&CA, &[], now() - HOUR, now() + DAY);
+    let mut trailing = der.clone();
+    trailing.push(0);
+    assert!(Crl::from_bytes(&trailing, &anchor()).is_err());
+}
+
+#[test]
+fn serials_parse_in_the_forms_openssl_prints() {
+    assert_eq!(parse_serial_hex("3F2A").unwrap(), vec![0x3f, 0x2a]);
+    assert_eq!(parse_serial_hex("3f:2a").unwrap(), vec![0x3f, 0x2a]);
+    assert_eq!(parse_serial_hex("0x00F2A").unwrap(), vec![0x0f, 0x2a]);
+    for bad in ["", "xyz", "00", &"1".repeat(43)] {
+        assert!(parse_serial_hex(bad).is_err(), "{bad:?}");
+    }
+    assert_eq!(serial_to_hex(&[0x0f, 0x2a]), "0F2A");
+}
+
+#[test]
+fn crl_file_is_reread_when_it_changes_and_a_bad_replacement_keeps_the_old_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("crl.pem");
+    // Absent at start (the CA directory before its first revocation): no list yet.
+    let file = CrlFile::open(&path, vec![anchor()], true, now()).unwrap();
+    assert!(file.current(now()).0.is_none());
+    // Absent but named explicitly: an error.
+    assert!(CrlFile::open(&path, vec![anchor()], false, now()).is_err());
+
+    let client = leaf(Role::Client);
+    let der = crl_revoking(&CA, &[serial_of(&client)], now() - HOUR, now() + DAY);
+    std::fs::write(&path, &der).unwrap();
+    let (crl, notes) = file.current(now());
+    assert_eq!(crl.unwrap().len(), 1);
+    assert!(notes[0].contains("reloaded"), "{notes:?}");
+
+    // A list from another CA replaces nothing; it is reported once.
+    let forged = crl_revoking(&IMPOSTOR_CA, &[], now() - HOUR, now() + DAY);
+    let tmp_path = tmp.path().join("new");
+    std::fs::write(&tmp_path, &forged).unwrap();
+    std::fs::rename(&tmp_path, &path).unwrap();
+    let (crl, notes) = file.current(now());
+    assert_eq!(crl.unwrap().len(), 1, "the revocation must stay in force");
+    assert!(notes[0].contains("kept the previous CRL"), "{notes:?}");
+    assert!(file.current(now()).1.is_empty(), "reported once");
+}
+
+#[test]
+fn crl_file_past_its_next_update_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("crl.der");
+    let der = crl_revoking(&CA, &[], now() - 2 * DAY, now() - DAY);
+    std::fs::write(&path, &der).unwrap();
+    let err = CrlFile::open(&path, vec![anchor()], false, now()).unwrap_err();
+    assert!(err.to_string().contains("out of date"), "{err}");
+}
+
+#[test]
+fn ca_dir_revoke_adds_to_the_list_and_keeps_the_first_revocation_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = CaDir::new(tmp.path().join("ca"));
+    let mut keys = vec![KEYS.ca.clone(), KEYS.server.clone(), KEYS.client.clone()];
+    ca.init_with(
+        &InitOptions {
+            key_bits: 2048,
+            ..InitOptions::default()
+        },
+        &mut |_| Ok(keys.remove(0)),
+    )
+    .unwrap();
+    let first = ca.revoke(&[vec![0x01, 0x02]], 30).unwrap();
+    assert_eq!(first.added, vec!["0102".to_string()]);
+    let second = ca
+        .revoke(&[vec![0x00, 0x01, 0x02], vec![0x7f]], 30)
+        .unwrap();
+    assert_eq!(second.added, vec!["7F".to_string()]);
+    assert_eq!(second.already, vec!["0102".to_string()]);
+    assert_eq!(second.total, 2);
+    let anchor = ca.load_anchor().unwrap();
+    let crl = load_crl_file(&ca.crl_path(), &anchor).unwrap();
+    assert!(crl.revoked_at(&[0x01, 0x02]).is_some());
+    assert!(crl.revoked_at(&[0x00, 0x7f]).is_some());
+    assert!(crl.revoked_at(&[0x03]).is_none());
+    assert_eq!(ca.revocations().unwrap().len(), 2);
+}
+
+#[test]
+fn pki_errors_say_what_failed_and_name_no_command_line_flag_or_command() {
+    use std::path::PathBuf;
+    let p = || PathBuf::from("ca/client.key");
+    let errors = vec![
+        PkiError::Read {
+            path: p(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        },
+        PkiError::Read {
+            path: p(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        },
+        PkiError::AlreadyExists {
+            path: p(),
+            action: "replace it",
+        },
+        PkiError::Missing {
+            path: p(),
+            why: MissingReason::CaAbsentBeside { present: p() },
+        },
+        PkiError::Missing {
+            path: p(),
+            why: MissingReason::NoCaKey { ca_key: p() },
+        },
+        PkiError::Missing {
+            path: p(),
+            why: MissingReason::NoCaCertificate,
+        },
+        PkiError::Missing {
+            path: p(),
+            why: MissingReason::HalfPair { present: p() },
+        },
+        PkiError::KeyMismatch,
+        PkiError::Validity("x".into()),
+        PkiError::KeyMismatch.in_file(p()),
+    ];
+    let mut texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    texts.push(
+        CertError::NameMismatch {
+            expected: "a".into(),
+            found: vec!["DNS:b".into()],
+        }
+        .to_string(),
+    );
+    // The library's own checks, as they reach users.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = CaDir::new(tmp.path());
+    dir.init_with(&test_opts(), &mut cached_keys()).unwrap();
+    texts.push(
+        dir.init_with(&test_opts(), &mut cached_keys())
+            .unwrap_err()
+            .to_string(),
+    );
+    std::fs::remove_file(dir.key_path(Role::Client)).unwrap();
+    texts.push(
+        dir.ensure_with(Role::Client, &mut cached_keys())
+            .unwrap_err()
+            .to_string(),
+    );
+    texts.push(dir.load_identity(Role::Client).unwrap_err().to_string());
+    for text in texts {
+        assert!(!text.contains("--"), "a flag in a library error: {text}");
+        assert!(
+            !text.contains("minitls ca"),
+            "a command in a library error: {text}"
+        );
+    }
+    let denied = errors[0].to_string();
+    assert_eq!(denied, "cannot read ca/client.key: permission denied");
+}
+
+// ---- names: RFC 6125 wildcards ----
+
+#[test]
+fn wildcard_matching_follows_rfc_6125_vectors() {
+    use super::verify::dns_name_matches as m;
+    // Positive: exact names, case and one trailing dot ignored; a whole-label wildcard for
+    // exactly one label.
+    for (pattern, host) in [
+        ("files.example.org", "files.example.org"),
+        ("Files.Example.ORG", "files.example.org"),
+        ("files.example.org.", "files.example.org"),
+        ("files.example.org", "files.example.org."),
+        ("*.example.org", "files.example.org"),
+        ("*.example.org", "FILES.example.org"),
+        ("*.EXAMPLE.org", "x.example.org."),
+        ("*.a.b", "c.a.b"),
+        ("*.example.org", "xn--bcher-kva.example.org"),
+    ] {
+        assert!(m(pattern, host), "{pattern} should match {host}");
+    }
+    // Negative: a wildcard covers one label only, only as the whole leftmost label, never
+    // a public-suffix-like `*.org`, never an IP address, never a host containing `*`.
+    for (pattern, host) in [
+        ("files.example.org", "other.example.org"),
+        ("files.example.org", "files.example.org.evil"),
+        ("*.example.org", "example.org"),
+        ("*.example.org", "a.b.example.org"),
+        ("*.example.org", ".example.org"),
+        ("*.example.org", "files.example.com"),
+        ("f*.example.org", "files.example.org"),
+        ("*s.example.org", "files.example.org"),
+        ("fi*es.example.org", "files.example.org"),
+        ("www.*.org", "www.example.org"),
+        ("*.*.org", "a.example.org"),
+        ("*.org", "example.org"),
+        ("*", "localhost"),
+        ("*.0.0.1", "127.0.0.1"),
+        ("*.example.org", "*.example.org"),
+        ("*.example.org", "a..example.org"),
+        ("files.example.org", ""),
+        ("", ""),
+    ] {
+        assert!(!m(pattern, host), "{pattern} must not match {host}");
+    }
+}
+
+#[test]
+fn a_wildcard_certificate_verifies_for_one_label_and_ip_names_never_match_it() {
+    let mut s = spec(Role::Server);
+    s.sans = vec!["*.example.org".parse().unwrap()];
+    let der = issue_leaf(&CA, &s, &KEYS.server).unwrap();
+    verify(&der, Role::Server, Some("files.example.org")).unwrap();
+    for refused in ["example.org", "a.files.example.org", "127.0.0.1"] {
+        assert!(
+            matches!(
+                verify(&der, Role::Server, Some(refused)),
+                Err(CertError::NameMismatch { .. })
+            ),
+            "{refused}"
+        );
+    }
+    // Partial-label and too-broad wildcards cannot even be issued.
+    for bad in ["DNS:f*.example.org", "DNS:*.org", "DNS:www.*.example.org"] {
+        assert!(bad.parse::<San>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn a_server_certificate_without_subject_alternative_names_is_refused_saying_so() {
+    let mut s = spec(Role::Server);
+    s.sans = Vec::new();
+    let der = issue_leaf(&CA, &s, &KEYS.server).unwrap();
+    let err = verify(&der, Role::Server, Some("server.example")).unwrap_err();
+    assert_eq!(err, CertError::NoSubjectAltNames);
+    assert_eq!(
+        err.to_string(),
+        "certificate has no subject alternative names (the CN is not used)"
+    );
+}
+
+#[test]
+fn a_crl_that_goes_stale_while_serving_is_still_enforced_and_reported_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("crl.pem");
+    let client = leaf(Role::Client);
+    let der = crl_revoking(&CA, &[serial_of(&client)], now() - HOUR, now() + HOUR);
+    std::fs::write(&path, encode_pem("X509 CRL", &der)).unwrap();
+    let file = CrlFile::open(&path, vec![anchor()], false, now()).unwrap();
+    assert!(file.current(now()).1.is_empty());
+    let later = now() + 2 * HOUR;
+    let (crl, notes) = file.current(later);
+    let crl = crl.expect("the list stays in force");
+    assert!(
+        notes.len() == 1 && notes[0].contains("out of date"),
+        "{notes:?}"
+    );
+    let c = verify_certificate(&anchor(), &client, Role::Client, None, now()).unwrap();
+    assert!(matches!(crl.check(&c), Err(CertError::Revoked { .. })));
+    assert!(file.current(later).1.is_empty(), "reported once");
 }

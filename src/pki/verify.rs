@@ -37,13 +37,38 @@ pub struct TrustAnchor {
     subject: String,
     subject_raw: Vec<u8>,
     subject_normalized: NormalizedName,
-    public_key: RsaPublicKey,
+    public_key: IssuerKey,
     fingerprint: [u8; 32],
     not_before_unix: i64,
     not_after_unix: i64,
+    /// basicConstraints pathLenConstraint: most intermediates allowed below this CA.
+    path_len: Option<u32>,
 }
 
 impl TrustAnchor {
+    /// Parses and checks every `CERTIFICATE` block of PEM text (a bundle of trust anchors, as
+    /// `--ca-cert` may hold); at least one.
+    pub fn bundle_from_pem(pem: &str) -> Result<Vec<TrustAnchor>, PkiError> {
+        let blocks = super::pem::decode_blocks(pem, super::pem::CERTIFICATE_LABEL)?;
+        if blocks.is_empty() {
+            return Err(PkiError::Pem("no CERTIFICATE block found".into()));
+        }
+        let count = blocks.len();
+        blocks
+            .iter()
+            .enumerate()
+            .map(|(i, der)| {
+                TrustAnchor::from_der(der).map_err(|e| {
+                    if count > 1 {
+                        PkiError::BadAnchor(format!("certificate {} of {count}: {e}", i + 1))
+                    } else {
+                        e
+                    }
+                })
+            })
+            .collect()
+    }
+
     /// Parses and checks a PEM CA certificate (exactly one `CERTIFICATE` block).
     pub fn from_pem(pem: &str) -> Result<TrustAnchor, PkiError> {
         TrustAnchor::from_der(&pem_to_der(pem)?)
@@ -55,8 +80,8 @@ impl TrustAnchor {
         let cert = parse_single(der).map_err(bad)?;
         check_extensions(&cert).map_err(bad)?;
         let hash = signature_hash(&cert).map_err(bad)?;
-        match cert.basic_constraints() {
-            Ok(Some(bc)) if bc.value.ca => {}
+        let path_len = match cert.basic_constraints() {
+            Ok(Some(bc)) if bc.value.ca => bc.value.path_len_constraint,
             Ok(_) => {
                 return Err(PkiError::BadAnchor(format!(
                     "\"{}\" is not a CA (basicConstraints CA=true is missing); \
@@ -65,6 +90,17 @@ impl TrustAnchor {
                 )));
             }
             Err(e) => return Err(PkiError::BadAnchor(format!("basicConstraints: {e}"))),
+        };
+        if cert
+            .extensions()
+            .iter()
+            .any(|e| e.oid.to_id_string() == OID_NAME_CONSTRAINTS)
+        {
+            return Err(PkiError::BadAnchor(
+                "it has name constraints, which minitls does not enforce (refused rather than \
+                 ignored)"
+                    .into(),
+            ));
         }
         if let Ok(Some(ku)) = cert.key_usage()
             && !ku.value.key_cert_sign()
@@ -73,7 +109,7 @@ impl TrustAnchor {
                 "its key usage does not allow signing certificates (keyCertSign)".into(),
             ));
         }
-        let public_key = rsa_public_key(cert.public_key()).map_err(bad)?;
+        let public_key = issuer_key(cert.public_key()).map_err(bad)?;
         if !names_equal(cert.issuer(), cert.subject()) {
             return Err(PkiError::BadAnchor(format!(
                 "it is not self-signed (issued by \"{}\"); pass the root CA certificate",
@@ -94,6 +130,7 @@ impl TrustAnchor {
             fingerprint: sha256_fingerprint(der),
             not_before_unix: cert.validity().not_before.timestamp(),
             not_after_unix: cert.validity().not_after.timestamp(),
+            path_len,
         })
     }
 
@@ -113,7 +150,7 @@ impl TrustAnchor {
     }
 
     /// The CA's public key.
-    pub fn public_key(&self) -> &RsaPublicKey {
+    pub fn public_key(&self) -> &IssuerKey {
         &self.public_key
     }
 
@@ -125,6 +162,17 @@ impl TrustAnchor {
     /// End of the CA's validity period (Unix seconds).
     pub fn not_after_unix(&self) -> i64 {
         self.not_after_unix
+    }
+
+    /// Whether this CA signed the certificate `der` (issuer name and signature; nothing else
+    /// is checked: an expired certificate of ours still counts, for revocation).
+    pub fn signed(&self, der: &[u8]) -> bool {
+        let Ok(cert) = parse_single(der) else {
+            return false;
+        };
+        self.is_subject(cert.issuer())
+            && signature_hash(&cert)
+                .is_ok_and(|hash| signature_valid(&cert, hash, &self.public_key))
     }
 
     /// Whether `name` is this CA's subject, byte for byte or after RFC 5280-style normalisation.
@@ -147,19 +195,39 @@ pub struct VerifiedCert {
     pub not_after_unix: i64,
     /// Start of the validity period (Unix seconds).
     pub not_before_unix: i64,
+    /// The serial number, big-endian without leading zero bytes (for revocation checks).
+    pub serial: Vec<u8>,
+    /// The verified path, leaf first: each certificate's serial and issuer (for revocation).
+    pub path: Vec<PathLink>,
+    /// The subject of the trust anchor the path ends at.
+    pub anchor_subject: String,
 }
 
-/// Checks a peer certificate (DER, from the network) against the anchor.
-///
-/// In order: the anchor is within its validity period; exactly one well-formed DER certificate
-/// with no trailing bytes, no duplicate or unparseable extensions and no unknown critical ones;
-/// signature algorithm RSA PKCS#1 v1.5 with SHA-256/384/512, the same inside and outside the
-/// signed part; issuer = the anchor's subject; signature over the received TBS bytes verifies
-/// with the anchor's key; `now_unix` within [notBefore, notAfter]; not a CA; an RSA key of
-/// 2048..=8192 bits; extended key usage serverAuth (server) or clientAuth (client); keyUsage, if
-/// present, allows digitalSignature (and keyEncipherment for a server, whose key wraps the
-/// session secret); and, when `server_name` is given, a matching DNS or IP subject alternative
-/// name (the common name is never used).
+/// The anchors' subjects for a message: `"CN=a"` or `"CN=a" or "CN=b"`.
+fn anchor_names(anchors: &[&TrustAnchor]) -> String {
+    let names: Vec<&str> = anchors.iter().map(|a| a.subject.as_str()).collect();
+    names.join("\" or \"")
+}
+
+/// Most intermediate CA certificates a peer may send with its own (SPEC §2.9).
+pub const MAX_INTERMEDIATES: usize = 3;
+
+/// OID of the nameConstraints extension, refused rather than ignored (RFC 5280 §4.2.1.10:
+/// a verifier that does not enforce it must not accept what it would forbid).
+const OID_NAME_CONSTRAINTS: &str = "2.5.29.30";
+
+/// One certificate of a verified path, for revocation: its serial and which certificate
+/// issued it (SHA-256 of the issuer's DER; for the last link, the trust anchor's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathLink {
+    /// Serial number, big-endian, without leading zero bytes.
+    pub serial: Vec<u8>,
+    /// SHA-256 fingerprint of the issuing certificate.
+    pub issuer_fingerprint: [u8; 32],
+}
+
+/// Checks a peer certificate (DER, from the network) against the anchor: [`verify_chain`]
+/// with one anchor and no intermediates.
 pub fn verify_certificate(
     anchor: &TrustAnchor,
     cert_der: &[u8],
@@ -167,32 +235,163 @@ pub fn verify_certificate(
     server_name: Option<&str>,
     now_unix: i64,
 ) -> Result<VerifiedCert, CertError> {
-    // 1. The CA itself must be valid now; nothing it signed counts otherwise.
-    if now_unix < anchor.not_before_unix {
-        return Err(CertError::CaNotYetValid {
-            not_before: anchor.not_before_unix,
-        });
-    }
-    if now_unix > anchor.not_after_unix {
-        return Err(CertError::CaExpired {
-            not_after: anchor.not_after_unix,
-        });
-    }
+    verify_chain(&[anchor], cert_der, &[], role, server_name, now_unix)
+}
 
-    // 2. Structure: one certificate, sane extensions, an algorithm we accept.
+/// Checks a peer certificate and the intermediate CA certificates sent with it against the
+/// trust anchors (DER, from the network).
+///
+/// In order: at most [`MAX_INTERMEDIATES`] intermediates; the leaf is exactly one well-formed
+/// DER certificate with no trailing bytes, no duplicate or unparseable extensions and no
+/// unknown critical ones, signed with RSA PKCS#1 v1.5 and SHA-256/384/512 (the same algorithm
+/// inside and outside the signed part). Then the path, link by link from the leaf: if an anchor
+/// is named as the issuer, that anchor must be valid now, its signature must verify and its
+/// pathLenConstraint allow the intermediates used; otherwise an unused intermediate whose
+/// subject is the issuer must verify the signature and be valid now, a CA (basicConstraints),
+/// allowed to sign certificates (keyUsage keyCertSign if present), without name constraints,
+/// with a pathLenConstraint that allows the intermediates below it. Then the leaf itself:
+/// `now_unix` within [notBefore, notAfter]; not a CA; an RSA key of 2048..=8192 bits; extended
+/// key usage serverAuth (server) or clientAuth (client); keyUsage, if present, allows
+/// digitalSignature (and keyEncipherment for a server, whose key wraps the session secret);
+/// and, when `server_name` is given, a matching DNS or IP subject alternative name (the common
+/// name is never used).
+pub fn verify_chain(
+    anchors: &[&TrustAnchor],
+    cert_der: &[u8],
+    intermediates: &[Vec<u8>],
+    role: Role,
+    server_name: Option<&str>,
+    now_unix: i64,
+) -> Result<VerifiedCert, CertError> {
+    if intermediates.len() > MAX_INTERMEDIATES {
+        return Err(CertError::TooManyIntermediates {
+            count: intermediates.len(),
+        });
+    }
+    // 1. Structure: one certificate, sane extensions, an algorithm we accept.
     let cert = parse_single(cert_der)?;
     check_extensions(&cert)?;
-    let hash = signature_hash(&cert)?;
+    let parsed: Vec<X509Certificate<'_>> = intermediates
+        .iter()
+        .map(|der| parse_single(der))
+        .collect::<Result<_, _>>()?;
 
-    // 3. Chain to the anchor: issuer name, then the signature itself.
-    if !anchor.is_subject(cert.issuer()) {
-        return Err(CertError::WrongIssuer {
-            issuer: name_to_string(cert.issuer()),
-            ca: anchor.subject.clone(),
+    // 2. The path from the leaf to an anchor.
+    let mut path = Vec::with_capacity(intermediates.len() + 1);
+    let mut used = [false; MAX_INTERMEDIATES];
+    let mut child = &cert;
+    let mut depth = 0; // intermediates between the leaf and `child`'s issuer
+    let anchor_subject;
+    loop {
+        let hash = signature_hash(child)?;
+        if let Some(anchor) = anchors.iter().find(|a| a.is_subject(child.issuer())) {
+            // The CA itself must be valid now; nothing it signed counts otherwise.
+            if now_unix < anchor.not_before_unix {
+                return Err(CertError::CaNotYetValid {
+                    not_before: anchor.not_before_unix,
+                });
+            }
+            if now_unix > anchor.not_after_unix {
+                return Err(CertError::CaExpired {
+                    not_after: anchor.not_after_unix,
+                });
+            }
+            if !signature_valid(child, hash, &anchor.public_key) {
+                return Err(if depth == 0 {
+                    CertError::NotSignedByCa
+                } else {
+                    CertError::IssuerSignatureInvalid {
+                        subject: anchor.subject.clone(),
+                    }
+                });
+            }
+            if let Some(limit) = anchor.path_len
+                && depth > limit as usize
+            {
+                return Err(CertError::PathLenExceeded {
+                    subject: anchor.subject.clone(),
+                    path_len: limit,
+                    below: depth,
+                });
+            }
+            path.push(PathLink {
+                serial: normalize_serial(child.raw_serial()),
+                issuer_fingerprint: anchor.fingerprint,
+            });
+            anchor_subject = anchor.subject.clone();
+            break;
+        }
+        let next = (0..parsed.len())
+            .find(|&i| !used[i] && names_equal(parsed[i].subject(), child.issuer()));
+        let Some(i) = next else {
+            return Err(if depth == 0 && parsed.is_empty() {
+                CertError::WrongIssuer {
+                    issuer: name_to_string(child.issuer()),
+                    ca: anchor_names(anchors),
+                }
+            } else {
+                CertError::NoPathToAnchor {
+                    issuer: name_to_string(child.issuer()),
+                    ca: anchor_names(anchors),
+                }
+            });
+        };
+        used[i] = true;
+        let issuer = &parsed[i];
+        let subject = name_to_string(issuer.subject());
+        check_extensions(issuer)?;
+        if issuer
+            .extensions()
+            .iter()
+            .any(|e| e.oid.to_id_string() == OID_NAME_CONSTRAINTS)
+        {
+            return Err(CertError::NameConstraints { subject });
+        }
+        let key = issuer_key(issuer.public_key())?;
+        if !signature_valid(child, hash, &key) {
+            return Err(CertError::IssuerSignatureInvalid { subject });
+        }
+        let (not_before, not_after) = (
+            issuer.validity().not_before.timestamp(),
+            issuer.validity().not_after.timestamp(),
+        );
+        if now_unix < not_before {
+            return Err(CertError::IssuerNotYetValid {
+                subject,
+                not_before,
+            });
+        }
+        if now_unix > not_after {
+            return Err(CertError::IssuerExpired { subject, not_after });
+        }
+        match issuer.basic_constraints() {
+            Ok(Some(bc)) if bc.value.ca => {
+                if let Some(limit) = bc.value.path_len_constraint
+                    && depth > limit as usize
+                {
+                    return Err(CertError::PathLenExceeded {
+                        subject,
+                        path_len: limit,
+                        below: depth,
+                    });
+                }
+            }
+            Ok(_) => return Err(CertError::IssuerNotCa { subject }),
+            Err(e) => return Err(CertError::Malformed(format!("basicConstraints: {e}"))),
+        }
+        match issuer.key_usage() {
+            Ok(Some(ku)) if !ku.value.key_cert_sign() => {
+                return Err(CertError::IssuerCannotSign { subject });
+            }
+            Ok(_) => {}
+            Err(e) => return Err(CertError::Malformed(format!("keyUsage: {e}"))),
+        }
+        path.push(PathLink {
+            serial: normalize_serial(child.raw_serial()),
+            issuer_fingerprint: sha256_fingerprint(&intermediates[i]),
         });
-    }
-    if !signature_valid(&cert, hash, &anchor.public_key) {
-        return Err(CertError::NotSignedByCa);
+        child = issuer;
+        depth += 1;
     }
 
     // 4. Validity period.
@@ -257,6 +456,9 @@ pub fn verify_certificate(
         fingerprint: sha256_fingerprint(cert_der),
         not_after_unix: not_after,
         not_before_unix: not_before,
+        serial: normalize_serial(cert.raw_serial()),
+        path,
+        anchor_subject,
     })
 }
 
@@ -329,43 +531,211 @@ pub(crate) fn check_extensions(cert: &X509Certificate<'_>) -> Result<(), CertErr
     Ok(())
 }
 
-/// The signature algorithm, which must be the same inside and outside the signed part and be
-/// RSA PKCS#1 v1.5 with SHA-256/384/512 (parameters NULL or absent).
-pub(crate) fn signature_hash(cert: &X509Certificate<'_>) -> Result<SigHash, CertError> {
-    let outer = &cert.signature_algorithm;
-    if !same_algorithm(outer, &cert.tbs_certificate.signature) {
+/// The certificate's signature algorithm, which must be the same inside and outside the signed
+/// part (see [`sig_alg`]).
+pub(crate) fn signature_hash(cert: &X509Certificate<'_>) -> Result<SigAlg, CertError> {
+    sig_alg(&cert.signature_algorithm, &cert.tbs_certificate.signature)
+}
+
+/// A signature algorithm we verify: RSA PKCS#1 v1.5 or ECDSA, with SHA-256/384/512.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SigAlg {
+    /// sha{256,384,512}WithRSAEncryption, parameters NULL or absent.
+    Rsa(SigHash),
+    /// ecdsa-with-SHA{256,384,512}, parameters absent (RFC 5758).
+    Ecdsa(SigHash),
+    /// RSASSA-PSS (RFC 4055) with SHA-256/384/512, MGF1 with the same hash, trailer 1.
+    RsaPss {
+        /// The message and MGF1 hash.
+        hash: SigHash,
+        /// The salt length the signer declared.
+        salt_len: usize,
+    },
+}
+
+/// OID of RSASSA-PSS, of MGF1 and of the SHA-2 hashes it may name.
+const OID_RSASSA_PSS: &str = "1.2.840.113549.1.1.10";
+const OID_MGF1: &str = "1.2.840.113549.1.1.8";
+const OID_SHA256: &str = "2.16.840.1.101.3.4.2.1";
+const OID_SHA384: &str = "2.16.840.1.101.3.4.2.2";
+const OID_SHA512: &str = "2.16.840.1.101.3.4.2.3";
+/// Largest PSS salt accepted (a hash length is usual; the bound keeps the check cheap).
+const MAX_PSS_SALT: usize = 64;
+
+/// The hash and salt length of RSASSA-PSS parameters, if they are ones we verify: SHA-2 for
+/// the message and MGF1 alike (the SHA-1 defaults are refused), trailer field 1.
+fn pss_params(alg: &AlgorithmIdentifier<'_>) -> Result<SigAlg, CertError> {
+    use x509_parser::signature_algorithm::SignatureAlgorithm;
+    let refused = |why: &str| CertError::UnsupportedAlgorithm(format!("RSASSA-PSS with {why}"));
+    let Ok(SignatureAlgorithm::RSASSA_PSS(params)) = SignatureAlgorithm::try_from(alg) else {
+        return Err(CertError::Malformed(
+            "RSASSA-PSS parameters cannot be parsed".into(),
+        ));
+    };
+    let hash_of = |oid: String| match oid.as_str() {
+        OID_SHA256 => Some(SigHash::Sha256),
+        OID_SHA384 => Some(SigHash::Sha384),
+        OID_SHA512 => Some(SigHash::Sha512),
+        _ => None,
+    };
+    let hash = hash_of(params.hash_algorithm_oid().to_id_string())
+        .ok_or_else(|| refused("a hash other than SHA-256/384/512"))?;
+    let mgf = params
+        .mask_gen_algorithm()
+        .map_err(|_| CertError::Malformed("RSASSA-PSS mask generation cannot be parsed".into()))?;
+    if mgf.mgf.to_id_string() != OID_MGF1 || hash_of(mgf.hash.to_id_string()) != Some(hash) {
+        return Err(refused(
+            "a mask generation other than MGF1 with the same hash",
+        ));
+    }
+    if params.trailer_field() != 1 {
+        return Err(CertError::Malformed(
+            "RSASSA-PSS trailer field is not 1".into(),
+        ));
+    }
+    let salt_len = params.salt_length() as usize;
+    if salt_len > MAX_PSS_SALT {
+        return Err(refused("a salt longer than 64 bytes"));
+    }
+    Ok(SigAlg::RsaPss { hash, salt_len })
+}
+
+/// OIDs of ecdsa-with-SHA256/384/512.
+const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
+const OID_ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
+const OID_ECDSA_SHA512: &str = "1.2.840.10045.4.3.4";
+/// id-ecPublicKey and the two curves accepted for CA keys.
+const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+
+/// The signature algorithm named the same inside (`inner`) and outside (`outer`) the signed
+/// part: the rule for certificates and for CRLs alike.
+pub(crate) fn sig_alg(
+    outer: &AlgorithmIdentifier<'_>,
+    inner: &AlgorithmIdentifier<'_>,
+) -> Result<SigAlg, CertError> {
+    if !same_algorithm(outer, inner) {
         return Err(CertError::AlgorithmMismatch);
     }
-    let hash = if outer.algorithm == OID_PKCS1_SHA256WITHRSA {
-        SigHash::Sha256
+    let id = outer.algorithm.to_id_string();
+    let alg = if outer.algorithm == OID_PKCS1_SHA256WITHRSA {
+        SigAlg::Rsa(SigHash::Sha256)
     } else if outer.algorithm == OID_PKCS1_SHA384WITHRSA {
-        SigHash::Sha384
+        SigAlg::Rsa(SigHash::Sha384)
     } else if outer.algorithm == OID_PKCS1_SHA512WITHRSA {
-        SigHash::Sha512
+        SigAlg::Rsa(SigHash::Sha512)
+    } else if id == OID_ECDSA_SHA256 {
+        SigAlg::Ecdsa(SigHash::Sha256)
+    } else if id == OID_ECDSA_SHA384 {
+        SigAlg::Ecdsa(SigHash::Sha384)
+    } else if id == OID_ECDSA_SHA512 {
+        SigAlg::Ecdsa(SigHash::Sha512)
+    } else if id == OID_RSASSA_PSS {
+        return pss_params(outer);
     } else {
         return Err(CertError::UnsupportedAlgorithm(algorithm_name(outer)));
     };
-    if !params_null_or_absent(outer) {
+    let params_ok = match alg {
+        SigAlg::Rsa(_) => params_null_or_absent(outer),
+        SigAlg::Ecdsa(_) => outer.parameters.is_none(),
+        SigAlg::RsaPss { .. } => true, // checked by pss_params
+    };
+    if !params_ok {
         return Err(CertError::Malformed(
             "unexpected signature algorithm parameters".into(),
         ));
     }
-    Ok(hash)
+    Ok(alg)
 }
 
+/// The public key of a CA (trust anchor or intermediate): what verifies the signatures of the
+/// certificates and CRLs it issues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IssuerKey {
+    /// RSA, 2048 to 8192 bits.
+    Rsa(RsaPublicKey),
+    /// ECDSA on NIST P-256.
+    P256(p256::ecdsa::VerifyingKey),
+    /// ECDSA on NIST P-384.
+    P384(p384::ecdsa::VerifyingKey),
+}
+
+impl IssuerKey {
+    /// The RSA key, if it is one.
+    pub fn rsa(&self) -> Option<&RsaPublicKey> {
+        match self {
+            IssuerKey::Rsa(k) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+/// Extracts a CA key: RSA of an accepted size, or EC on P-256 or P-384.
+pub(crate) fn issuer_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<IssuerKey, CertError> {
+    if spki.algorithm.algorithm == OID_PKCS1_RSAENCRYPTION {
+        return rsa_public_key(spki).map(IssuerKey::Rsa);
+    }
+    let point = spki.subject_public_key.data.as_ref();
+    let bad = |e: String| CertError::Malformed(format!("EC public key: {e}"));
+    match ec_curve(spki).as_deref() {
+        Some(OID_P256) => p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
+            .map(IssuerKey::P256)
+            .map_err(|e| bad(e.to_string())),
+        Some(OID_P384) => p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
+            .map(IssuerKey::P384)
+            .map_err(|e| bad(e.to_string())),
+        _ => Err(CertError::UnsupportedIssuerKey(key_kind(spki))),
+    }
+}
+
+/// The named curve of an id-ecPublicKey key, if it is one.
+fn ec_curve(spki: &SubjectPublicKeyInfo<'_>) -> Option<String> {
+    if spki.algorithm.algorithm.to_id_string() != OID_EC_PUBLIC_KEY {
+        return None;
+    }
+    let params = spki.algorithm.parameters.as_ref()?;
+    params.as_oid().ok().map(|oid| oid.to_id_string())
+}
+
+/// What kind of key a SubjectPublicKeyInfo holds, as words: "an RSA key", "an EC key on
+/// P-256", "an Ed25519 key", or "a key of an unknown kind (object identifier ...)".
+pub(crate) fn key_kind(spki: &SubjectPublicKeyInfo<'_>) -> String {
+    let id = spki.algorithm.algorithm.to_id_string();
+    match id.as_str() {
+        "1.2.840.113549.1.1.1" => "an RSA key".to_string(),
+        OID_EC_PUBLIC_KEY => match ec_curve(spki).as_deref() {
+            Some(OID_P256) => "an EC key on P-256".to_string(),
+            Some(OID_P384) => "an EC key on P-384".to_string(),
+            Some("1.3.132.0.35") => "an EC key on P-521".to_string(),
+            Some("1.3.132.0.10") => "an EC key on secp256k1".to_string(),
+            Some(curve) => format!("an EC key on an unknown curve (object identifier {curve})"),
+            None => "an EC key without a named curve".to_string(),
+        },
+        "1.3.101.112" => "an Ed25519 key".to_string(),
+        "1.3.101.113" => "an Ed448 key".to_string(),
+        "1.2.840.113549.1.1.10" => "an RSA-PSS key".to_string(),
+        "1.2.840.10040.4.1" => "a DSA key".to_string(),
+        _ => format!("a key of an unknown kind (object identifier {id})"),
+    }
+}
+
+/// A signature algorithm in words: its name when known, else "an algorithm with object
+/// identifier ..." (never a bare OID).
 fn algorithm_name(alg: &AlgorithmIdentifier<'_>) -> String {
     let id = alg.algorithm.to_id_string();
     let name = match id.as_str() {
         "1.2.840.113549.1.1.4" => "md5WithRSAEncryption",
         "1.2.840.113549.1.1.5" => "sha1WithRSAEncryption",
-        "1.2.840.113549.1.1.10" => "RSASSA-PSS",
         "1.2.840.113549.1.1.14" => "sha224WithRSAEncryption",
-        "1.2.840.10045.4.3.2" => "ecdsa-with-SHA256",
-        "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
+        "1.2.840.10045.4.1" => "ecdsa-with-SHA1",
+        "1.2.840.10045.4.3.1" => "ecdsa-with-SHA224",
         "1.3.101.112" => "Ed25519",
-        _ => return id,
+        "1.3.101.113" => "Ed448",
+        "1.2.840.10040.4.3" => "dsa-with-SHA1",
+        _ => return format!("an algorithm with object identifier {id}"),
     };
-    format!("{name} ({id})")
+    name.to_string()
 }
 
 fn same_algorithm(a: &AlgorithmIdentifier<'_>, b: &AlgorithmIdentifier<'_>) -> bool {
@@ -387,34 +757,72 @@ fn params_null_or_absent(alg: &AlgorithmIdentifier<'_>) -> bool {
 }
 
 /// Verifies the certificate's signature over its raw TBS bytes with `key`.
-pub(crate) fn signature_valid(
-    cert: &X509Certificate<'_>,
-    hash: SigHash,
-    key: &RsaPublicKey,
+pub(crate) fn signature_valid(cert: &X509Certificate<'_>, alg: SigAlg, key: &IssuerKey) -> bool {
+    sig_valid(
+        cert.tbs_certificate.as_ref(),
+        &cert.signature_value,
+        alg,
+        key,
+    )
+}
+
+/// Verifies a signature `sig` (RSA PKCS#1 v1.5, or ECDSA as a DER `Ecdsa-Sig-Value`) over the
+/// raw signed bytes `tbs` with `key`; an algorithm that does not fit the key fails.
+pub(crate) fn sig_valid(
+    tbs: &[u8],
+    sig: &x509_parser::der_parser::asn1_rs::BitString<'_>,
+    alg: SigAlg,
+    key: &IssuerKey,
 ) -> bool {
-    let sig = &cert.signature_value;
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
     if sig.unused_bits != 0 {
         return false;
     }
-    let tbs = cert.tbs_certificate.as_ref();
-    let result = match hash {
-        SigHash::Sha256 => key.verify(
-            Pkcs1v15Sign::new::<Sha256>(),
-            &Sha256::digest(tbs),
-            &sig.data,
-        ),
-        SigHash::Sha384 => key.verify(
-            Pkcs1v15Sign::new::<Sha384>(),
-            &Sha384::digest(tbs),
-            &sig.data,
-        ),
-        SigHash::Sha512 => key.verify(
-            Pkcs1v15Sign::new::<Sha512>(),
-            &Sha512::digest(tbs),
-            &sig.data,
-        ),
+    let digest = |hash: SigHash| -> Vec<u8> {
+        match hash {
+            SigHash::Sha256 => Sha256::digest(tbs).to_vec(),
+            SigHash::Sha384 => Sha384::digest(tbs).to_vec(),
+            SigHash::Sha512 => Sha512::digest(tbs).to_vec(),
+        }
     };
-    result.is_ok()
+    match (alg, key) {
+        (SigAlg::Rsa(hash), IssuerKey::Rsa(key)) => {
+            let scheme = match hash {
+                SigHash::Sha256 => Pkcs1v15Sign::new::<Sha256>(),
+                SigHash::Sha384 => Pkcs1v15Sign::new::<Sha384>(),
+                SigHash::Sha512 => Pkcs1v15Sign::new::<Sha512>(),
+            };
+            key.verify(scheme, &digest(hash), &sig.data).is_ok()
+        }
+        (SigAlg::RsaPss { hash, salt_len }, IssuerKey::Rsa(key)) => {
+            use rsa::pss::Pss;
+            let hashed = digest(hash);
+            match hash {
+                SigHash::Sha256 => {
+                    key.verify(Pss::<Sha256>::new_with_salt(salt_len), &hashed, &sig.data)
+                }
+                SigHash::Sha384 => {
+                    key.verify(Pss::<Sha384>::new_with_salt(salt_len), &hashed, &sig.data)
+                }
+                SigHash::Sha512 => {
+                    key.verify(Pss::<Sha512>::new_with_salt(salt_len), &hashed, &sig.data)
+                }
+            }
+            .is_ok()
+        }
+        (SigAlg::Ecdsa(hash), IssuerKey::P256(key)) => p256::ecdsa::Signature::from_der(&sig.data)
+            .is_ok_and(|s| key.verify_prehash(&digest(hash), &s).is_ok()),
+        (SigAlg::Ecdsa(hash), IssuerKey::P384(key)) => p384::ecdsa::Signature::from_der(&sig.data)
+            .is_ok_and(|s| key.verify_prehash(&digest(hash), &s).is_ok()),
+        _ => false,
+    }
+}
+
+/// A serial number's big-endian bytes without leading zero bytes (DER adds one in front of a
+/// high first byte; CRLs and certificates may differ in that), so equal serials compare equal.
+pub(crate) fn normalize_serial(raw: &[u8]) -> Vec<u8> {
+    let start = raw.iter().position(|&b| b != 0).unwrap_or(raw.len());
+    raw[start..].to_vec()
 }
 
 /// Bit length of a big-endian unsigned integer (leading zero bytes allowed).
@@ -428,11 +836,11 @@ pub(crate) fn modulus_bits(bytes: &[u8]) -> usize {
 /// Extracts an RSA public key of an accepted size from a SubjectPublicKeyInfo.
 pub(crate) fn rsa_public_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<RsaPublicKey, CertError> {
     if spki.algorithm.algorithm != OID_PKCS1_RSAENCRYPTION {
-        return Err(CertError::NotRsa(algorithm_name(&spki.algorithm)));
+        return Err(CertError::NotRsa(key_kind(spki)));
     }
     let bits = match spki.parsed() {
         Ok(x509_parser::public_key::PublicKey::RSA(k)) => modulus_bits(k.modulus),
-        Ok(_) => return Err(CertError::NotRsa(algorithm_name(&spki.algorithm))),
+        Ok(_) => return Err(CertError::NotRsa(key_kind(spki))),
         Err(e) => return Err(CertError::Malformed(format!("RSA public key: {e}"))),
     };
     if bits < MIN_RSA_BITS {
@@ -474,8 +882,9 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
     }
 }
 
-/// Matches `expected` against the SANs: as an IP address if it parses as one, else as a DNS
-/// name compared case-insensitively (one trailing dot ignored). No wildcards, no CN fallback.
+/// Matches `expected` against the SANs: as an IP address if it parses as one (IP SANs only,
+/// never a wildcard), else as a DNS name by [`dns_name_matches`]. The common name is never
+/// used (RFC 6125 §6.4.4 allows it only without DNS SANs; RFC 9525 drops it).
 fn check_name(cert: &X509Certificate<'_>, expected: &str) -> Result<(), CertError> {
     let mismatch = || CertError::NameMismatch {
         expected: expected.to_string(),
@@ -483,7 +892,7 @@ fn check_name(cert: &X509Certificate<'_>, expected: &str) -> Result<(), CertErro
     };
     let san = match cert.subject_alternative_name() {
         Ok(Some(san)) => san,
-        Ok(None) => return Err(mismatch()),
+        Ok(None) => return Err(CertError::NoSubjectAltNames),
         Err(e) => return Err(CertError::Malformed(format!("subjectAltName: {e}"))),
     };
     let bare = expected
@@ -497,16 +906,39 @@ fn check_name(cert: &X509Certificate<'_>, expected: &str) -> Result<(), CertErro
             _ => false,
         })
     } else {
-        let want = expected.strip_suffix('.').unwrap_or(expected);
-        !want.is_empty()
-            && names.iter().any(|n| match n {
-                GeneralName::DNSName(d) => {
-                    d.strip_suffix('.').unwrap_or(d).eq_ignore_ascii_case(want)
-                }
-                _ => false,
-            })
+        names.iter().any(|n| match n {
+            GeneralName::DNSName(d) => dns_name_matches(d, expected),
+            _ => false,
+        })
     };
     if found { Ok(()) } else { Err(mismatch()) }
+}
+
+/// Whether the DNS SAN `pattern` names `host` (RFC 6125 §6.4.3): ASCII case-insensitive, one
+/// trailing dot ignored on either side. A wildcard is accepted only as the whole leftmost
+/// label (`*.example.org`, never `f*.example.org` or `www.*.org`), matches exactly one
+/// non-empty label (not `example.org`, not `a.b.example.org`), and needs at least two labels
+/// after it (no `*.org`). An IP address never matches a DNS name (the caller compares those
+/// with IP SANs only), and a host that contains `*` matches nothing.
+pub(crate) fn dns_name_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.strip_suffix('.').unwrap_or(pattern);
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.contains('*') || host.parse::<IpAddr>().is_ok() {
+        return false;
+    }
+    if host.split('.').any(str::is_empty) {
+        return false;
+    }
+    let Some(rest) = pattern.strip_prefix("*.") else {
+        return !pattern.contains('*') && pattern.eq_ignore_ascii_case(host);
+    };
+    if rest.contains('*') || rest.split('.').count() < 2 || rest.split('.').any(str::is_empty) {
+        return false;
+    }
+    match host.split_once('.') {
+        Some((first, host_rest)) => !first.is_empty() && host_rest.eq_ignore_ascii_case(rest),
+        None => false,
+    }
 }
 
 /// A distinguished name reduced for comparison: per RDN, sorted (attribute OID, value) pairs
