@@ -103,6 +103,32 @@ fn fail<S: Write>(stream: &mut S, err: HandshakeError) -> ConnError {
     ConnError::Handshake(err)
 }
 
+/// How long a server that refused a handshake reads what the client had already sent.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_millis(100);
+/// And at most this much of it.
+const DRAIN_MAX: usize = 256 * 1024;
+
+/// After a refused handshake: reads (and drops) what the client already sent, its last
+/// flight and, since its first requests travel with it, those too, until it closes or for a
+/// moment. Closing a socket with unread data makes TCP reset the connection, and the client
+/// would then lose the alert that says why it was refused.
+fn drain<S: Transport>(stream: &mut S) {
+    if stream
+        .set_deadline(Some(Instant::now() + DRAIN_TIME))
+        .is_err()
+    {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    let mut left = DRAIN_MAX;
+    while left > 0 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
 fn send_alert<S: Write>(stream: &mut S, alert: Alert) {
     let _ = stream.write_all(&encode_frame(FrameType::Alert, &alert.to_bytes()));
     let _ = stream.flush();
@@ -223,6 +249,7 @@ pub fn server_handshake_gated<S: Transport>(
                 }
                 _ => {}
             }
+            drain(&mut stream);
             Err(e)
         }
     }

@@ -26,7 +26,9 @@ fn handshake(
     let (a, b) = mem::pair();
     let deadline = Some(Instant::now() + Duration::from_secs(20));
     let server = std::thread::spawn(move || conn::server_handshake(b, server, deadline).map(drop));
-    let client = conn::client_handshake(a, client, deadline).map(drop);
+    // The client's handshake ends when it reads the server's last flight (or its alert).
+    let client =
+        conn::client_handshake(a, client, deadline).and_then(|mut c| c.complete_handshake());
     (
         client,
         server.join().expect("the server thread does not panic"),

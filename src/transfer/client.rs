@@ -129,6 +129,118 @@ pub fn fetch<S: Transport>(
     opts: &FetchOptions,
     progress: &mut dyn Progress,
 ) -> Result<Fetch, TransferError> {
+    let wanted = prepare(remote, out_dir, opts, progress)?;
+    chan.send_app(&wanted.request(opts))?;
+    chan.flush()?;
+    wanted.receive(chan, opts, progress)
+}
+
+/// Requests sent ahead of their answers, at most this many bytes of them. The server reads
+/// the next request only once it has answered the last, so requests beyond what the two
+/// sockets' buffers hold would wait for the answers we are not yet reading; 32 KiB (a few
+/// hundred paths) fits in any TCP buffer.
+pub const PIPELINE_WINDOW: usize = 32 * 1024;
+
+/// Fetches several paths over one connection, pipelined: the requests go out together (up to
+/// [`PIPELINE_WINDOW`] bytes ahead of the answers), so N small files cost the round trips of
+/// one. Each outcome is handed to `each` in order, with its path. A refusal by the server
+/// (not found, not allowed...) or a path that is not valid goes on to the next path; anything
+/// that leaves the session unusable (a cut, a bad record, an integrity failure, a local write
+/// error) is handed to `each` and ends the fetch. Returns how many paths were not attempted
+/// because of that (0 when every path was). `opts.save_as` must be `None` with several paths
+/// (one name cannot serve several files; they are refused as bad paths).
+pub fn fetch_all<S: Transport>(
+    chan: &mut Channel<S>,
+    remotes: &[String],
+    out_dir: &Path,
+    opts: &FetchOptions,
+    progress: &mut dyn Progress,
+    each: &mut dyn FnMut(&str, Result<Fetch, TransferError>),
+) -> usize {
+    let mut queue: std::collections::VecDeque<(&str, Wanted, usize)> = Default::default();
+    let mut in_flight = 0usize;
+    let mut next = remotes.iter().enumerate().peekable();
+    let not_fetched = |i: usize| remotes.len() - i;
+    loop {
+        // Send what the window allows (at least one: a long path still goes).
+        let mut sent_any = false;
+        while in_flight < PIPELINE_WINDOW || queue.is_empty() {
+            let Some((i, remote)) = next.next() else {
+                break;
+            };
+            let wanted = if opts.save_as.is_some() && remotes.len() > 1 {
+                Err(TransferError::Refused(
+                    "one local name cannot be given to several files".into(),
+                ))
+            } else {
+                prepare(remote, out_dir, opts, progress)
+            };
+            let wanted = match wanted {
+                Ok(w) => w,
+                Err(e @ (TransferError::BadRequestPath { .. } | TransferError::Refused(_))) => {
+                    each(remote, Err(e));
+                    continue;
+                }
+                Err(e) => {
+                    each(remote, Err(e));
+                    return not_fetched(i + 1) + queue.len();
+                }
+            };
+            let request = wanted.request(opts);
+            let len = request_len(&request);
+            if let Err(e) = chan.send_app(&request) {
+                each(remote, Err(e.into()));
+                return not_fetched(i + 1) + queue.len();
+            }
+            in_flight += len;
+            queue.push_back((remote, wanted, len));
+            sent_any = true;
+        }
+        if sent_any && let Err(e) = chan.flush() {
+            let Some((remote, _, _)) = queue.pop_front() else {
+                return 0;
+            };
+            each(remote, Err(e.into()));
+            return queue.len() + next.count();
+        }
+        let Some((remote, wanted, len)) = queue.pop_front() else {
+            return 0;
+        };
+        in_flight -= len;
+        match wanted.receive(chan, opts, progress) {
+            Ok(f) => each(remote, Ok(f)),
+            Err(e @ TransferError::Remote { .. }) => each(remote, Err(e)),
+            Err(e) => {
+                each(remote, Err(e));
+                return queue.len() + next.count();
+            }
+        }
+    }
+}
+
+/// The bytes a request takes on the wire, for the pipeline window.
+fn request_len(request: &AppMessage<'_>) -> usize {
+    let mut b = Vec::new();
+    request.encode(&mut b);
+    b.len() + crate::wire::FRAME_HEADER_LEN + 1 + crate::wire::TAG_LEN
+}
+
+/// One path to fetch, checked and with its resume state, before its request is sent.
+struct Wanted {
+    requested: String,
+    name: String,
+    out: Dir,
+    partial_name: String,
+    prefix: Option<(u64, Sha256)>,
+}
+
+/// Checks `remote`, opens the output directory and, with `--resume`, hashes a partial file.
+fn prepare(
+    remote: &str,
+    out_dir: &Path,
+    opts: &FetchOptions,
+    progress: &mut dyn Progress,
+) -> Result<Wanted, TransferError> {
     let parts =
         paths::parse_relative(remote, false).map_err(|source| TransferError::BadRequestPath {
             path: remote.to_string(),
@@ -164,35 +276,61 @@ pub fn fetch<S: Transport>(
         progress.end();
         prefix = Some((len, hasher));
     }
-    let (offset, prefix_sha256) = match &prefix {
-        Some((len, h)) => (*len, h.clone().finalize().into()),
-        None => (0, [0; 32]),
-    };
-    chan.send_app(&AppMessage::Request(Request {
-        kind: RequestKind::Get,
-        recursive: opts.recursive,
-        offset,
-        prefix_sha256,
-        path: requested.clone(),
-    }))?;
-    chan.flush()?;
+    Ok(Wanted {
+        requested,
+        name,
+        out,
+        partial_name,
+        prefix,
+    })
+}
 
-    match chan.recv_app()? {
-        AppMessage::FileStart(start) => receive_single(
-            chan,
-            start,
-            &requested,
-            &out,
-            &name,
-            &partial_name,
-            prefix,
-            progress,
-        )
-        .map(Fetch::File),
-        AppMessage::TreeStart(start) if opts.recursive => {
-            receive_tree(chan, start, &requested, &out, &name, opts, progress).map(Fetch::Tree)
+impl Wanted {
+    fn request(&self, opts: &FetchOptions) -> AppMessage<'static> {
+        let (offset, prefix_sha256) = match &self.prefix {
+            Some((len, h)) => (*len, h.clone().finalize().into()),
+            None => (0, [0; 32]),
+        };
+        AppMessage::Request(Request {
+            kind: RequestKind::Get,
+            recursive: opts.recursive,
+            offset,
+            prefix_sha256,
+            path: self.requested.clone(),
+        })
+    }
+
+    /// Receives the answer to this path's request.
+    fn receive<S: Transport>(
+        self,
+        chan: &mut Channel<S>,
+        opts: &FetchOptions,
+        progress: &mut dyn Progress,
+    ) -> Result<Fetch, TransferError> {
+        match chan.recv_app()? {
+            AppMessage::FileStart(start) => receive_single(
+                chan,
+                start,
+                &self.requested,
+                &self.out,
+                &self.name,
+                &self.partial_name,
+                self.prefix,
+                progress,
+            )
+            .map(Fetch::File),
+            AppMessage::TreeStart(start) if opts.recursive => receive_tree(
+                chan,
+                start,
+                &self.requested,
+                &self.out,
+                &self.name,
+                opts,
+                progress,
+            )
+            .map(Fetch::Tree),
+            other => remote_or_protocol(other, "the file"),
         }
-        other => remote_or_protocol(other, "the file"),
     }
 }
 

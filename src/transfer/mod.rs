@@ -29,8 +29,8 @@ pub mod upload;
 
 pub use cache::StatementCache;
 pub use client::{
-    Fetch, FetchOptions, Fetched, MAX_LIST_ENTRIES_TOTAL, TreeFetched, close, fetch, fetch_file,
-    list,
+    Fetch, FetchOptions, Fetched, MAX_LIST_ENTRIES_TOTAL, PIPELINE_WINDOW, TreeFetched, close,
+    fetch, fetch_all, fetch_file, list,
 };
 pub use push::{PushOptions, Pushed, push};
 pub use server::{RequestRecord, RequestResult, ServeOptions, serve_requests};
