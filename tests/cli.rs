@@ -1348,6 +1348,69 @@ fn two_clients_push_into_their_own_subtrees_and_verify_proves_who_uploaded() {
 }
 
 #[test]
+fn several_paths_come_over_one_connection_and_a_refused_one_does_not_stop_the_others() {
+    let w = Workspace::new();
+    fs::create_dir(w.join("server_public/d")).unwrap();
+    fs::write(w.join("server_public/a.txt"), "a").unwrap();
+    fs::write(w.join("server_public/d/c.txt"), "c").unwrap();
+    let server = w.serve(&[]);
+    let o = w.run(&[
+        "fetch",
+        "a.txt",
+        "missing.txt",
+        "d/c.txt",
+        "hello.txt",
+        "--server",
+        &server.addr,
+    ]);
+    // Every path that exists arrives, in order; the missing one is one error line, exit 5.
+    assert_eq!(
+        common::stdout(&o),
+        "client_received/a.txt\nclient_received/c.txt\nclient_received/hello.txt\n"
+    );
+    let line = fails_with(&o, 5);
+    assert!(line.contains("missing.txt"), "{line}");
+    for f in ["a.txt", "c.txt", "hello.txt"] {
+        ok(&w.run(&["verify", &format!("client_received/{f}")]));
+    }
+    // One connection for all four requests.
+    assert!(server.wait_for_log("path=hello.txt"), "{}", server.log());
+    let log = server.log();
+    let conns: std::collections::BTreeSet<&str> = log
+        .lines()
+        .filter(|l| l.contains(" op=get "))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("conn=")))
+        .collect();
+    assert_eq!(conns.len(), 1, "{log}");
+    // Trees and files mixed, with -r; -o is for one file only.
+    ok(&w.run(&[
+        "fetch",
+        "-r",
+        "d",
+        "a.txt",
+        "--out",
+        "two",
+        "--server",
+        &server.addr,
+    ]));
+    assert_eq!(fs::read(w.join("two/d/c.txt")).unwrap(), b"c");
+    assert_eq!(fs::read(w.join("two/a.txt")).unwrap(), b"a");
+    let line = fails_with(
+        &w.run(&[
+            "fetch",
+            "a.txt",
+            "d/c.txt",
+            "-o",
+            "x",
+            "--server",
+            &server.addr,
+        ]),
+        2,
+    );
+    assert!(line.contains("--out"), "{line}");
+}
+
+#[test]
 fn each_kind_of_failure_has_its_exit_status() {
     let w = Workspace::new();
     fs::create_dir(w.join("server_public/tree")).unwrap();

@@ -499,10 +499,11 @@ pub fn parse_server_addr(addr: &str) -> Result<String, String> {
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// Path of the file on the server, relative to the served directory (a/b.txt is written as
-    /// OUT/b.txt).
-    #[arg(value_name = "PATH")]
-    pub path: String,
+    /// Paths of files on the server, relative to the served directory (a/b.txt is written as
+    /// OUT/b.txt). Several go over one connection, their requests sent together, so N small
+    /// files cost the round trips of one.
+    #[arg(value_name = "PATH", required = true, num_args = 1..)]
+    pub paths: Vec<String>,
 
     /// Fetch a directory and everything under it (a/d is written as OUT/d/...); one signed
     /// manifest, kept as OUT/d.minitls-manifest, covers the whole tree.
@@ -582,6 +583,13 @@ pub struct PushArgs {
 
     #[command(flatten)]
     pub creds: CredentialArgs,
+}
+
+impl FetchArgs {
+    /// The first (with one PATH, the only) path.
+    pub fn path(&self) -> &str {
+        &self.paths[0]
+    }
 }
 
 #[derive(Debug, Args)]

@@ -21,15 +21,18 @@ use super::progress::{Bars, human_bytes, short_duration};
 use super::{Global, connect, creds, transfer_error};
 
 pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
+    if args.paths.len() > 1 {
+        return run_many(args, global);
+    }
     // Check everything we can before touching credentials or the network.
-    if args.recursive && paths::parse_relative(&args.path, true).is_ok_and(|p| p.is_empty()) {
+    if args.recursive && paths::parse_relative(args.path(), true).is_ok_and(|p| p.is_empty()) {
         return Err(CliError::usage(format!(
             "'{}' is the served directory itself, which cannot be fetched as one tree; name a \
              directory in it (`minitls ls` lists them), e.g. `minitls fetch -r docs`",
-            args.path
+            args.path()
         )));
     }
-    paths::parse_relative(&args.path, false).map_err(|e| {
+    paths::parse_relative(args.path(), false).map_err(|e| {
         let like = if args.recursive {
             "a directory relative to the served directory, like docs"
         } else {
@@ -37,7 +40,7 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
         };
         CliError::usage(format!(
             "'{}' is not a valid remote path: {e}; name {like}",
-            args.path
+            args.path()
         ))
     })?;
     if args.out.as_os_str() == "-" {
@@ -105,10 +108,10 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
     let creds = creds::load(&args.creds, Role::Client, global.quiet)?;
     // The name the library reports the receiving phase under (see Bars).
     let local_name = save_as.clone().unwrap_or_else(|| {
-        args.path
+        args.path()
             .rsplit('/')
             .find(|c| !c.is_empty())
-            .unwrap_or(&args.path)
+            .unwrap_or(args.path())
             .to_string()
     });
     let mut opts = transfer::FetchOptions {
@@ -184,14 +187,14 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
         transfer::Fetch::File(f) => f,
         transfer::Fetch::Tree(t) => {
             if args.json {
-                out(&tree_json(&args.path, &t, &signer, elapsed))?;
+                out(&tree_json(args.path(), &t, &signer, elapsed))?;
             } else {
                 out(&t.dir.display().to_string())?;
             }
             if !global.quiet {
                 note(&format!(
                     "{}{}",
-                    tree_summary(&args.path, &t, elapsed),
+                    tree_summary(args.path(), &t, elapsed),
                     after_retries(retries)
                 ));
             }
@@ -229,7 +232,7 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
     if !global.quiet {
         note(&format!(
             "{}{}",
-            file_summary(&args.path, &fetched, elapsed),
+            file_summary(args.path(), &fetched, elapsed),
             after_retries(retries)
         ));
     }
@@ -253,7 +256,7 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
         };
     }
     if args.json {
-        out(&file_json(&args.path, &fetched, &signer, elapsed))?;
+        out(&file_json(args.path(), &fetched, &signer, elapsed))?;
     } else {
         out(&fetched.path.display().to_string())?;
     }
@@ -303,7 +306,7 @@ fn attempt(
     })?;
     let mut bars = Bars::new(global.quiet, local_name, !args.recursive, args.limit_rate);
     let started = Instant::now();
-    let result = transfer::fetch(&mut chan, &args.path, out_dir, opts, &mut bars);
+    let result = transfer::fetch(&mut chan, args.path(), out_dir, opts, &mut bars);
     let elapsed = started.elapsed();
     drop(bars);
     match result {
@@ -315,7 +318,7 @@ fn attempt(
                 Failure::Other
             };
             let err = transfer_error(
-                format!("fetch '{}' from {}", args.path, args.server.server),
+                format!("fetch '{}' from {}", args.path(), args.server.server),
                 e,
                 &mut chan,
                 &args.server,
@@ -392,7 +395,7 @@ fn after_retries(n: u32) -> String {
 /// (given on the command line, in the environment or in the config file alike).
 fn resume_command(args: &FetchArgs) -> String {
     let mut words = vec!["minitls".to_string(), "fetch".into(), "--resume".into()];
-    words.push(shell_word(&args.path));
+    words.push(shell_word(args.path()));
     if args.server.server != DEFAULT_SERVER {
         words.push(format!("--server {}", shell_word(&args.server.server)));
     }
@@ -554,5 +557,143 @@ mod tests {
     fn retries_back_off_to_at_most_30_seconds() {
         let waits: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+}
+
+/// `fetch PATH PATH...`: every path over one connection, the requests pipelined
+/// (`transfer::fetch_all`). Each path's outcome is printed as it comes (its local path or JSON
+/// object on stdout, its summary or error on stderr); a path the server refuses does not stop
+/// the others. The exit status is that of the first failure, else 8 if a tree was partial.
+fn run_many(args: &FetchArgs, global: Global) -> CliResult<()> {
+    if args.output.is_some() {
+        return Err(CliError::usage(
+            "-o names one file; with several PATHs, --out DIR receives them all",
+        ));
+    }
+    if args.retry > 0 {
+        return Err(CliError::usage(
+            "--retry works with one PATH; fetch the paths one command each to retry them",
+        ));
+    }
+    if args.out.as_os_str() == "-" {
+        return Err(CliError::usage(
+            "--out names a directory to write into; to write a file to stdout, use -o - with one PATH",
+        ));
+    }
+    for path in &args.paths {
+        let parts = paths::parse_relative(path, args.recursive).map_err(|e| {
+            CliError::usage(format!(
+                "'{path}' is not a valid remote path: {e}; name files relative to the served \
+                 directory, like docs/report.pdf"
+            ))
+        })?;
+        if parts.is_empty() {
+            return Err(CliError::usage(format!(
+                "'{path}' is the served directory itself, which cannot be fetched as one tree; \
+                 name directories in it"
+            )));
+        }
+    }
+    if std::fs::metadata(&args.out).is_ok_and(|m| !m.is_dir()) {
+        return Err(CliError::usage(format!(
+            "--out {} exists and is not a directory; name a directory",
+            args.out.display()
+        )));
+    }
+    let creds = creds::load(&args.creds, Role::Client, global.quiet)?;
+    let mut chan = connect(&args.server, creds, global)?;
+    let opts = transfer::FetchOptions {
+        recursive: args.recursive,
+        resume: args.resume,
+        ..Default::default()
+    };
+    // The subject of the certificate validated in the hello; no answer is used before the
+    // server proved it holds its key.
+    let signer = printable(&chan.peer().subject);
+    let mut bars = Bars::new(
+        global.quiet,
+        super::progress::ANY_NAME,
+        !args.recursive,
+        args.limit_rate,
+    );
+    let mut status: Option<u8> = None;
+    let mut failed: Vec<String> = Vec::new();
+    let mut partial = false;
+    let mut stdout_closed = false;
+    let mut last = Instant::now();
+    let mut each = |remote: &str, r: Result<transfer::Fetch, transfer::TransferError>| {
+        let elapsed = last.elapsed();
+        last = Instant::now();
+        let line = match r {
+            Ok(transfer::Fetch::File(f)) => {
+                if !global.quiet {
+                    note(&file_summary(remote, &f, elapsed));
+                }
+                if args.json {
+                    file_json(remote, &f, &signer, elapsed)
+                } else {
+                    f.path.display().to_string()
+                }
+            }
+            Ok(transfer::Fetch::Tree(t)) => {
+                if !global.quiet {
+                    note(&tree_summary(remote, &t, elapsed));
+                }
+                for (path, reason) in &t.skipped {
+                    note(&format!("skipped {path}: {reason}"));
+                }
+                partial |= !t.skipped.is_empty();
+                if args.json {
+                    tree_json(remote, &t, &signer, elapsed)
+                } else {
+                    t.dir.display().to_string()
+                }
+            }
+            Err(e) => {
+                let err = super::describe_transfer_error(
+                    format!("fetch '{}' from {}", printable(remote), args.server.server),
+                    e,
+                    &args.server,
+                );
+                // One line per failed path; the closing error line counts them.
+                note(&err.to_string());
+                status.get_or_insert(err.exit_status());
+                failed.push(printable(remote));
+                return;
+            }
+        };
+        if !stdout_closed && let Err(CliError::BrokenPipe) = out(&line) {
+            stdout_closed = true;
+        }
+    };
+    let not_fetched = transfer::fetch_all(
+        &mut chan,
+        &args.paths,
+        &args.out,
+        &opts,
+        &mut bars,
+        &mut each,
+    );
+    drop(bars);
+    if not_fetched > 0 {
+        note(&format!(
+            "{not_fetched} of {} paths were not fetched: the session ended at the error above",
+            args.paths.len()
+        ));
+    }
+    let _ = transfer::close(&mut chan);
+    match (status, partial) {
+        // The last line says it all, for scripts that read only that.
+        (Some(code), _) => Err(CliError::with_code(
+            code,
+            format!(
+                "{} of {} paths failed ({}); the others are verified and in place",
+                failed.len() + not_fetched,
+                args.paths.len(),
+                failed.join(", ")
+            ),
+        )),
+        (None, true) => Err(CliError::Reported(exit::PARTIAL)),
+        (None, false) => Ok(()),
     }
 }

@@ -127,6 +127,14 @@ fn transfer_error(
     chan: &mut Channel<TcpTransport>,
     server: &ServerArgs,
 ) -> CliError {
+    if let TransferError::Remote { .. } = &e {
+        let _ = transfer::close(chan);
+    }
+    describe_transfer_error(what, e, server)
+}
+
+/// The one line and exit status for a failed request (see [`transfer_error`]).
+fn describe_transfer_error(what: String, e: TransferError, server: &ServerArgs) -> CliError {
     let hint = match &e {
         // After a completed handshake a cut is not a question of "is it a minitls server".
         TransferError::Conn(ConnError::Truncated) => format!(
@@ -143,10 +151,6 @@ fn transfer_error(
             "; the disk is full (or a file size limit was reached): free some space and fetch \
              again; the incomplete file was removed"
                 .to_string()
-        }
-        TransferError::Remote { .. } => {
-            let _ = transfer::close(chan);
-            String::new()
         }
         _ => String::new(),
     };

@@ -14,6 +14,9 @@ use minitls::transfer::Progress;
 /// bytes a resumed file already had as if they had just arrived.
 const TEMPLATE: &str = "{msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {net_rate} ETA {net_eta}";
 
+/// The `network_name` of bars for several files at once (see [`Bars::new`]).
+pub const ANY_NAME: &str = "*";
+
 /// At most this many characters of a name are shown beside a bar.
 const NAME_WIDTH: usize = 24;
 
@@ -95,7 +98,9 @@ impl Bars {
 impl Progress for Bars {
     fn begin(&mut self, name: &str, total: u64) {
         self.end();
-        self.in_network = name == self.network_name;
+        // "*": every phase that is not the check of a partial file (several paths at once).
+        self.in_network = name == self.network_name
+            || (self.network_name == ANY_NAME && !name.starts_with("checking "));
         self.awaiting_offset = self.in_network && self.single_file;
         if let Some(limit) = &mut self.limit {
             limit.restart();
