@@ -539,27 +539,6 @@ fn tree_json(remote: &str, t: &transfer::TreeFetched, signer: &str, elapsed: Dur
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shell_words_are_quoted_only_when_needed() {
-        assert_eq!(shell_word("docs/a.txt"), "docs/a.txt");
-        assert_eq!(shell_word("127.0.0.1:4041"), "127.0.0.1:4041");
-        assert_eq!(shell_word("[::1]:4041"), "'[::1]:4041'");
-        assert_eq!(shell_word("my file"), "'my file'");
-        assert_eq!(shell_word("it's"), "'it'\\''s'");
-        assert_eq!(shell_word(""), "''");
-    }
-
-    #[test]
-    fn retries_back_off_to_at_most_30_seconds() {
-        let waits: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
-    }
-}
-
 /// `fetch PATH PATH...`: every path over one connection, the requests pipelined
 /// (`transfer::fetch_all`). Each path's outcome is printed as it comes (its local path or JSON
 /// object on stdout, its summary or error on stderr); a path the server refuses does not stop
@@ -695,5 +674,26 @@ fn run_many(args: &FetchArgs, global: Global) -> CliResult<()> {
         )),
         (None, true) => Err(CliError::Reported(exit::PARTIAL)),
         (None, false) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("docs/a.txt"), "docs/a.txt");
+        assert_eq!(shell_word("127.0.0.1:4041"), "127.0.0.1:4041");
+        assert_eq!(shell_word("[::1]:4041"), "'[::1]:4041'");
+        assert_eq!(shell_word("my file"), "'my file'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn retries_back_off_to_at_most_30_seconds() {
+        let waits: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
     }
 }
