@@ -42,14 +42,6 @@ wait_port() {
 }
 now() { date +%s.%N; }
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.5f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-# Median wall seconds of RUNS runs of a command (after one warm-up run).
-timed() {
-    "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; "$@"; exit 1; }
-    for _ in $(seq "$RUNS"); do
-        local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now)
-        awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
-    done | median
-}
 
 "$BIN" -q ca init --key-bits 2048 >/dev/null
 mkdir -p pub/many www
@@ -78,13 +70,10 @@ curl_fetch() {
 MANY_OK=1
 minitls_many "$MPORT" >/dev/null 2>&1 || { MANY_OK=0; log "minitls cannot fetch several paths in one command yet: left out"; }
 
-declare -A DIRECT
-DIRECT[minitls]=$(timed minitls_fetch "$MPORT")
-DIRECT[curl]=$(timed curl_fetch "$SPORT")
-[ "$MANY_OK" = 1 ] && DIRECT[many]=$(timed minitls_many "$MPORT")
-
 echo "bench/rtt.sh: minitls $(git -C "$REPO" rev-parse --short HEAD), $(date -u +%FT%TZ), median of $RUNS, 1 KiB files"
+echo "(direct and proxied runs alternate, so both see the same machine load)"
 printf '%-44s %8s %10s %12s %8s\n' "what" "D (ms)" "direct ms" "proxied ms" "RTTs"
+once() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'; }
 for D in $DELAYS; do
     for what in minitls curl many; do
         [ "$what" = many ] && [ "$MANY_OK" = 0 ] && continue
@@ -98,9 +87,16 @@ for D in $DELAYS; do
         PP=$!
         PIDS+=("$PP")
         wait_port "$PPORT"
-        t=$(timed "$fn" "$PPORT")
+        "$fn" "$target" >/dev/null 2>&1 || { echo "failed: $fn" >&2; "$fn" "$target"; exit 1; }
+        "$fn" "$PPORT" >/dev/null 2>&1
+        : > direct.t; : > proxied.t
+        for _ in $(seq "$RUNS"); do
+            once "$fn" "$target" >> direct.t
+            once "$fn" "$PPORT" >> proxied.t
+        done
         kill "$PP" 2>/dev/null || true; wait "$PP" 2>/dev/null || true
-        awk -v l="$label" -v d="$D" -v a="${DIRECT[$what]}" -v b="$t" \
+        a=$(median < direct.t); b=$(median < proxied.t)
+        awk -v l="$label" -v d="$D" -v a="$a" -v b="$b" \
             'BEGIN { printf "%-44s %8d %10.1f %12.1f %8.2f\n", l, d, a * 1000, b * 1000, (b - a) * 1000 / (2 * d) }'
     done
 done

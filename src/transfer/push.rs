@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::client::remote_or_protocol;
 use super::server::{mtime, stream_file};
 use super::{Progress, TransferError};
 use crate::conn::{Channel, Transport};
@@ -129,18 +130,10 @@ fn expect_reply<S: Transport>(
     chan: &mut Channel<S>,
     waiting_for: &str,
 ) -> Result<AppMessage<'static>, TransferError> {
-    let msg = chan.recv_app()?;
-    match msg {
+    match chan.recv_app()? {
         AppMessage::PutReady => Ok(AppMessage::PutReady),
         AppMessage::PutDone(d) => Ok(AppMessage::PutDone(d)),
-        AppMessage::Error(e) => Err(TransferError::Remote {
-            code: e.code,
-            text: e.text,
-        }),
-        other => Err(TransferError::Protocol(format!(
-            "got {:?} while waiting for {waiting_for}",
-            other.typ()
-        ))),
+        other => remote_or_protocol(other, waiting_for),
     }
 }
 
