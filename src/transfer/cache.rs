@@ -112,7 +112,7 @@ impl DigestJob {
 
 /// Hashes the file at `full` if it is still `version` before and after.
 fn hash_version(full: &Path, version: &FileVersion) -> Result<[u8; 32], String> {
-    let mut f = File::open(full).map_err(|e| e.to_string())?;
+    let mut f = File::open(full).map_err(|e| super::plain_io(&e))?;
     let unchanged = |f: &File| {
         f.metadata()
             .is_ok_and(|m| FileVersion::of(&version.path, &m) == *version)
@@ -127,7 +127,7 @@ fn hash_version(full: &Path, version: &FileVersion) -> Result<[u8; 32], String> 
             Ok(0) => break,
             Ok(n) => h.update(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(super::plain_io(&e)),
         }
     }
     if !unchanged(&f) {

@@ -91,3 +91,21 @@ pub trait Progress {
 /// Progress that shows nothing.
 pub struct NoProgress;
 impl Progress for NoProgress {}
+
+/// An I/O error's text without Rust's "(os error N)" and without any path: the client is
+/// told what failed, never where the server keeps its files.
+pub(crate) fn plain_io(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::StorageFull => "no space left on the server".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        io::ErrorKind::NotFound => "no such file or directory".into(),
+        io::ErrorKind::FileTooLarge => "file too large for the server's file system".into(),
+        _ => {
+            let text = e.to_string();
+            match text.find(" (os error") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            }
+        }
+    }
+}

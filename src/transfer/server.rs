@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::cache::{FileVersion, SignedEntry, StatementCache};
+use super::plain_io;
 use crate::conn::{Channel, ConnError, Transport};
 use crate::crypto::{self, FILE_SIGNATURE_CONTEXT, MANIFEST_SIGNATURE_CONTEXT};
 use crate::handshake::LocalIdentity;
@@ -224,14 +225,16 @@ fn resolve_or_refuse<S: Transport>(
                     denied()
                 }
                 Ok(m) => return Ok(Some((p, rel, m))),
-                Err(e) => (ErrorCode::ReadFailed, format!("{path}: {e}")),
+                Err(e) => (ErrorCode::ReadFailed, format!("{path}: {}", plain_io(&e))),
             },
             Err(ResolveError::Refused(e)) => (ErrorCode::PathRefused, format!("{path}: {e}")),
             Err(ResolveError::Io(e)) if e.kind() == io::ErrorKind::NotFound => (
                 ErrorCode::NotFound,
                 format!("{path}: no such file or directory"),
             ),
-            Err(ResolveError::Io(e)) => (ErrorCode::ReadFailed, format!("{path}: {e}")),
+            Err(ResolveError::Io(e)) => {
+                (ErrorCode::ReadFailed, format!("{path}: {}", plain_io(&e)))
+            }
         },
     };
     (opts.log)(&format!("refused '{path}': {text}"));
@@ -288,7 +291,7 @@ fn send_get<S: Transport>(
                 chan,
                 out,
                 ErrorCode::ReadFailed,
-                format!("{}: {e}", req.path),
+                format!("{}: {}", req.path, plain_io(&e)),
             );
         }
     };
@@ -309,7 +312,7 @@ fn send_get<S: Transport>(
                 chan,
                 out,
                 ErrorCode::ReadFailed,
-                format!("{}: {e}", req.path),
+                format!("{}: {}", req.path, plain_io(&e)),
             );
         }
     };
@@ -345,7 +348,7 @@ fn send_get<S: Transport>(
                 chan,
                 out,
                 ErrorCode::ReadFailed,
-                format!("{}: read failed: {e}", req.path),
+                format!("{}: read failed: {}", req.path, plain_io(&e)),
             );
         }
     };
@@ -570,7 +573,11 @@ fn send_tree<S: Transport>(
                     .path()
                     .and_then(|p| p.strip_prefix(dir).ok())
                     .map_or_else(String::new, |p| p.to_string_lossy().into_owned());
-                skipped.push((name, format!("cannot read: {e}")));
+                // walkdir's text names the server's absolute path: only the kind goes out.
+                let why = e
+                    .io_error()
+                    .map_or_else(|| "a file system loop".to_string(), plain_io);
+                skipped.push((name, format!("cannot read: {why}")));
                 continue;
             }
         };
@@ -635,7 +642,7 @@ fn send_tree<S: Transport>(
                     Err(e) => {
                         chan.send_app(&AppMessage::Skipped(SkippedMsg {
                             path,
-                            reason: format!("cannot open: {e}"),
+                            reason: format!("cannot open: {}", plain_io(&e)),
                         }))?;
                         continue;
                     }
@@ -669,7 +676,7 @@ fn send_tree<S: Transport>(
                     }
                     Err(e) => chan.send_app(&AppMessage::Skipped(SkippedMsg {
                         path,
-                        reason: format!("read failed: {e}"),
+                        reason: format!("read failed: {}", plain_io(&e)),
                     }))?,
                 }
             }

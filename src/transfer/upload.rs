@@ -22,11 +22,11 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use super::NoProgress;
 use super::TransferError;
 use super::land::{self, Dir, Kind, PARTIAL_SUFFIX, Staged, TMP_SUFFIX};
 use super::receive::receive_data;
 use super::server::{Outcome, ServeOptions, send_error};
+use super::{NoProgress, plain_io};
 use crate::conn::{Channel, ConnError, Transport};
 use crate::crypto::{self, UPLOAD_SIGNATURE_CONTEXT};
 use crate::paths;
@@ -129,24 +129,6 @@ fn admit(opts: &ServeOptions<'_>, put: &PutStart) -> Result<(Dir, String, String
         };
     }
     Ok((dir, rel, (*name).to_string()))
-}
-
-/// An I/O error's text without Rust's "(os error N)" and without any path: the client is
-/// told what failed, never where the server keeps its files.
-fn plain_io(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::StorageFull => "no space left on the server".into(),
-        io::ErrorKind::PermissionDenied => "permission denied".into(),
-        io::ErrorKind::NotFound => "no such file or directory".into(),
-        io::ErrorKind::FileTooLarge => "file too large for the server's file system".into(),
-        _ => {
-            let text = e.to_string();
-            match text.find(" (os error") {
-                Some(i) => text[..i].to_string(),
-                None => text,
-            }
-        }
-    }
 }
 
 /// Answers one `Put` (the server's half of `push`). The outer error ends the connection; a
