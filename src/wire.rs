@@ -698,6 +698,26 @@ impl Codec for ListEntry {
     }
 }
 
+/// Server -> client: the end of a listing, with how many names it left out because they
+/// cannot be served (a link leading outside the served directory, a name that is not UTF-8,
+/// minitls's own staging files, something it cannot stat). Names the access policy keeps from
+/// this client are never counted: a count would tell what it may not know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListEnd {
+    pub hidden: u32,
+}
+
+impl Codec for ListEnd {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_u32(out, self.hidden);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            hidden: r.u32("hidden count")?,
+        })
+    }
+}
+
 /// A batch of listing entries; ListEnd closes the listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listing {
@@ -978,7 +998,7 @@ pub enum AppMessage<'a> {
     Data(&'a [u8]),
     FileEnd(FileEnd),
     Listing(Listing),
-    ListEnd,
+    ListEnd(ListEnd),
     Error(ErrorMsg),
     Close,
     TreeStart(TreeStart),
@@ -1000,7 +1020,7 @@ impl<'a> AppMessage<'a> {
             Self::Data(_) => AppType::Data,
             Self::FileEnd(_) => AppType::FileEnd,
             Self::Listing(_) => AppType::Listing,
-            Self::ListEnd => AppType::ListEnd,
+            Self::ListEnd(_) => AppType::ListEnd,
             Self::Error(_) => AppType::Error,
             Self::Close => AppType::Close,
             Self::TreeStart(_) => AppType::TreeStart,
@@ -1022,7 +1042,8 @@ impl<'a> AppMessage<'a> {
             Self::Data(d) => out.extend_from_slice(d),
             Self::FileEnd(m) => m.encode(out),
             Self::Listing(m) => m.encode(out),
-            Self::ListEnd | Self::Close | Self::PutReady => {}
+            Self::Close | Self::PutReady => {}
+            Self::ListEnd(m) => m.encode(out),
             Self::Error(m) => m.encode(out),
             Self::TreeStart(m) => m.encode(out),
             Self::TreeDir(m) => m.encode(out),
@@ -1048,10 +1069,7 @@ impl<'a> AppMessage<'a> {
             AppType::Data => Self::Data(payload),
             AppType::FileEnd => Self::FileEnd(FileEnd::decode(payload)?),
             AppType::Listing => Self::Listing(Listing::decode(payload)?),
-            AppType::ListEnd => {
-                empty(payload)?;
-                Self::ListEnd
-            }
+            AppType::ListEnd => Self::ListEnd(ListEnd::decode(payload)?),
             AppType::Error => Self::Error(ErrorMsg::decode(payload)?),
             AppType::Close => {
                 empty(payload)?;
@@ -1190,7 +1208,7 @@ mod tests {
         let data = [5u8; 9];
         let msgs = [
             AppMessage::Data(&data),
-            AppMessage::ListEnd,
+            AppMessage::ListEnd(ListEnd { hidden: 3 }),
             AppMessage::Close,
             AppMessage::PutReady,
             AppMessage::PutDone(FileDone { sha256: [1; 32] }),

@@ -728,6 +728,17 @@ fn ls_and_ls_json_list_the_served_files() {
 
     let line = fails(&w.run(&[&["ls", "nothing-here"][..], &s].concat()));
     assert!(line.contains("nothing-here"), "{line}");
+
+    // A link leading outside is not listed, and ls says one name was left out.
+    std::os::unix::fs::symlink("/etc", w.join("server_public/sub/etc")).unwrap();
+    let o = w.run(&[&["ls", "sub"][..], &s].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(common::stdout(&o).lines().count(), 1);
+    assert!(
+        stderr(&o).contains("1 name not listed: the server does not serve links"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -420,6 +420,35 @@ fn listing_shows_files_and_directories_but_nothing_outside() {
     s.finish();
 }
 
+#[test]
+fn a_listing_counts_the_names_it_cannot_serve_but_never_those_the_policy_hides() {
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().to_path_buf();
+    let setup = move |root: &Path| {
+        for who in ["mine", "theirs"] {
+            std::fs::create_dir(root.join(who)).unwrap();
+            std::fs::write(root.join(who).join("f.txt"), b"f").unwrap();
+            // A link leading out of the root, and a staging file: neither is served.
+            std::os::unix::fs::symlink(&target, root.join(who).join("out")).unwrap();
+            std::fs::write(root.join(who).join(".x.minitls-partial"), b"p").unwrap();
+        }
+    };
+    // No policy: two unservable names in each directory.
+    let mut s = served(setup.clone());
+    let (entries, hidden) = transfer::list_counted(&mut s.client, "", true).unwrap();
+    assert_eq!(entries.len(), 4, "{entries:?}");
+    assert_eq!(hidden, 4);
+    s.finish();
+    // The client may read only `mine`: what `theirs` holds is not counted either.
+    let access = access_under("[[grant]]\nclients = [\"CLIENT\"]\nread = [\"mine\"]\n");
+    let mut s = served_with(setup, access);
+    let (entries, hidden) = transfer::list_counted(&mut s.client, "", true).unwrap();
+    let names: Vec<_> = entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(names, ["mine", "mine/f.txt"]);
+    assert_eq!(hidden, 2);
+    s.finish();
+}
+
 // ---------------------------------------------------------------------------------------------
 // A hostile server: a correctly authenticated peer that sends lies.
 // ---------------------------------------------------------------------------------------------

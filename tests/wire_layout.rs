@@ -438,6 +438,18 @@ fn file_end_is_the_statement_then_the_signature() {
 }
 
 #[test]
+fn list_end_is_the_count_of_names_left_out() {
+    use minitls::wire::{AppMessage, ListEnd};
+    let b = 3u32.to_be_bytes(); // hidden u32
+    layout(&b, ListEnd { hidden: 3 });
+    assert_eq!(
+        AppMessage::decode(AppType::ListEnd, &b),
+        Ok(AppMessage::ListEnd(ListEnd { hidden: 3 }))
+    );
+    assert!(AppMessage::decode(AppType::ListEnd, &[]).is_err());
+}
+
+#[test]
 fn listing_is_a_count_then_entries_of_kind_size_mtime_path() {
     let mut b = vec![];
     b.extend(2u16.to_be_bytes()); // count u16 (≤ MAX_LIST_ENTRIES_PER_MSG)

@@ -11,8 +11,9 @@ use minitls::record::Sealer;
 use minitls::testkit;
 use minitls::wire::{
     Alert, AppType, CertificateVerify, ClientCertificate, Codec, EntryKind, ErrorCode, ErrorMsg,
-    FRAME_HEADER_LEN, FileDone, FileEnd, FileStart, FileStatement, Finished, FrameType, ListEntry,
-    Listing, ManifestEntry, PathMsg, PutStart, Request, RequestKind, SkippedMsg, TreeEnd, TreeStart,
+    FRAME_HEADER_LEN, FileDone, FileEnd, FileStart, FileStatement, Finished, FrameType, ListEnd,
+    ListEntry, Listing, ManifestEntry, PathMsg, PutStart, Request, RequestKind, SkippedMsg,
+    TreeEnd, TreeStart,
 };
 use minitls_fuzz::{
     MODE_ROUND_TRIP, MODE_STREAM, REAL, put_piece, record_keys, run_client, run_server,
@@ -182,6 +183,7 @@ fn main() {
             }
             .to_bytes(),
         ),
+        ("list_end", ListEnd { hidden: 2 }.to_bytes()),
         (
             "put",
             PutStart {

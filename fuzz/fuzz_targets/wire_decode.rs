@@ -9,10 +9,10 @@ use std::fmt::Debug;
 
 use libfuzzer_sys::fuzz_target;
 use minitls::wire::{
-    Alert, AppType, CertificateVerify, ClientCertificate, ClientHello, Codec, ErrorMsg,
+    Alert, AppMessage, AppType, CertificateVerify, ClientCertificate, ClientHello, Codec, ErrorMsg,
     FRAME_HEADER_LEN, FileDone, FileEnd, FileStart, FileStatement, Finished, FrameHeader,
-    FrameType, ListEntry, Listing, ManifestEntry, PathMsg, PutStart, Request, ServerHello,
-    SkippedMsg, TreeEnd, TreeStart, AppMessage,
+    FrameType, ListEnd, ListEntry, Listing, ManifestEntry, PathMsg, PutStart, Request, ServerHello,
+    SkippedMsg, TreeEnd, TreeStart,
 };
 
 fn canonical<T: Codec + PartialEq + Debug>(data: &[u8]) {
@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
     canonical::<ManifestEntry>(data);
     canonical::<ErrorMsg>(data);
     canonical::<PutStart>(data);
+    canonical::<ListEnd>(data);
 
     // The typed message enum: type byte, then body. Whatever decodes carries that type and
     // re-encodes to the same body.

@@ -23,18 +23,27 @@ pub fn run(args: &LsArgs, global: Global) -> CliResult<()> {
 
     let creds = creds::load(&args.creds, Role::Client, global.quiet)?;
     let mut chan = connect(&args.server, creds, global)?;
-    let entries = transfer::list(&mut chan, path, args.recursive).map_err(|e| {
-        let shown = if path.is_empty() { "." } else { path };
-        transfer_error(
-            format!("list '{shown}' on {}", args.server.server),
-            e,
-            &mut chan,
-            &args.server,
-        )
-    })?;
+    let (entries, hidden) =
+        transfer::list_counted(&mut chan, path, args.recursive).map_err(|e| {
+            let shown = if path.is_empty() { "." } else { path };
+            transfer_error(
+                format!("list '{shown}' on {}", args.server.server),
+                e,
+                &mut chan,
+                &args.server,
+            )
+        })?;
     let closed = transfer::close(&mut chan);
     if let (Err(e), true) = (closed, global.verbose) {
         note(&format!("warning: the session did not end cleanly: {e}"));
+    }
+    if hidden > 0 && !global.quiet {
+        // Said, not silently done (names the policy keeps from us are never counted).
+        note(&format!(
+            "{hidden} {} not listed: the server does not serve links leading outside its \
+             directory, names that are not UTF-8, or minitls's own staging files",
+            if hidden == 1 { "name" } else { "names" }
+        ));
     }
 
     if args.json {

@@ -656,6 +656,16 @@ pub fn list<S: Transport>(
     remote: &str,
     recursive: bool,
 ) -> Result<Vec<ListEntry>, TransferError> {
+    list_counted(chan, remote, recursive).map(|(entries, _)| entries)
+}
+
+/// Lists a remote path; also returns how many names the server left out because they cannot
+/// be served (see [`crate::wire::ListEnd`]).
+pub fn list_counted<S: Transport>(
+    chan: &mut Channel<S>,
+    remote: &str,
+    recursive: bool,
+) -> Result<(Vec<ListEntry>, u32), TransferError> {
     let parts =
         paths::parse_relative(remote, true).map_err(|source| TransferError::BadRequestPath {
             path: remote.to_string(),
@@ -684,7 +694,7 @@ pub fn list<S: Transport>(
                 }
                 entries.extend(l.entries);
             }
-            AppMessage::ListEnd => return Ok(entries),
+            AppMessage::ListEnd(end) => return Ok((entries, end.hidden)),
             other => return remote_or_protocol(other, "the listing"),
         }
     }

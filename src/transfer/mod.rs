@@ -30,7 +30,7 @@ pub mod upload;
 pub use cache::StatementCache;
 pub use client::{
     Fetch, FetchOptions, Fetched, MAX_LIST_ENTRIES_TOTAL, PIPELINE_WINDOW, TreeFetched, close,
-    fetch, fetch_all, fetch_file, list,
+    fetch, fetch_all, fetch_file, list, list_counted,
 };
 pub use push::{PushOptions, Pushed, push};
 pub use server::{RequestRecord, RequestResult, ServeOptions, serve_requests};

@@ -19,8 +19,8 @@ use crate::policy::Access;
 use crate::sigfile::{self, ManifestHasher};
 use crate::wire::{
     AppMessage, AppType, Codec, EntryKind, ErrorCode, ErrorMsg, FileDone, FileEnd, FileStart,
-    FileStatement, ListEntry, Listing, MAX_LIST_ENTRIES_PER_MSG, MAX_RECORD_PAYLOAD, ManifestEntry,
-    PathMsg, Request, RequestKind, SkippedMsg, TreeEnd, TreeStart,
+    FileStatement, ListEnd, ListEntry, Listing, MAX_LIST_ENTRIES_PER_MSG, MAX_RECORD_PAYLOAD,
+    ManifestEntry, PathMsg, Request, RequestKind, SkippedMsg, TreeEnd, TreeStart,
 };
 
 /// Per-connection server settings.
@@ -707,6 +707,9 @@ fn send_listing<S: Transport>(
         return Ok(());
     };
     let mut entries = Vec::new();
+    // Names left out because they cannot be served, where the policy would let this client
+    // see them (a count of names it may not see would tell it they exist).
+    let mut hidden = 0u32;
     if meta.is_dir() {
         let walker = walkdir::WalkDir::new(&path)
             .min_depth(1)
@@ -718,7 +721,15 @@ fn send_listing<S: Transport>(
                 continue;
             };
             let Some(sub) = sub.to_str() else {
-                continue; // not UTF-8: cannot be named on the wire
+                // Not UTF-8: cannot be named on the wire. Counted if its directory is one
+                // the client may read.
+                let parent = entry.path().parent().and_then(|p| {
+                    tree_rel(&rel, &path, p).or_else(|| (p == path).then(|| rel.clone()))
+                });
+                if parent.is_some_and(|p| opts.access.can_read(&p)) {
+                    hidden = hidden.saturating_add(1);
+                }
+                continue;
             };
             let full = if rel.is_empty() {
                 sub.to_string()
@@ -727,10 +738,17 @@ fn send_listing<S: Transport>(
             };
             // Symlinks are listed as what they point to, and only if that stays in the root;
             // only what the policy lets this client see or read is listed.
+            let unservable = |hidden: &mut u32| {
+                if opts.access.can_read(&full) {
+                    *hidden = hidden.saturating_add(1);
+                }
+            };
             let Ok((canonical, _)) = opts.root.resolve(&full) else {
+                unservable(&mut hidden);
                 continue;
             };
             let Ok(m) = fs::metadata(entry.path()) else {
+                unservable(&mut hidden);
                 continue;
             };
             let need = if m.is_dir() { Need::See } else { Need::Read };
@@ -757,7 +775,7 @@ fn send_listing<S: Transport>(
             }
         }
     }
-    chan.send_app(&AppMessage::ListEnd)
+    chan.send_app(&AppMessage::ListEnd(ListEnd { hidden }))
 }
 
 fn list_entry(path: String, m: &fs::Metadata) -> ListEntry {
