@@ -272,10 +272,14 @@ impl OwnedMsg {
     }
 }
 
-/// A client's handshake waiting for the server's CertificateVerify and Finished.
-struct Pending {
-    state: handshake::ExpectServerCertificateVerify,
-    deadline: Option<Instant>,
+/// Where a channel's handshake stands. A client's ends at its first receive.
+enum Stage {
+    /// Both sides proven; records may be opened.
+    Established,
+    /// Waiting for the server's CertificateVerify and Finished (by `deadline`).
+    AwaitingServer(Box<(handshake::ExpectServerCertificateVerify, Option<Instant>)>),
+    /// The server's last flight did not verify: nothing is ever opened on this channel.
+    Failed,
 }
 
 /// A mutually authenticated channel carrying application messages. On the client it may
@@ -289,10 +293,7 @@ pub struct Channel<S> {
     wbuf: Vec<u8>,
     peer: VerifiedCert,
     peer_der: Vec<u8>,
-    pending: Option<Box<Pending>>,
-    /// Set while the server's last flight is being checked, cleared when it verified: a
-    /// channel whose handshake failed never opens a record afterwards.
-    unverified: bool,
+    stage: Stage,
     /// The read deadline set with [`Channel::set_deadline`], restored after the handshake's.
     deadline: Option<Instant>,
 }
@@ -307,8 +308,7 @@ impl<S: Transport> Channel<S> {
             wbuf: Vec::new(),
             peer: est.peer,
             peer_der: est.peer_der,
-            pending: None,
-            unverified: false,
+            stage: Stage::Established,
             deadline: None,
         }
     }
@@ -330,8 +330,7 @@ impl<S: Transport> Channel<S> {
             wbuf: Vec::new(),
             peer,
             peer_der,
-            pending: Some(Box::new(Pending { state, deadline })),
-            unverified: true,
+            stage: Stage::AwaitingServer(Box::new((state, deadline))),
             deadline: None,
         }
     }
@@ -340,25 +339,28 @@ impl<S: Transport> Channel<S> {
     /// (sending what is queued first). Every receive does this before opening a record; call
     /// it to know the handshake's outcome without a request.
     pub fn complete_handshake(&mut self) -> Result<(), ConnError> {
-        let Some(p) = self.pending.take() else {
-            return if self.unverified {
-                Err(ConnError::Protocol(
+        // Failed until proven otherwise: an error below leaves the channel unusable.
+        let (state, handshake_deadline) = match std::mem::replace(&mut self.stage, Stage::Failed) {
+            Stage::Established => {
+                self.stage = Stage::Established;
+                return Ok(());
+            }
+            Stage::Failed => {
+                return Err(ConnError::Protocol(
                     "the server's handshake did not verify; this channel is unusable".into(),
-                ))
-            } else {
-                Ok(())
-            };
+                ));
+            }
+            Stage::AwaitingServer(p) => *p,
         };
         self.flush()?;
         // The earlier of the handshake's deadline and the caller's.
-        let deadline = match (p.deadline, self.deadline) {
+        let deadline = match (handshake_deadline, self.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         self.stream.set_deadline(deadline)?;
         let typ = read_handshake_frame(&mut self.stream, &mut self.rbuf)?;
-        let state = p
-            .state
+        let state = state
             .handle(typ, &self.rbuf)
             .map_err(|e| fail(&mut self.stream, e))?;
         let typ = read_handshake_frame(&mut self.stream, &mut self.rbuf)?;
@@ -369,13 +371,13 @@ impl<S: Transport> Channel<S> {
         // The same keys as the early ones (one key schedule); the peer is now proven.
         self.peer = est.peer;
         self.peer_der = est.peer_der;
-        self.unverified = false;
+        self.stage = Stage::Established;
         Ok(())
     }
 
     /// True once the peer proved its key and confirmed ours (always on the server).
     pub fn is_established(&self) -> bool {
-        !self.unverified
+        matches!(self.stage, Stage::Established)
     }
 
     /// The peer's certificate. Validated (chain, validity, usage, name) in any case; on a
@@ -454,7 +456,7 @@ impl<S: Transport> Channel<S> {
 
     /// Receives the next message. An EOF without a prior Close is `Truncated`.
     pub fn recv(&mut self) -> Result<(AppType, &[u8]), ConnError> {
-        if self.unverified {
+        if !self.is_established() {
             self.complete_handshake()?;
         }
         let (raw, header) = match read_frame(&mut self.stream, &mut self.rbuf)? {
