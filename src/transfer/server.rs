@@ -20,7 +20,7 @@ use crate::sigfile::{self, ManifestHasher};
 use crate::wire::{
     AppMessage, AppType, Codec, EntryKind, ErrorCode, ErrorMsg, FileDone, FileEnd, FileStart,
     FileStatement, ListEnd, ListEntry, Listing, MAX_LIST_ENTRIES_PER_MSG, MAX_RECORD_PAYLOAD,
-    ManifestEntry, PathMsg, Request, RequestKind, SkippedMsg, TreeEnd, TreeStart,
+    ManifestEntry, PathMsg, PutStart, Request, RequestKind, SkippedMsg, TreeEnd, TreeStart,
 };
 
 /// Per-connection server settings.
@@ -93,46 +93,48 @@ pub fn serve_requests<S: Transport>(
     let mut buf = vec![0u8; MAX_RECORD_PAYLOAD];
     loop {
         chan.set_deadline(Some(Instant::now() + opts.idle_timeout))?;
-        match chan.recv_app()? {
+        let incoming = match chan.recv_app()? {
             // The client's goodbye after its last answer verified: nothing more to say (the
             // client does not wait for an answer; since version 2 Close is one-way).
             AppMessage::Close => return Ok(()),
-            AppMessage::Request(req) => {
-                chan.set_deadline(None)?;
-                let started = Instant::now();
-                let mut out = Outcome::new();
-                let answered = match req.kind {
-                    RequestKind::Get => send_get(chan, opts, &req, &mut buf, &mut out),
-                    RequestKind::List => send_listing(chan, opts, &req, &mut out),
-                };
-                let op = match req.kind {
-                    RequestKind::Get => "get",
-                    RequestKind::List => "list",
-                };
-                // Logged before the end of the answer leaves: the client does not wait for
-                // anything after it, so a log line written later could come after the client
-                // (or a script watching the log) is done.
-                audit(opts, op, req.path, out, started, &answered);
-                answered?;
-                chan.flush()?;
-            }
-            AppMessage::Put(put) => {
-                chan.set_deadline(None)?;
-                let started = Instant::now();
-                let mut out = Outcome::new();
-                let answered = super::upload::receive_put(chan, opts, &put, &mut out);
-                audit(opts, "put", put.path, out, started, &answered);
-                answered?;
-                chan.flush()?;
-            }
+            AppMessage::Request(req) => Incoming::Request(req),
+            AppMessage::Put(put) => Incoming::Put(put),
             other => {
                 return Err(ConnError::Protocol(format!(
                     "client sent {:?} instead of a request",
                     other.typ()
                 )));
             }
-        }
+        };
+        chan.set_deadline(None)?;
+        let started = Instant::now();
+        let mut out = Outcome::new();
+        let (op, path, answered) = match incoming {
+            Incoming::Request(req) => {
+                let (op, answered) = match req.kind {
+                    RequestKind::Get => ("get", send_get(chan, opts, &req, &mut buf, &mut out)),
+                    RequestKind::List => ("list", send_listing(chan, opts, &req, &mut out)),
+                };
+                (op, req.path, answered)
+            }
+            Incoming::Put(put) => {
+                let answered = super::upload::receive_put(chan, opts, &put, &mut out);
+                ("put", put.path, answered)
+            }
+        };
+        // Logged before the end of the answer leaves: the client does not wait for anything
+        // after it, so a log line written later could come after the client (or a script
+        // watching the log) is done.
+        audit(opts, op, path, out, started, &answered);
+        answered?;
+        chan.flush()?;
     }
+}
+
+/// A request that changes nothing (Get, List) or an upload.
+enum Incoming {
+    Request(Request),
+    Put(PutStart),
 }
 
 /// Hands one answered request to the audit log.
