@@ -46,6 +46,16 @@ struct Server {
 }
 
 fn serve(access: Access, max_upload: u64, setup: impl FnOnce(&Path)) -> Server {
+    serve_hiding(access, max_upload, setup, &[])
+}
+
+/// Like [`serve`], with `hidden` (relative to the root) among the server's own secrets.
+fn serve_hiding(
+    access: Access,
+    max_upload: u64,
+    setup: impl FnOnce(&Path),
+    hidden: &[&str],
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("public");
     std::fs::create_dir(&root).unwrap();
@@ -54,7 +64,10 @@ fn serve(access: Access, max_upload: u64, setup: impl FnOnce(&Path)) -> Server {
     let s = std::thread::spawn(move || conn::server_handshake(b, test_pki().server_config(), None));
     let client = conn::client_handshake(a, test_pki().client_config(), None).unwrap();
     let server = s.join().unwrap().unwrap();
-    let serve_root = ServeRoot::new(&root).unwrap();
+    let mut serve_root = ServeRoot::new(&root).unwrap();
+    for h in hidden {
+        serve_root.hide(&root.join(h));
+    }
     let audit = Arc::new(Mutex::new(Vec::new()));
     let records = audit.clone();
     let handle = std::thread::spawn(move || {
@@ -464,4 +477,29 @@ fn a_request_type_the_server_does_not_expect_ends_the_connection() {
         s.handle.join().unwrap(),
         Err(ConnError::Protocol(_))
     ));
+}
+
+#[test]
+fn the_servers_own_secrets_are_never_written_over_whatever_the_grant() {
+    let all = {
+        let id = ClientId::from_der(&test_pki().client.cert_der).unwrap();
+        Policy::parse("[[grant]]\nclients = [\"client\"]\nwrite = [\".\"]\n")
+            .unwrap()
+            .access_for(&id)
+    };
+    let mut s = serve_hiding(
+        all,
+        1 << 30,
+        |r| {
+            std::fs::create_dir(r.join("ca")).unwrap();
+            std::fs::write(r.join("ca/ca.key"), b"secret").unwrap();
+        },
+        &["ca"],
+    );
+    let local = s.file("ca.key", b"forged");
+    refused_with(s.push(&local, "ca", true), ErrorCode::PathRefused);
+    assert_eq!(std::fs::read(s.root.join("ca/ca.key")).unwrap(), b"secret");
+    // Elsewhere the same grant writes.
+    s.push(&local, "elsewhere", false).unwrap();
+    s.finish();
 }

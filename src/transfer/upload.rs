@@ -69,6 +69,14 @@ fn admit(opts: &ServeOptions<'_>, put: &PutStart) -> Result<(Dir, String, String
             ),
         ));
     }
+    // The server's own secrets, should they have been moved under the root after the start
+    // (serve refuses a root holding them), are never written over, grant or not.
+    if opts.root.hides(&opts.root.path().join(&rel)) {
+        return Err(refused(
+            ErrorCode::PathRefused,
+            format!("'{rel}'{}", super::server::NOT_ALLOWED),
+        ));
+    }
     // Decided on the normalised path and the identity the handshake authenticated, before
     // the file system is looked at.
     if !opts.access.can_write(&rel) {
