@@ -25,42 +25,7 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
         return run_many(args, global);
     }
     // Check everything we can before touching credentials or the network.
-    if args.recursive && paths::parse_relative(args.path(), true).is_ok_and(|p| p.is_empty()) {
-        return Err(CliError::usage(format!(
-            "'{}' is the served directory itself, which cannot be fetched as one tree; name a \
-             directory in it (`minitls ls` lists them), e.g. `minitls fetch -r docs`",
-            args.path()
-        )));
-    }
-    paths::parse_relative(args.path(), false).map_err(|e| {
-        let like = if args.recursive {
-            "a directory relative to the served directory, like docs"
-        } else {
-            "a file relative to the served directory, like docs/report.pdf"
-        };
-        CliError::usage(format!(
-            "'{}' is not a valid remote path: {e}; name {like}",
-            args.path()
-        ))
-    })?;
-    if args.out.as_os_str() == "-" {
-        return Err(CliError::usage(
-            "--out names a directory to write into; to write the file to stdout, use -o -",
-        ));
-    }
-    if args.recursive && args.resume && !global.quiet {
-        // Said, not silently done: the tree is fetched whole.
-        note(
-            "--resume continues single files; a tree is fetched whole (what an interrupted \
-             tree fetch left is removed)",
-        );
-    }
-    if std::fs::metadata(&args.out).is_ok_and(|m| !m.is_dir()) {
-        return Err(CliError::usage(format!(
-            "--out {} exists and is not a directory; name a directory",
-            args.out.display()
-        )));
-    }
+    check_paths_and_out(args, global)?;
     // -o FILE: that directory and name; -o -: a private directory, then stdout.
     let to_stdout = args.output.as_deref() == Some(std::path::Path::new("-"));
     if to_stdout && args.json {
@@ -539,6 +504,48 @@ fn tree_json(remote: &str, t: &transfer::TreeFetched, signer: &str, elapsed: Dur
     )
 }
 
+/// The checks every fetch makes before touching credentials or the network: each PATH, and
+/// `--out`.
+fn check_paths_and_out(args: &FetchArgs, global: Global) -> CliResult<()> {
+    for path in &args.paths {
+        if args.recursive && paths::parse_relative(path, true).is_ok_and(|p| p.is_empty()) {
+            return Err(CliError::usage(format!(
+                "'{path}' is the served directory itself, which cannot be fetched as one tree; \
+                 name a directory in it (`minitls ls` lists them), e.g. `minitls fetch -r docs`"
+            )));
+        }
+        paths::parse_relative(path, false).map_err(|e| {
+            let like = if args.recursive {
+                "a directory relative to the served directory, like docs"
+            } else {
+                "a file relative to the served directory, like docs/report.pdf"
+            };
+            CliError::usage(format!(
+                "'{path}' is not a valid remote path: {e}; name {like}"
+            ))
+        })?;
+    }
+    if args.out.as_os_str() == "-" {
+        return Err(CliError::usage(
+            "--out names a directory to write into; to write the file to stdout, use -o -",
+        ));
+    }
+    if args.recursive && args.resume && !global.quiet {
+        // Said, not silently done: the tree is fetched whole.
+        note(
+            "--resume continues single files; a tree is fetched whole (what an interrupted \
+             tree fetch left is removed)",
+        );
+    }
+    if std::fs::metadata(&args.out).is_ok_and(|m| !m.is_dir()) {
+        return Err(CliError::usage(format!(
+            "--out {} exists and is not a directory; name a directory",
+            args.out.display()
+        )));
+    }
+    Ok(())
+}
+
 /// `fetch PATH PATH...`: every path over one connection, the requests pipelined
 /// (`transfer::fetch_all`). Each path's outcome is printed as it comes (its local path or JSON
 /// object on stdout, its summary or error on stderr); a path the server refuses does not stop
@@ -554,31 +561,7 @@ fn run_many(args: &FetchArgs, global: Global) -> CliResult<()> {
             "--retry works with one PATH; fetch the paths one command each to retry them",
         ));
     }
-    if args.out.as_os_str() == "-" {
-        return Err(CliError::usage(
-            "--out names a directory to write into; to write a file to stdout, use -o - with one PATH",
-        ));
-    }
-    for path in &args.paths {
-        let parts = paths::parse_relative(path, args.recursive).map_err(|e| {
-            CliError::usage(format!(
-                "'{path}' is not a valid remote path: {e}; name files relative to the served \
-                 directory, like docs/report.pdf"
-            ))
-        })?;
-        if parts.is_empty() {
-            return Err(CliError::usage(format!(
-                "'{path}' is the served directory itself, which cannot be fetched as one tree; \
-                 name directories in it"
-            )));
-        }
-    }
-    if std::fs::metadata(&args.out).is_ok_and(|m| !m.is_dir()) {
-        return Err(CliError::usage(format!(
-            "--out {} exists and is not a directory; name a directory",
-            args.out.display()
-        )));
-    }
+    check_paths_and_out(args, global)?;
     let creds = creds::load(&args.creds, Role::Client, global.quiet)?;
     let mut chan = connect(&args.server, creds, global)?;
     let opts = transfer::FetchOptions {
