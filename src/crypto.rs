@@ -1,15 +1,18 @@
-//! Thin, named wrappers over the primitives: RSA-PSS signatures under a context string,
+//! Thin, named wrappers over the primitives: RSA-PSS and ECDSA P-256 signatures under a
+//! context string,
 //! RSA-OAEP key wrapping, the HKDF key schedule and Finished MACs.
 
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
 use rsa::pss;
+use rsa::signature;
 use rsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use crate::pki::{PeerKey, PrivateKey};
 use crate::record::DirectionKeys;
 
 /// OAEP label for the wrapped session secret: a ciphertext made for another protocol (or
@@ -58,24 +61,54 @@ fn signed_digest(context: &[u8], hash: &[u8; 32]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Signs `hash` under `context` with RSA-PSS-SHA256 (salt = 32 bytes).
-pub fn sign(
-    key: &pss::SigningKey<Sha256>,
-    context: &[u8],
-    hash: &[u8; 32],
-) -> Result<Vec<u8>, rsa::signature::Error> {
-    let sig = key.sign_prehash(&signed_digest(context, hash))?;
-    Ok(Box::<[u8]>::from(sig).into_vec())
+/// A private key ready for repeated signing (RSA-PSS keeps the key's precomputed values).
+pub enum Signer {
+    Rsa(pss::SigningKey<Sha256>),
+    P256(p256::ecdsa::SigningKey),
 }
 
-/// Verifies a signature made by [`sign`]. Any malformed signature is simply `false`.
-pub fn verify(key: &RsaPublicKey, context: &[u8], hash: &[u8; 32], signature: &[u8]) -> bool {
-    let Ok(sig) = pss::Signature::try_from(signature) else {
-        return false;
-    };
-    pss::VerifyingKey::<Sha256>::new(key.clone())
-        .verify_prehash(&signed_digest(context, hash), &sig)
-        .is_ok()
+impl Signer {
+    pub fn new(key: &PrivateKey) -> Self {
+        match key {
+            PrivateKey::Rsa(k) => Signer::Rsa(pss::SigningKey::<Sha256>::new(k.clone())),
+            PrivateKey::P256(k) => Signer::P256(k.clone()),
+        }
+    }
+}
+
+/// Signs `hash` under `context`: RSA-PSS-SHA256 (salt = 32 bytes) or, for a P-256 client key,
+/// ECDSA-SHA256 (the 64-byte r || s form), over the same message.
+pub fn sign(key: &Signer, context: &[u8], hash: &[u8; 32]) -> Result<Vec<u8>, signature::Error> {
+    let digest = signed_digest(context, hash);
+    match key {
+        Signer::Rsa(k) => Ok(Box::<[u8]>::from(k.sign_prehash(&digest)?).into_vec()),
+        Signer::P256(k) => {
+            let sig: p256::ecdsa::Signature = k.sign_prehash(&digest)?;
+            Ok(sig.to_bytes().to_vec())
+        }
+    }
+}
+
+/// Verifies a signature made by [`sign`] with the key of the same kind. Any malformed
+/// signature is simply `false`.
+pub fn verify(key: &PeerKey, context: &[u8], hash: &[u8; 32], signature: &[u8]) -> bool {
+    let digest = signed_digest(context, hash);
+    match key {
+        PeerKey::Rsa(k) => {
+            let Ok(sig) = pss::Signature::try_from(signature) else {
+                return false;
+            };
+            pss::VerifyingKey::<Sha256>::new(k.clone())
+                .verify_prehash(&digest, &sig)
+                .is_ok()
+        }
+        PeerKey::P256(k) => {
+            let Ok(sig) = p256::ecdsa::Signature::from_slice(signature) else {
+                return false;
+            };
+            k.verify_prehash(&digest, &sig).is_ok()
+        }
+    }
 }
 
 /// Wraps the client's secret to the server's key with RSA-OAEP-SHA256.

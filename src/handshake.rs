@@ -18,15 +18,16 @@
 
 use std::sync::Arc;
 
-use rsa::pss;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use x25519_dalek::{EphemeralSecret, PublicKey};
 
 use crate::crypto::{
-    self, CLIENT_SIGNATURE_CONTEXT, KeySchedule, SERVER_SIGNATURE_CONTEXT, Secret32,
+    self, CLIENT_SIGNATURE_CONTEXT, KeySchedule, SERVER_SIGNATURE_CONTEXT, Secret32, Signer,
 };
-use crate::pki::{self, CertError, CertRejection, Crl, Identity, Role, TrustAnchor, VerifiedCert};
+use crate::pki::{
+    self, CertError, CertRejection, Crl, Identity, PrivateKey, Role, TrustAnchor, VerifiedCert,
+};
 use crate::record::DirectionKeys;
 use crate::wire::{
     Alert, CertificateVerify, ClientCertificate, ClientHello, Codec, DecodeError, Finished,
@@ -45,14 +46,14 @@ pub struct LocalIdentity {
     pub cert_der: Vec<u8>,
     /// Intermediate CA certificates sent after ours, issuer first.
     pub chain: Vec<Vec<u8>>,
-    pub key: rsa::RsaPrivateKey,
-    signer: pss::SigningKey<Sha256>,
+    pub key: PrivateKey,
+    signer: Signer,
     fingerprint: [u8; 32],
 }
 
 impl LocalIdentity {
     pub fn new(identity: Identity) -> Self {
-        let signer = pss::SigningKey::<Sha256>::new(identity.key.clone());
+        let signer = Signer::new(&identity.key);
         let fingerprint = crypto::sha256(&identity.cert_der);
         Self {
             cert_der: identity.cert_der,
@@ -63,7 +64,7 @@ impl LocalIdentity {
         }
     }
 
-    pub fn signer(&self) -> &pss::SigningKey<Sha256> {
+    pub fn signer(&self) -> &Signer {
         &self.signer
     }
 
@@ -362,7 +363,11 @@ impl ExpectServerHello {
 
         // 3. Key transport: a fresh secret wrapped with RSA-OAEP to the verified server key.
         let secret = Secret32(random32());
-        let wrapped = crypto::wrap_secret(&server_cert.public_key, &secret)
+        // verify_peer accepted the certificate for the server role, which means an RSA key.
+        let server_rsa = server_cert.public_key.rsa().ok_or_else(|| {
+            HandshakeError::Local("the server certificate's key is not RSA".into())
+        })?;
+        let wrapped = crypto::wrap_secret(server_rsa, &secret)
             .map_err(|e| HandshakeError::Local(format!("RSA-OAEP wrap failed: {e}")))?;
         let mut out = Vec::new();
         let cc = ClientCertificate {
@@ -392,7 +397,10 @@ impl ExpectServerHello {
             &mut self.transcript,
             &mut out,
         );
-        (cfg.log)("-> ClientCertificateVerify (RSA-PSS signature over the transcript hash)");
+        (cfg.log)(&format!(
+            "-> ClientCertificateVerify ({} signature over the transcript hash)",
+            cfg.identity.key.public_key().signature_name()
+        ));
 
         // 5. Key schedule salted with the transcript, then our Finished.
         let th = self.transcript.hash();
@@ -647,11 +655,16 @@ impl ExpectClientCertificateVerify {
         //    round trip's worth of latency less per handshake.
         let th = self.transcript.hash();
         let identity = &self.config.identity;
+        let Some(server_key) = identity.key.rsa() else {
+            return Err(HandshakeError::Local(
+                "the server's key is not RSA, so it cannot receive the wrapped secret".into(),
+            ));
+        };
         let sign = || crypto::sign(identity.signer(), SERVER_SIGNATURE_CONTEXT, &th);
         let (secret, signature) = std::thread::scope(|scope| {
             // No thread to be had (a server at the system's thread limit): sign here, after.
             let signer = std::thread::Builder::new().spawn_scoped(scope, sign).ok();
-            let secret = crypto::unwrap_secret(&identity.key, &self.wrapped_secret);
+            let secret = crypto::unwrap_secret(server_key, &self.wrapped_secret);
             let signature = match signer.map(|s| s.join()) {
                 Some(Ok(r)) => r,
                 Some(Err(_)) => {

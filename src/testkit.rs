@@ -154,7 +154,7 @@ pub fn leaf_with_key(
     let der = pki::issue_leaf_with(ca, &spec, key, overrides).expect("test leaf issuance succeeds");
     Arc::new(LocalIdentity::new(Identity {
         cert_der: der,
-        key: key.clone(),
+        key: key.clone().into(),
         chain: Vec::new(),
     }))
 }
@@ -167,7 +167,43 @@ pub fn stolen_certificate(
 ) -> Arc<LocalIdentity> {
     Arc::new(LocalIdentity::new(Identity {
         cert_der: victim.cert_der.clone(),
-        key: attacker_key.clone(),
+        key: attacker_key.clone().into(),
         chain: victim.chain.clone(),
     }))
+}
+
+/// A fresh ECDSA P-256 key (a client may hold one, SPEC §2.9).
+pub fn p256_key() -> p256::ecdsa::SigningKey {
+    loop {
+        let mut bytes = [0u8; 32];
+        rand::fill(&mut bytes[..]);
+        // Fails only for the zero scalar or one at or above the group order (about 2^-32).
+        if let Ok(key) = p256::ecdsa::SigningKey::from_slice(&bytes) {
+            return key;
+        }
+    }
+}
+
+/// A client identity issued by `ca` for `key`, an ECDSA P-256 key, valid from yesterday for
+/// 30 days.
+pub fn p256_client(
+    ca: &CaKeyPair,
+    common_name: &str,
+    key: &p256::ecdsa::SigningKey,
+) -> Arc<LocalIdentity> {
+    let now = pki::now_unix();
+    let spec = LeafSpec {
+        role: Role::Client,
+        common_name: common_name.to_string(),
+        sans: Vec::new(),
+        not_before_unix: now - DAY,
+        not_after_unix: now + 30 * DAY,
+    };
+    let public = pki::PeerKey::P256(*key.verifying_key());
+    let der = pki::issue_leaf_for(ca, &spec, &public, &LeafOverrides::default())
+        .expect("test leaf issuance succeeds");
+    Arc::new(LocalIdentity::new(
+        Identity::from_parts(der, pki::PrivateKey::P256(key.clone()))
+            .expect("the key belongs to its certificate"),
+    ))
 }

@@ -444,7 +444,7 @@ fn ec_key(dir: &Path, name: &str, curve: &str) {
 }
 
 #[test]
-fn ecdsa_p384_and_p256_cas_sign_rsa_leaves_and_an_ec_leaf_key_is_refused_in_words() {
+fn ecdsa_cas_sign_leaves_a_p256_client_key_works_and_other_ec_leaf_keys_are_refused_in_words() {
     if !have_openssl() {
         return;
     }
@@ -545,12 +545,30 @@ fn ecdsa_p384_and_p256_cas_sign_rsa_leaves_and_an_ec_leaf_key_is_refused_in_word
         crl.check(&verified),
         Err(CertError::Revoked { .. })
     ));
-    // The EC leaf: refused with a sentence naming the key and what is needed, no bare OID.
-    let e = check(dir, "ecleaf", &["ec384"], Role::Client, now).unwrap_err();
+    // The EC P-256 leaf: a client may hold it; a server may not, which is said in words, as
+    // is a client key on P-384; no bare OID.
+    check(dir, "ecleaf", &["ec384"], Role::Client, now).unwrap();
+    let e = check(dir, "ecleaf", &["ec384"], Role::Server, now).unwrap_err();
     let text = e.to_string();
     assert!(text.contains("an EC key on P-256"), "{text}");
     assert!(text.contains("needs an RSA key"), "{text}");
     assert!(!text.contains("1.2.840"), "{text}");
+    ec_key(dir, "eckey384", "P-384");
+    cert(
+        dir,
+        "ecleaf384",
+        "eckey384.key",
+        Some("ec384"),
+        "client",
+        30,
+    );
+    let text = check(dir, "ecleaf384", &["ec384"], Role::Client, pki::now_unix())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("an EC key on P-384") && text.contains("or an EC key on P-256"),
+        "{text}"
+    );
 
     // End to end through the EC intermediate.
     let cat = |parts: &[&str], to: &str| {
@@ -582,13 +600,53 @@ fn ecdsa_p384_and_p256_cas_sign_rsa_leaves_and_an_ec_leaf_key_is_refused_in_word
         "--ca-cert",
         "root.crt",
     ]));
-    // An EC client key is refused before connecting, in words.
+    // The EC P-256 client (its key as openssl genpkey writes it, PKCS#8) fetches through the
+    // EC intermediate, and the same key as SEC1 (`BEGIN EC PRIVATE KEY`) works too.
     cat(&["ecleaf.crt", "ec384.crt"], "ec-chain.pem");
-    let line = fails(&w.run(&[
-        "fetch",
-        "hello.txt",
+    openssl(dir, &["ec", "-in", "eckey.key", "-out", "eckey-sec1.key"]);
+    assert!(
+        fs::read_to_string(dir.join("eckey-sec1.key"))
+            .unwrap()
+            .contains("BEGIN EC PRIVATE KEY")
+    );
+    for key in ["eckey.key", "eckey-sec1.key"] {
+        ok(&w.run(&[
+            "fetch",
+            "hello.txt",
+            "--server",
+            &server.addr,
+            "--cert",
+            "ec-chain.pem",
+            "--key",
+            key,
+            "--ca-cert",
+            "root.crt",
+        ]));
+    }
+    // It uploads too (the server checked its ECDSA statement signature before storing).
+    fs::write(
+        dir.join("policy.toml"),
+        "[[grant]]\nclients = [\"*\"]\nread = [\".\"]\nwrite = [\"uploads\"]\n",
+    )
+    .unwrap();
+    fs::write(dir.join("note.txt"), "from an EC key\n").unwrap();
+    let writable = w.serve(&[
+        "--cert",
+        "server-chain.pem",
+        "--key",
+        "leaf.key",
+        "--ca-cert",
+        "root.crt",
+        "--policy",
+        "policy.toml",
+    ]);
+    ok(&w.run(&[
+        "push",
+        "note.txt",
+        "--to",
+        "uploads",
         "--server",
-        &server.addr,
+        &writable.addr,
         "--cert",
         "ec-chain.pem",
         "--key",
@@ -596,8 +654,49 @@ fn ecdsa_p384_and_p256_cas_sign_rsa_leaves_and_an_ec_leaf_key_is_refused_in_word
         "--ca-cert",
         "root.crt",
     ]));
+    drop(writable);
+    assert_eq!(
+        fs::read_to_string(dir.join("server_public/uploads/note.txt")).unwrap(),
+        "from an EC key\n"
+    );
+    let sidecar =
+        fs::read_to_string(dir.join("server_public/uploads/note.txt.minitls-sig")).unwrap();
+    assert!(sidecar.contains("minitls-upload-signature v1"), "{sidecar}");
+    // A P-384 client key is refused before connecting, in words.
+    cat(&["ecleaf384.crt", "ec384.crt"], "ec384-chain.pem");
+    let line = fails(&w.run(&[
+        "fetch",
+        "hello.txt",
+        "--server",
+        &server.addr,
+        "--cert",
+        "ec384-chain.pem",
+        "--key",
+        "eckey384.key",
+        "--ca-cert",
+        "root.crt",
+    ]));
     assert!(!line.contains("1.2.840"), "{line}");
-    assert!(line.contains("RSA"), "{line}");
+    assert!(line.contains("P-384") && line.contains("P-256"), "{line}");
+    // An EC server key: serve refuses to start and says why.
+    cert(dir, "ecserver", "eckey.key", Some("ec384"), "server", 30);
+    cat(&["ecserver.crt", "ec384.crt"], "ecserver-chain.pem");
+    let out = w.run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--cert",
+        "ecserver-chain.pem",
+        "--key",
+        "eckey.key",
+        "--ca-cert",
+        "root.crt",
+    ]);
+    let line = fails(&out);
+    assert!(
+        line.contains("an EC key on P-256") && line.contains("needs an RSA key"),
+        "{line}"
+    );
 }
 
 #[test]

@@ -494,10 +494,11 @@ fn key_unwrap_failures_look_exactly_like_a_wrong_finished_mac() {
     )
     .unwrap()
     .public_key;
-    let good_wrap = crypto::wrap_secret(&server_pub, &crypto::Secret32([9; 32])).unwrap();
+    let server_pub = server_pub.rsa().unwrap();
+    let good_wrap = crypto::wrap_secret(server_pub, &crypto::Secret32([9; 32])).unwrap();
     let garbage = vec![0x42; good_wrap.len()];
     let wrong_len =
-        crypto::wrap_secret(&server_pub, &crypto::Secret32([9; 32])).unwrap()[..100].to_vec();
+        crypto::wrap_secret(server_pub, &crypto::Secret32([9; 32])).unwrap()[..100].to_vec();
     let errors: Vec<String> = [good_wrap, garbage, wrong_len]
         .into_iter()
         .map(|w| {
@@ -565,4 +566,99 @@ fn the_handshake_log_names_each_step_and_fingerprint() {
             .any(|l| l.contains("ServerHello") && l.contains(&fp))
     );
     assert!(lines.iter().any(|l| l.contains("ServerFinished")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// ECDSA P-256 client keys (SPEC §2.9)
+// ---------------------------------------------------------------------------------------------
+
+fn p256_client_config() -> ClientConfig {
+    let p = test_pki();
+    let key = testkit::p256_key();
+    let mut c = p.client_config();
+    c.identity = testkit::p256_client(&p.ca, "ec-client", &key);
+    c
+}
+
+#[test]
+fn a_client_with_an_ecdsa_p256_key_completes_the_handshake() {
+    let o = run(p256_client_config(), test_pki().server_config(), |_, _| {});
+    let server = o.server.unwrap();
+    assert!(o.client.is_ok());
+    assert!(matches!(server.peer.public_key, pki::PeerKey::P256(_)));
+    assert!(server.peer.subject.contains("ec-client"));
+    // Its CertificateVerify is the 64-byte r || s of ECDSA-SHA256.
+    let (_, cv) = parse(&o.sent[3]).unwrap();
+    let cv = CertificateVerify::decode(&cv).unwrap();
+    assert_eq!(cv.signature.len(), 64);
+}
+
+#[test]
+fn an_ecdsa_client_must_prove_it_holds_its_key() {
+    let p = test_pki();
+    let victim = testkit::p256_client(&p.ca, "ec-client", &testkit::p256_key());
+    // The attacker has the EC certificate and signs with another P-256 key.
+    let mut c = p.client_config();
+    c.identity = Arc::new(handshake::LocalIdentity::new(pki::Identity {
+        cert_der: victim.cert_der.clone(),
+        key: pki::PrivateKey::P256(testkit::p256_key()),
+        chain: Vec::new(),
+    }));
+    let o = run(c, p.server_config(), |_, _| {});
+    assert!(matches!(
+        server_err(&o),
+        HandshakeError::BadSignature(Role::Client)
+    ));
+    // And any altered bit of its signature is caught.
+    let c = p256_client_config();
+    for pos in [5, 20, 40, 68] {
+        let o = run(c.clone(), p.server_config(), |i, f| {
+            if i == 3 {
+                f[pos] ^= 1;
+            }
+        });
+        assert!(o.server.is_err(), "flip at {pos} accepted");
+    }
+}
+
+#[test]
+fn an_ecdsa_key_is_refused_for_a_server_in_words() {
+    let p = test_pki();
+    let key = testkit::p256_key();
+    let now = pki::now_unix();
+    let spec = pki::LeafSpec {
+        role: Role::Server,
+        common_name: "localhost".into(),
+        sans: pki::San::default_server_names(),
+        not_before_unix: now - DAY,
+        not_after_unix: now + DAY,
+    };
+    let der = pki::issue_leaf_for(
+        &p.ca,
+        &spec,
+        &pki::PeerKey::P256(*key.verifying_key()),
+        &LeafOverrides::default(),
+    )
+    .unwrap();
+    let err =
+        pki::verify_certificate(&p.anchor, &der, Role::Server, Some("localhost"), now).unwrap_err();
+    assert!(matches!(err, CertError::UnsupportedKey { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("an EC key on P-256") && text.contains("needs an RSA key"),
+        "{text}"
+    );
+    // A server configured with it fails the client's check of its certificate.
+    let mut s = p.server_config();
+    s.identity = Arc::new(handshake::LocalIdentity::new(
+        pki::Identity::from_parts(der, pki::PrivateKey::P256(key)).unwrap(),
+    ));
+    let o = run(p.client_config(), s, |_, _| {});
+    assert!(matches!(
+        client_err(&o),
+        HandshakeError::PeerCertificate {
+            role: Role::Server,
+            ..
+        }
+    ));
 }

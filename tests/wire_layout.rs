@@ -782,7 +782,7 @@ fn pss_verifies(key: &rsa::RsaPublicKey, message: &[u8], signature: &[u8]) -> bo
 #[test]
 fn file_and_manifest_signatures_are_pss_over_the_documented_message() {
     let server = &testkit::pki().server;
-    let public = rsa::RsaPublicKey::from(&server.key);
+    let public = rsa::RsaPublicKey::from(server.key.rsa().unwrap());
     let h = sha256(b"some digest input");
     for (context, name) in [
         (
@@ -803,12 +803,17 @@ fn file_and_manifest_signatures_are_pss_over_the_documented_message() {
         ));
         // And the library accepts a signature made over the documented message directly.
         let by_hand: Box<[u8]> = rsa::signature::RandomizedSigner::sign_with_rng(
-            &rsa::pss::SigningKey::<Sha256>::new(server.key.clone()),
+            &rsa::pss::SigningKey::<Sha256>::new(server.key.rsa().unwrap().clone()),
             &mut rand::rng(),
             &signed_message(name, &h),
         )
         .into();
-        assert!(crypto::verify(&public, context, &h, &by_hand));
+        assert!(crypto::verify(
+            &minitls::pki::PeerKey::Rsa(public.clone()),
+            context,
+            &h,
+            &by_hand
+        ));
     }
 }
 
@@ -875,8 +880,8 @@ fn a_handshake_follows_the_documented_flights_transcript_and_signatures() {
     let th_client_certificate_verify = th(4);
 
     // sig_c over TH(ClientCertificate), sig_s over TH(ClientCertificateVerify).
-    let client_pub = rsa::RsaPublicKey::from(&p.client.key);
-    let server_pub = rsa::RsaPublicKey::from(&p.server.key);
+    let client_pub = rsa::RsaPublicKey::from(p.client.key.rsa().unwrap());
+    let server_pub = rsa::RsaPublicKey::from(p.server.key.rsa().unwrap());
     assert!(pss_verifies(
         &client_pub,
         &signed_message(
@@ -898,6 +903,8 @@ fn a_handshake_follows_the_documented_flights_transcript_and_signatures() {
     let secret = p
         .server
         .key
+        .rsa()
+        .unwrap()
         .decrypt(
             rsa::Oaep::<Sha256>::new_with_label(b"minitls v1 key transport".as_slice()),
             &cc.wrapped_secret,

@@ -79,12 +79,14 @@ pub enum CertError {
         /// The role the certificate was presented for.
         role: Role,
     },
-    /// The key is not an RSA key.
-    #[error(
-        "certificate holds {0}; minitls needs an RSA key of 2048 to 8192 bits in server and \
-         client certificates"
-    )]
-    NotRsa(String),
+    /// The key is of a kind this role may not have.
+    #[error("certificate holds {kind}; {}", supported_leaf_keys(*role))]
+    UnsupportedKey {
+        /// The role the certificate was presented for.
+        role: Role,
+        /// What the key is ("an EC key on P-384").
+        kind: String,
+    },
     /// The RSA key is shorter than 2048 bits.
     #[error("certificate RSA key is too small: {bits} bits (at least 2048 required)")]
     KeyTooSmall {
@@ -469,5 +471,18 @@ fn io_reason(err: &io::Error) -> String {
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => text,
+    }
+}
+
+/// The keys a leaf certificate of `role` may hold (SPEC §2.9), as a sentence.
+pub fn supported_leaf_keys(role: Role) -> &'static str {
+    match role {
+        Role::Server => {
+            "a server certificate needs an RSA key of 2048 to 8192 bits (it receives the \
+             wrapped session secret)"
+        }
+        Role::Client => {
+            "a client certificate needs an RSA key of 2048 to 8192 bits or an EC key on P-256"
+        }
     }
 }

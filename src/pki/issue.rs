@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 use super::Role;
 use super::error::PkiError;
 use super::pem::{der_to_pem, pem_to_der, private_key_from_pem, private_key_to_pem};
-use super::verify::{MAX_RSA_BITS, MIN_RSA_BITS, TrustAnchor, parse_single};
+use super::verify::{MAX_RSA_BITS, MIN_RSA_BITS, PeerKey, TrustAnchor, parse_single};
 
 /// RSA key sizes minitls generates.
 pub const ALLOWED_KEY_BITS: [usize; 3] = [2048, 3072, 4096];
@@ -386,6 +386,17 @@ pub fn issue_leaf_with(
     key: &RsaPrivateKey,
     overrides: &LeafOverrides,
 ) -> Result<Vec<u8>, PkiError> {
+    issue_leaf_for(ca, spec, &PeerKey::Rsa(key.to_public_key()), overrides)
+}
+
+/// Issues a leaf for any public key a leaf may hold: RSA, or EC P-256 for a client (whose
+/// key usage is then digitalSignature alone: an EC key enciphers nothing here).
+pub fn issue_leaf_for(
+    ca: &CaKeyPair,
+    spec: &LeafSpec,
+    key: &PeerKey,
+    overrides: &LeafOverrides,
+) -> Result<Vec<u8>, PkiError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = subject(&spec.common_name)?;
     params.subject_alt_names = spec
@@ -408,10 +419,13 @@ pub fn issue_leaf_with(
             San::Ip(ip) => Ok(SanType::IpAddress(*ip)),
         })
         .collect::<Result<_, _>>()?;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    params.key_usages = match key {
+        PeerKey::Rsa(_) => vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ],
+        PeerKey::P256(_) => vec![KeyUsagePurpose::DigitalSignature],
+    };
     if overrides.ca {
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages.push(KeyUsagePurpose::KeyCertSign);
@@ -438,10 +452,12 @@ pub fn issue_leaf_with(
     params.use_authority_key_identifier_extension = true;
     set_validity(&mut params, spec.not_before_unix, spec.not_after_unix)?;
 
-    let spki_der = key
-        .to_public_key()
-        .to_public_key_der()
-        .map_err(|e| PkiError::BadKey(format!("cannot encode the public key: {e}")))?;
+    let encode =
+        |e: rsa::pkcs8::spki::Error| PkiError::BadKey(format!("cannot encode the public key: {e}"));
+    let spki_der = match key {
+        PeerKey::Rsa(k) => k.to_public_key_der().map_err(encode)?,
+        PeerKey::P256(k) => k.to_public_key_der().map_err(encode)?,
+    };
     let public = rcgen::SubjectPublicKeyInfo::from_der(spki_der.as_bytes())
         .map_err(|e| PkiError::BadKey(format!("cannot use the public key: {e}")))?;
     // The issuer name and key identifier come from the CA certificate itself, so the leaf's

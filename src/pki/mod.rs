@@ -4,9 +4,9 @@
 //! up to 3 intermediate CA certificates, and [`verify_chain`] checks the path link by link
 //! (SPEC §2.9). Certificates are parsed with x509-parser and signatures verified with the `rsa`
 //! crate (RSA PKCS#1 v1.5) or `p256`/`p384` (ECDSA, for EC CA keys) over the received
-//! to-be-signed bytes; rcgen (ring backend) only writes certificates and CRLs. Leaf keys, ours
-//! and peers', are RSA: the server's receives the wrapped secret, and the handshake's transcript
-//! signatures are RSA-PSS.
+//! to-be-signed bytes; rcgen (ring backend) only writes certificates and CRLs. A server's key is
+//! RSA (it receives the wrapped secret); a client's is RSA or ECDSA P-256 ([`PeerKey`],
+//! [`PrivateKey`]): transcript and statement signatures are RSA-PSS or ECDSA-SHA256.
 //!
 //! Why path validation is written here rather than taken from `rustls-webpki`: webpki verifies
 //! signatures through ring or aws-lc-rs and wants rustls' `pki-types` and its own error model,
@@ -55,13 +55,14 @@ pub use describe::{
     CertSummary, describe_certificate_der, describe_certificate_pem, summarize_certificate_der,
 };
 pub use error::{CertError, CertRejection, CrlError, MissingReason, PkiError};
-pub use identity::Identity;
+pub use identity::{Identity, PrivateKey};
 pub use issue::{
     ALLOWED_KEY_BITS, CaKeyPair, ExtKeyUsage, LeafOverrides, LeafSpec, San, generate_key,
-    issue_leaf, issue_leaf_with, new_ca,
+    issue_leaf, issue_leaf_for, issue_leaf_with, new_ca,
 };
 pub use pem::{
-    certificates_from_bytes, der_to_pem, pem_to_der, private_key_from_pem, private_key_to_pem,
+    certificates_from_bytes, der_to_pem, leaf_private_key_from_pem, pem_to_der,
+    private_key_from_pem, private_key_to_pem,
 };
 pub use revocation::{
     CrlFile, DEFAULT_CRL_DAYS, RevokeOutcome, load_crl_file, load_crl_file_any, parse_serial_hex,
@@ -74,8 +75,8 @@ pub use store::{
 };
 pub use time::{format_unix_iso, format_unix_utc, now_unix};
 pub use verify::{
-    IssuerKey, MAX_INTERMEDIATES, MAX_RSA_BITS, MIN_RSA_BITS, PathLink, TrustAnchor, VerifiedCert,
-    fingerprint_hex, verify_certificate, verify_chain,
+    IssuerKey, MAX_INTERMEDIATES, MAX_RSA_BITS, MIN_RSA_BITS, PathLink, PeerKey, TrustAnchor,
+    VerifiedCert, fingerprint_hex, verify_certificate, verify_chain,
 };
 
 /// Which end of a connection a certificate belongs to.

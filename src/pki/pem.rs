@@ -1,4 +1,5 @@
-//! PEM text <-> DER bytes for certificates and RSA private keys (PKCS#8 and PKCS#1).
+//! PEM text <-> DER bytes for certificates and private keys (RSA: PKCS#8 and PKCS#1; EC
+//! P-256 for client keys: PKCS#8 and SEC1).
 //!
 //! Finding the blocks is ours: it tolerates the explanatory text that `openssl x509 -text` and
 //! others put around blocks, insists on exactly one block of the kind asked for, and gives the
@@ -12,6 +13,7 @@ use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use zeroize::Zeroizing;
 
 use super::error::PkiError;
+use super::identity::PrivateKey;
 
 /// PEM label of an X.509 certificate.
 pub const CERTIFICATE_LABEL: &str = "CERTIFICATE";
@@ -125,6 +127,61 @@ pub fn private_key_to_pem(key: &RsaPrivateKey) -> Result<String, PkiError> {
 /// Parses one RSA private key from PEM: PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1
 /// (`BEGIN RSA PRIVATE KEY`). Certificates in the same text are ignored.
 pub fn private_key_from_pem(pem: &str) -> Result<RsaPrivateKey, PkiError> {
+    let block = single_key_block(pem)?;
+    match block.label.as_str() {
+        PKCS8_KEY_LABEL => {
+            if let Some(kind) = non_rsa_pkcs8_kind(&block.der) {
+                return Err(PkiError::BadKey(format!(
+                    "it is {kind}; minitls needs an RSA private key (2048 to 8192 bits)"
+                )));
+            }
+            rsa_pkcs8(&block.der)
+        }
+        PKCS1_KEY_LABEL => rsa_pkcs1(&block.der),
+        ENCRYPTED_KEY_LABEL => Err(encrypted_key_error()),
+        "EC PRIVATE KEY" => Err(PkiError::BadKey(
+            "it is an EC key; minitls needs an RSA private key (2048 to 8192 bits)".into(),
+        )),
+        other => Err(PkiError::BadKey(format!(
+            "{other} is not supported; minitls needs an RSA key (PRIVATE KEY or RSA PRIVATE KEY)"
+        ))),
+    }
+}
+
+/// Reads the private key of a leaf certificate: RSA as [`private_key_from_pem`] does, or an
+/// EC key on P-256 (a client's), from PKCS#8 (`BEGIN PRIVATE KEY`, what `openssl genpkey`
+/// writes) or SEC1 (`BEGIN EC PRIVATE KEY`, what `openssl ecparam -genkey` writes). Whether
+/// the key suits its role is the certificate's check ([`super::verify_chain`]).
+pub fn leaf_private_key_from_pem(pem: &str) -> Result<PrivateKey, PkiError> {
+    let block = single_key_block(pem)?;
+    let unsupported = |kind: &str| {
+        PkiError::BadKey(format!(
+            "it is {kind}; minitls reads RSA keys of 2048 to 8192 bits and, for clients, EC keys \
+             on P-256"
+        ))
+    };
+    match block.label.as_str() {
+        PKCS8_KEY_LABEL => match non_rsa_pkcs8_kind(&block.der) {
+            None => rsa_pkcs8(&block.der).map(PrivateKey::Rsa),
+            Some(kind) if kind == P256_KIND => p256::SecretKey::from_pkcs8_der(&block.der)
+                .map(|k| PrivateKey::P256(k.into()))
+                .map_err(|e| PkiError::BadKey(format!("not a PKCS#8 EC P-256 private key: {e}"))),
+            Some(kind) => Err(unsupported(&kind)),
+        },
+        PKCS1_KEY_LABEL => rsa_pkcs1(&block.der).map(PrivateKey::Rsa),
+        ENCRYPTED_KEY_LABEL => Err(encrypted_key_error()),
+        "EC PRIVATE KEY" => p256::SecretKey::from_sec1_der(&block.der)
+            .map(|k| PrivateKey::P256(k.into()))
+            .map_err(|_| unsupported("an EC key that is not on P-256, or not a SEC1 EC key")),
+        other => Err(PkiError::BadKey(format!(
+            "{other} is not supported; minitls reads PRIVATE KEY, RSA PRIVATE KEY and EC PRIVATE \
+             KEY blocks"
+        ))),
+    }
+}
+
+/// The one private key block of `pem` (certificates beside it are ignored).
+fn single_key_block(pem: &str) -> Result<PemBlock, PkiError> {
     let blocks = parse_blocks(pem)?;
     let mut keys = blocks
         .into_iter()
@@ -137,27 +194,21 @@ pub fn private_key_from_pem(pem: &str) -> Result<RsaPrivateKey, PkiError> {
             "found more than one private key block, expected exactly one".into(),
         ));
     }
-    match block.label.as_str() {
-        PKCS8_KEY_LABEL => {
-            if let Some(kind) = non_rsa_pkcs8_kind(&block.der) {
-                return Err(PkiError::BadKey(format!(
-                    "it is {kind}; minitls needs an RSA private key (2048 to 8192 bits)"
-                )));
-            }
-            RsaPrivateKey::from_pkcs8_der(&block.der)
-                .map_err(|e| PkiError::BadKey(format!("not a PKCS#8 RSA private key: {e}")))
-        }
-        PKCS1_KEY_LABEL => RsaPrivateKey::from_pkcs1_der(&block.der)
-            .map_err(|e| PkiError::BadKey(format!("not a PKCS#1 RSA private key: {e}"))),
-        ENCRYPTED_KEY_LABEL => Err(encrypted_key_error()),
-        "EC PRIVATE KEY" => Err(PkiError::BadKey(
-            "it is an EC key; minitls needs an RSA private key (2048 to 8192 bits)".into(),
-        )),
-        other => Err(PkiError::BadKey(format!(
-            "{other} is not supported; minitls needs an RSA key (PRIVATE KEY or RSA PRIVATE KEY)"
-        ))),
-    }
+    Ok(block)
 }
+
+fn rsa_pkcs8(der: &[u8]) -> Result<RsaPrivateKey, PkiError> {
+    RsaPrivateKey::from_pkcs8_der(der)
+        .map_err(|e| PkiError::BadKey(format!("not a PKCS#8 RSA private key: {e}")))
+}
+
+fn rsa_pkcs1(der: &[u8]) -> Result<RsaPrivateKey, PkiError> {
+    RsaPrivateKey::from_pkcs1_der(der)
+        .map_err(|e| PkiError::BadKey(format!("not a PKCS#1 RSA private key: {e}")))
+}
+
+/// How [`non_rsa_pkcs8_kind`] names a P-256 key.
+const P256_KIND: &str = "an EC key on P-256";
 
 /// What a PKCS#8 key that is not RSA holds, in words (`None` for RSA or unparseable input,
 /// which the RSA decoder then reports).
@@ -167,7 +218,7 @@ fn non_rsa_pkcs8_kind(der: &[u8]) -> Option<String> {
     let curve = info.algorithm.parameters_oid().ok().map(|c| c.to_string());
     Some(match (oid.as_str(), curve.as_deref()) {
         ("1.2.840.113549.1.1.1", _) => return None,
-        ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => "an EC key on P-256".into(),
+        ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => P256_KIND.into(),
         ("1.2.840.10045.2.1", Some("1.3.132.0.34")) => "an EC key on P-384".into(),
         ("1.2.840.10045.2.1", Some("1.3.132.0.35")) => "an EC key on P-521".into(),
         ("1.2.840.10045.2.1", _) => "an EC key".into(),

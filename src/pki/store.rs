@@ -20,7 +20,9 @@ use super::issue::{
     CaKeyPair, LeafSpec, San, generate_key, issue_leaf, new_ca, validate_common_name,
 };
 use super::pem::{CERTIFICATE_LABEL, decode_blocks};
-use super::pem::{der_to_pem, pem_to_der, private_key_from_pem, private_key_to_pem};
+use super::pem::{
+    der_to_pem, leaf_private_key_from_pem, pem_to_der, private_key_from_pem, private_key_to_pem,
+};
 use super::time::{SECS_PER_DAY, now_unix};
 use super::verify::{MAX_INTERMEDIATES, TrustAnchor};
 
@@ -486,7 +488,7 @@ pub fn load_identity_files(cert: &Path, key: &Path) -> Result<Identity, PkiError
         .in_file(cert));
     }
     let cert_der = certs.remove(0);
-    let private = private_key_from_pem(&read_text(key)?).map_err(|e| e.in_file(key))?;
+    let private = leaf_private_key_from_pem(&read_text(key)?).map_err(|e| e.in_file(key))?;
     let mut identity = Identity::from_parts(cert_der, private).map_err(|e| match e {
         PkiError::KeyMismatch | PkiError::BadKey(_) => e.in_file(key),
         other => other.in_file(cert),

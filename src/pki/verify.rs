@@ -185,8 +185,8 @@ impl TrustAnchor {
 /// What a peer certificate that passed every check tells us.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedCert {
-    /// The peer's RSA public key.
-    pub public_key: RsaPublicKey,
+    /// The peer's public key: what its transcript and statement signatures verify under.
+    pub public_key: PeerKey,
     /// The peer's subject, human readable.
     pub subject: String,
     /// SHA-256 of the peer certificate's DER.
@@ -411,8 +411,8 @@ pub fn verify_chain(
         Err(e) => return Err(CertError::Malformed(format!("basicConstraints: {e}"))),
     }
 
-    // 6. The key.
-    let public_key = rsa_public_key(cert.public_key())?;
+    // 6. The key: RSA for a server (it receives the wrapped secret), RSA or P-256 for a client.
+    let public_key = leaf_key(cert.public_key(), role)?;
 
     // 7. What the key may be used for.
     let eku_ok = match cert.extended_key_usage() {
@@ -671,6 +671,51 @@ impl IssuerKey {
     }
 }
 
+/// The public key of an end-entity certificate (SPEC §2.9): a server's is RSA, a client's
+/// RSA or ECDSA P-256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerKey {
+    /// RSA, 2048 to 8192 bits: RSA-PSS signatures (and, for a server, RSA-OAEP key transport).
+    Rsa(RsaPublicKey),
+    /// ECDSA on NIST P-256 (clients only): ECDSA-SHA256 signatures.
+    P256(p256::ecdsa::VerifyingKey),
+}
+
+impl PeerKey {
+    /// The RSA key, if it is one.
+    pub fn rsa(&self) -> Option<&RsaPublicKey> {
+        match self {
+            PeerKey::Rsa(k) => Some(k),
+            PeerKey::P256(_) => None,
+        }
+    }
+
+    /// What kind of key this is, for messages and `-v` ("RSA-PSS", "ECDSA P-256").
+    pub fn signature_name(&self) -> &'static str {
+        match self {
+            PeerKey::Rsa(_) => "RSA-PSS",
+            PeerKey::P256(_) => "ECDSA P-256",
+        }
+    }
+}
+
+/// Extracts the key of a leaf certificate presented for `role`, refusing kinds that role
+/// may not hold with a sentence naming what is supported.
+pub(crate) fn leaf_key(spki: &SubjectPublicKeyInfo<'_>, role: Role) -> Result<PeerKey, CertError> {
+    if spki.algorithm.algorithm == OID_PKCS1_RSAENCRYPTION {
+        return rsa_public_key(spki).map(PeerKey::Rsa);
+    }
+    if role == Role::Client && ec_curve(spki).as_deref() == Some(OID_P256) {
+        return p256::ecdsa::VerifyingKey::from_sec1_bytes(spki.subject_public_key.data.as_ref())
+            .map(PeerKey::P256)
+            .map_err(|e| CertError::Malformed(format!("EC public key: {e}")));
+    }
+    Err(CertError::UnsupportedKey {
+        role,
+        kind: key_kind(spki),
+    })
+}
+
 /// Extracts a CA key: RSA of an accepted size, or EC on P-256 or P-384.
 pub(crate) fn issuer_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<IssuerKey, CertError> {
     if spki.algorithm.algorithm == OID_PKCS1_RSAENCRYPTION {
@@ -835,12 +880,13 @@ pub(crate) fn modulus_bits(bytes: &[u8]) -> usize {
 
 /// Extracts an RSA public key of an accepted size from a SubjectPublicKeyInfo.
 pub(crate) fn rsa_public_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<RsaPublicKey, CertError> {
+    let not_rsa = || CertError::Malformed(format!("expected an RSA key, found {}", key_kind(spki)));
     if spki.algorithm.algorithm != OID_PKCS1_RSAENCRYPTION {
-        return Err(CertError::NotRsa(key_kind(spki)));
+        return Err(not_rsa());
     }
     let bits = match spki.parsed() {
         Ok(x509_parser::public_key::PublicKey::RSA(k)) => modulus_bits(k.modulus),
-        Ok(_) => return Err(CertError::NotRsa(key_kind(spki))),
+        Ok(_) => return Err(not_rsa()),
         Err(e) => return Err(CertError::Malformed(format!("RSA public key: {e}"))),
     };
     if bits < MIN_RSA_BITS {
