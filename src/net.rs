@@ -158,7 +158,9 @@ pub fn connect(
 /// Server settings, validated before the listener starts.
 pub struct ServerSettings {
     pub root: ServeRoot,
-    pub config: ServerConfig,
+    /// Our certificate, key and trust anchors for handshakes: SIGHUP may replace them (see
+    /// [`ServerSettings::config`]); a connection keeps those of its own handshake.
+    pub config: std::sync::RwLock<ServerConfig>,
     /// Most authenticated clients at once; one more is told `Busy` after its handshake.
     pub max_clients: usize,
     /// Most handshakes in progress at once (see the module docs).
@@ -181,6 +183,21 @@ pub struct ServerSettings {
 }
 
 impl ServerSettings {
+    /// The handshake settings in force now (cheap: a few `Arc`s).
+    pub fn config(&self) -> ServerConfig {
+        self.config
+            .read()
+            .map_or_else(|e| e.into_inner().clone(), |c| c.clone())
+    }
+
+    /// Puts new handshake settings in force for the connections accepted from now on.
+    pub fn replace_config(&self, config: ServerConfig) {
+        match self.config.write() {
+            Ok(mut c) => *c = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
+    }
+
     /// What the client holding the certificate `der` (verified by the handshake) may do, under
     /// the policy in force now.
     pub fn access_for(&self, der: &[u8]) -> Access {
@@ -723,7 +740,8 @@ fn handle_connection(
         result,
         duration: record.map_or_else(|| started.elapsed(), |r| r.duration),
     };
-    let mut config = settings.config.clone();
+    let mut config = settings.config();
+    let identity = config.identity.clone();
     if let Some(crl) = &settings.crl {
         let (current, notes) = crl.current(crate::pki::now_unix());
         for line in notes {
@@ -767,7 +785,7 @@ fn handle_connection(
         access: &access,
         audit: &audit,
         root: &settings.root,
-        identity: &settings.config.identity,
+        identity: &identity,
         idle_timeout: settings.idle_timeout,
         cache: Some(cache),
         log,

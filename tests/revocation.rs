@@ -315,3 +315,73 @@ fn a_crl_of_any_anchor_of_a_bundle_is_read_and_speaks_only_for_that_anchor() {
     let (_, s) = handshake(ours.client_config(), server);
     assert!(s.is_err());
 }
+
+/// The sha256 fingerprint `-v` names for the server's certificate.
+fn server_fingerprint_seen(w: &Workspace, server: &common::Server) -> String {
+    let out = w.run(&[
+        "-v",
+        "fetch",
+        "hello.txt",
+        "--server",
+        &server.addr,
+        "--out",
+        "got",
+    ]);
+    ok(&out);
+    let err = common::stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.contains("ServerHello: certificate"))
+        .unwrap_or_else(|| panic!("no ServerHello line in {err}"));
+    let fp = line.split("(sha256 ").nth(1).unwrap();
+    fp[..fp.find(')').unwrap()].to_string()
+}
+
+#[test]
+fn sighup_puts_a_renewed_server_certificate_in_use_without_dropping_connections() {
+    let w = Workspace::new();
+    std::fs::write(w.join("server_public/big.bin"), vec![7u8; 3 << 20]).unwrap();
+    let server = w.serve(&[]);
+    let before = server_fingerprint_seen(&w, &server);
+    // A slow transfer is in flight across the reload.
+    let mut slow = common::minitls(w.path())
+        .args([
+            "-q",
+            "fetch",
+            "big.bin",
+            "--server",
+            &server.addr,
+            "--out",
+            "slow",
+            "--limit-rate",
+            "1M",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ok(&w.run(&["ca", "issue", "--role", "server", "localhost", "--force"]));
+    common::send_signal(server.pid(), "HUP");
+    assert!(
+        server.wait_for_log("SIGHUP: reloaded the server certificate"),
+        "{}",
+        server.log()
+    );
+    let after = server_fingerprint_seen(&w, &server);
+    assert_ne!(before, after);
+    assert!(server.log().contains(&after), "{}", server.log());
+    assert!(slow.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read(w.join("slow/big.bin")).unwrap().len(),
+        3 << 20
+    );
+
+    // A certificate that does not load is reported and the one in use stays.
+    std::fs::write(w.join("ca/server.crt"), "not a certificate").unwrap();
+    common::send_signal(server.pid(), "HUP");
+    assert!(
+        server.wait_for_log("SIGHUP: kept the previous server certificate"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(server_fingerprint_seen(&w, &server), after);
+}

@@ -274,7 +274,7 @@ pub struct CaShowArgs {
 }
 
 /// Where our certificate, key and the CA certificate come from.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct CredentialArgs {
     /// CA directory with ca.crt and <role>.crt/.key; missing credentials are created there.
     #[arg(

@@ -95,11 +95,7 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         )),
     };
     creds.check_own_chain(Role::Server)?;
-    let mut config = ServerConfig::new(creds.identity, creds.anchor);
-    config.extra_anchors = creds.extra_anchors;
-    if global.verbose {
-        config.log = Arc::new(|step: &str| log_line(&format!("handshake: {step}")));
-    }
+    let config = server_config(creds, global.verbose);
 
     // 3. Listen, and say where.
     let listener = TcpListener::bind(&args.listen).map_err(|e| bind_error(&args.listen, &e))?;
@@ -129,7 +125,7 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
 
     let settings = Arc::new(ServerSettings {
         root,
-        config,
+        config: std::sync::RwLock::new(config),
         max_clients: args.max_clients,
         max_handshakes: args.max_handshakes,
         max_handshakes_per_source: args.max_handshakes_per_source,
@@ -141,7 +137,12 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         max_upload: args.max_upload_size,
         crl,
     });
-    reload_on_sighup(settings.clone(), args.policy.clone())?;
+    reload_on_sighup(
+        settings.clone(),
+        args.creds.clone(),
+        args.policy.clone(),
+        global.verbose,
+    )?;
     // SIGTERM or Ctrl-C stops accepting and lets transfers in flight finish (up to
     // net::SHUTDOWN_GRACE); a second signal exits at once.
     let stop = Arc::new(AtomicBool::new(false));
@@ -189,12 +190,27 @@ fn absolute(path: &Path) -> PathBuf {
     }
 }
 
-/// SIGHUP re-reads the CRL (which is also re-read whenever its file changes) and the policy
-/// file; connections authenticated from then on get the new rules
-/// (a connection keeps the rights it was given at its handshake). A file that no longer parses
-/// is reported and the old policy stays in force. Without --policy, SIGHUP is noted and
-/// otherwise ignored (its default action would end the server).
-fn reload_on_sighup(settings: Arc<ServerSettings>, path: Option<PathBuf>) -> CliResult<()> {
+fn server_config(creds: creds::Credentials, verbose: bool) -> ServerConfig {
+    let mut config = ServerConfig::new(creds.identity, creds.anchor);
+    config.extra_anchors = creds.extra_anchors;
+    if verbose {
+        config.log = Arc::new(|step: &str| log_line(&format!("handshake: {step}")));
+    }
+    config
+}
+
+/// SIGHUP re-reads our certificate and key (a renewed server certificate goes into use without
+/// a restart), the CRL (which is also re-read whenever its file changes) and the policy file;
+/// connections authenticated from then on get the new ones (a connection keeps the
+/// certificate and rights of its handshake). Whatever no longer loads or verifies is reported
+/// and the previous one stays in force. The trust anchors are read again only to check they
+/// did not change: the CRL is bound to them, so a new CA needs a restart.
+fn reload_on_sighup(
+    settings: Arc<ServerSettings>,
+    creds: CredentialArgs,
+    policy: Option<PathBuf>,
+    verbose: bool,
+) -> CliResult<()> {
     use signal_hook::consts::SIGHUP;
     let mut signals = signal_hook::iterator::Signals::new([SIGHUP])
         .context(|| "install the SIGHUP handler".to_string())?;
@@ -202,39 +218,86 @@ fn reload_on_sighup(settings: Arc<ServerSettings>, path: Option<PathBuf>) -> Cli
         .name("sighup".into())
         .spawn(move || {
             for _ in signals.forever() {
+                log_line(&format!(
+                    "SIGHUP: {}",
+                    reload_certificate(&settings, &creds, verbose)
+                ));
                 if let Some(crl) = &settings.crl {
                     for line in crl.reload(pki::now_unix()) {
                         log_line(&format!("SIGHUP: {line}"));
                     }
                 }
-                let (Some(slot), Some(path)) = (&settings.policy, &path) else {
-                    if settings.crl.is_some() {
-                        continue;
-                    }
-                    log_line("SIGHUP: no --policy to reload");
-                    continue;
-                };
-                match Policy::load(path) {
-                    Ok(p) => {
-                        let grants = p.grants();
-                        match slot.write() {
-                            Ok(mut g) => *g = Arc::new(p),
-                            Err(poisoned) => *poisoned.into_inner() = Arc::new(p),
-                        }
-                        log_line(&format!(
-                            "SIGHUP: reloaded the policy from {} ({grants} grants)",
-                            path.display()
-                        ));
-                    }
-                    Err(e) => log_line(&format!(
-                        "SIGHUP: kept the previous policy; {}: {e}",
-                        path.display()
-                    )),
+                if let (Some(slot), Some(path)) = (&settings.policy, &policy) {
+                    log_line(&format!("SIGHUP: {}", reload_policy(slot, path)));
                 }
             }
         })
         .context(|| "start the SIGHUP thread".to_string())?;
     Ok(())
+}
+
+/// Loads our credentials again for [`reload_on_sighup`]; says what happened. Never creates
+/// credentials (a missing file keeps the old ones).
+fn reload_certificate(settings: &ServerSettings, args: &CredentialArgs, verbose: bool) -> String {
+    let keep = |why: String| format!("kept the previous server certificate: {why}");
+    let files = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => [cert.clone(), key.clone()],
+        _ => {
+            let ca = pki::CaDir::new(&args.ca_dir);
+            [ca.cert_path(Role::Server), ca.key_path(Role::Server)]
+        }
+    };
+    if let Some(missing) = files.iter().find(|f| !f.exists()) {
+        return keep(format!("{} is missing", missing.display()));
+    }
+    let creds = match creds::load(args, Role::Server, true) {
+        Ok(c) => c,
+        Err(e) => return keep(e.to_string()),
+    };
+    if let Err(e) = creds.check_own_chain(Role::Server) {
+        return keep(e.to_string());
+    }
+    let current = settings.config();
+    let same_anchors = creds.anchor.der() == current.anchor.der()
+        && creds.extra_anchors.len() == current.extra_anchors.len()
+        && creds
+            .extra_anchors
+            .iter()
+            .zip(current.extra_anchors.iter())
+            .all(|(a, b)| a.der() == b.der());
+    if !same_anchors {
+        return keep(
+            "the CA certificate changed, which needs a restart (the CRL and the clients' \
+             certificates are checked against the CA loaded at start)"
+                .into(),
+        );
+    }
+    let config = server_config(creds, verbose);
+    let fingerprint = pki::fingerprint_hex(&config.identity.fingerprint());
+    let unchanged = config.identity.cert_der == current.identity.cert_der;
+    settings.replace_config(config);
+    if unchanged {
+        format!("server certificate unchanged (sha256 {fingerprint})")
+    } else {
+        format!("reloaded the server certificate (sha256 {fingerprint})")
+    }
+}
+
+fn reload_policy(slot: &std::sync::RwLock<Arc<Policy>>, path: &std::path::Path) -> String {
+    match Policy::load(path) {
+        Ok(p) => {
+            let grants = p.grants();
+            match slot.write() {
+                Ok(mut g) => *g = Arc::new(p),
+                Err(poisoned) => *poisoned.into_inner() = Arc::new(p),
+            }
+            format!(
+                "reloaded the policy from {} ({grants} grants)",
+                path.display()
+            )
+        }
+        Err(e) => format!("kept the previous policy; {}: {e}", path.display()),
+    }
 }
 
 fn policy_note(args: &ServeArgs) -> Option<String> {

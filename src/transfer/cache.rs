@@ -5,7 +5,8 @@
 //! remembers, per file, the statement it signed (path, size, SHA-256, time) and the signature,
 //! keyed by the served name, the file's identity and every field that changes when it is
 //! written: device, inode, size, modification and status-change times (nanoseconds). A later request for the
-//! same unchanged file streams it without hashing and reuses the signature.
+//! same unchanged file streams it without hashing and reuses the signature, as long as the
+//! signature was made with the key in use now (SIGHUP may have renewed the certificate).
 //!
 //! A file rewritten while it is being sent from a cached entry would reach the client with a
 //! stale digest; the server checks the file's metadata again after sending and answers with an
@@ -75,6 +76,10 @@ impl FileVersion {
 pub struct SignedEntry {
     pub statement: FileStatement,
     pub signature: Vec<u8>,
+    /// SHA-256 of the certificate whose key made the signature: after SIGHUP puts a renewed
+    /// certificate in use, entries signed with the old key are not served under the new one
+    /// (the client checks the signature against the certificate of its handshake).
+    pub signer: [u8; 32],
 }
 
 /// Signed statements of files as they were when signed, and the digests being computed right
@@ -226,6 +231,7 @@ mod tests {
                 signed_at: 0,
             },
             signature: vec![n],
+            signer: [0; 32],
         }
     }
 

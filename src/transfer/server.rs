@@ -303,7 +303,9 @@ fn send_get<S: Transport>(
     // Keyed by the name the statement carries (two names may lead to one file through a
     // symlink inside the root) and the identity of the file itself.
     let version = FileVersion::of(Path::new(&rel), &meta);
-    let cached = opts.cache.and_then(|c| c.get(&version));
+    let signer = opts.identity.fingerprint();
+    let current = |c: &Arc<StatementCache>| c.get(&version).filter(|e| e.signer == signer);
+    let cached = opts.cache.and_then(current);
     let mut hasher = Sha256::new();
     // Resume only if our file starts with exactly the bytes the client holds; otherwise
     // start over (the source changed since the interrupted transfer).
@@ -388,7 +390,7 @@ fn send_get<S: Transport>(
                 }
             };
             // Another connection may have signed this version while we waited.
-            if let Some(entry) = opts.cache.and_then(|c| c.get(&version)) {
+            if let Some(entry) = opts.cache.and_then(current) {
                 return finish_file(chan, opts, entry, offset, true, out);
             }
             let statement = FileStatement {
@@ -405,6 +407,7 @@ fn send_get<S: Transport>(
             let entry = SignedEntry {
                 statement,
                 signature,
+                signer,
             };
             if let Some(cache) = opts.cache.filter(|_| unchanged) {
                 cache.insert(version, entry.clone());
