@@ -6,13 +6,21 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use crate::handshake::{self, ClientConfig, Established, HandshakeError, ServerConfig};
+use crate::crypto::Secret32;
+use crate::handshake::{
+    self, ClientConfig, Established, ExpectResumedClientFinished, ExpectServerResume, FirstFlight,
+    HandshakeError, ResumableSession, ServerConfig, ServerFirst, TicketContents,
+};
 use crate::pki::VerifiedCert;
 use crate::record::{Opener, RecordError, Sealer};
 use crate::wire::{
     Alert, AppMessage, AppType, Codec, DecodeError, FRAME_HEADER_LEN, FrameHeader, FrameType,
-    MAX_RECORD_PAYLOAD, encode_frame,
+    MAX_RECORD_PAYLOAD, NewTicket, encode_frame,
 };
+
+/// Most bytes of early data (a returning client's requests before its Finished) a server
+/// reads, or skips when it declines the ticket; a client sends no more than this early.
+pub const MAX_EARLY_DATA: usize = 64 * 1024;
 
 /// Outgoing records are collected up to this size before a write.
 const WRITE_BUFFER: usize = 512 * 1024;
@@ -164,6 +172,30 @@ pub fn client_handshake<S: Transport>(
     Ok(Channel::pending(stream, state, deadline))
 }
 
+/// Like [`client_handshake`], resuming `session` when it is given and still verifies: the
+/// ResumeHello is only queued, so that the first requests (read requests only) go with it as
+/// early data, one round trip in all. The server's answer is read by the first receive (or
+/// [`Channel::complete_handshake`]); if the server declines the ticket, a full handshake
+/// follows on the same connection and the early requests are sent again after it.
+pub fn client_handshake_resuming<S: Transport>(
+    stream: S,
+    config: ClientConfig,
+    session: Option<&ResumableSession>,
+    deadline: Option<Instant>,
+) -> Result<Channel<S>, ConnError> {
+    let Some(session) = session else {
+        return client_handshake(stream, config, deadline);
+    };
+    let log = config.log.clone();
+    match handshake::client_resume_start(config.clone(), session) {
+        Ok(flight) => Ok(Channel::resuming(stream, flight, deadline)),
+        Err(e) => {
+            log(&format!("not resuming: {e}; full handshake"));
+            client_handshake(stream, config, deadline)
+        }
+    }
+}
+
 /// Runs the server side of the handshake; reads must finish by `deadline`.
 pub fn server_handshake<S: Transport>(
     stream: S,
@@ -207,17 +239,32 @@ pub fn server_handshake_gated<S: Transport>(
     };
     stream.set_deadline(earliest)?;
     let mut buf = Vec::new();
-    let run = |stream: &mut S, buf: &mut Vec<u8>| -> Result<(Established, Vec<u8>), ConnError> {
+    let tickets = config.tickets.clone();
+    let identity = config.identity.clone();
+    let run = |stream: &mut S, buf: &mut Vec<u8>| -> Result<Accepted, ConnError> {
         let state = handshake::server_start(config);
         // 1. The client's first flight, under the (shorter) first-flight deadline.
         let typ = read_handshake_frame(stream, buf)?;
-        let (state, out) = state.handle(typ, buf).map_err(|e| fail(stream, e))?;
+        let first = state.handle_first(typ, buf).map_err(|e| fail(stream, e))?;
         gate.hello_received();
         stream.set_deadline(deadline)?;
+        let (state, out) = match first {
+            ServerFirst::Resumed(resumed, out) => {
+                // A returning client, authenticated by its ticket's secret (binder) and its
+                // certificate verified again: served only if there is room for it.
+                if !gate.admit(&resumed.established.peer) {
+                    send_alert(stream, Alert::Busy);
+                    return Err(ConnError::Busy);
+                }
+                return Ok(Accepted::Resumed(resumed, out));
+            }
+            ServerFirst::Full(state, out, _) => (*state, out),
+        };
         stream.write_all(&out)?;
         stream.flush()?;
-        // 2. Its certificate, transcript signature and Finished.
-        let typ = read_handshake_frame(stream, buf)?;
+        // 2. Its certificate, transcript signature and Finished (after the early records of a
+        //    ResumeHello we declined, which are skipped unread).
+        let typ = read_handshake_frame_skipping_early(stream, buf)?;
         let state = state.handle(typ, buf).map_err(|e| fail(stream, e))?;
         let typ = read_handshake_frame(stream, buf)?;
         let state = state.handle(typ, buf).map_err(|e| fail(stream, e))?;
@@ -228,18 +275,47 @@ pub fn server_handshake_gated<S: Transport>(
             send_alert(stream, Alert::Busy);
             return Err(ConnError::Busy);
         }
-        Ok((est, out))
+        Ok(Accepted::Full(Box::new(est), out))
     };
     match run(&mut stream, &mut buf) {
-        Ok((est, out)) => {
-            // Our CertificateVerify and Finished go out at once; the client's first requests
-            // came with its Finished and are answered right behind them, in the same round
-            // trip. (Holding them back for the first answer would save a packet, but leave a
-            // client that sends nothing first waiting for the idle timeout.)
-            stream.write_all(&out)?;
-            stream.flush()?;
-            stream.set_deadline(None)?;
-            Ok(Channel::new(stream, est))
+        Ok(accepted) => {
+            // Our last flight goes out at once, with a ticket for next time; the client's
+            // first requests came with its own flight and are answered right behind them, in
+            // the same round trip. (Holding them back for the first answer would save a
+            // packet, but leave a client that sends nothing first waiting for the idle
+            // timeout.)
+            let (mut chan, out) = match accepted {
+                Accepted::Full(est, out) => (Channel::new(stream, *est), out),
+                Accepted::Resumed(resumed, out) => (Channel::resumed_server(stream, *resumed), out),
+            };
+            chan.stream.write_all(&out)?;
+            if let Some(keys) = &tickets {
+                let now = crate::pki::now_unix();
+                let mut id = [0u8; 16];
+                rand::fill(&mut id[..]);
+                let expires_at = (now + i64::from(keys.lifetime()))
+                    .min(chan.peer.not_after_unix)
+                    .min(identity.not_after());
+                let contents = TicketContents {
+                    id,
+                    issued_at: now,
+                    expires_at,
+                    resumption: chan.resumption.clone(),
+                    server_fingerprint: identity.fingerprint(),
+                    client_cert: chan.peer_der.clone(),
+                    client_chain: chan.peer_chain.clone(),
+                };
+                if let Some(ticket) = keys.seal(&contents) {
+                    let msg = NewTicket {
+                        lifetime_secs: u32::try_from((expires_at - now).max(0)).unwrap_or(0),
+                        ticket,
+                    };
+                    chan.send_msg(AppType::NewTicket, &msg)?;
+                }
+            }
+            chan.flush()?;
+            chan.stream.set_deadline(None)?;
+            Ok(chan)
         }
         Err(e) => {
             match &e {
@@ -251,6 +327,38 @@ pub fn server_handshake_gated<S: Transport>(
             }
             drain(&mut stream);
             Err(e)
+        }
+    }
+}
+
+/// A handshake the server completed (full) or accepted (resumed, the client's Finished due).
+enum Accepted {
+    Full(Box<Established>, Vec<u8>),
+    Resumed(Box<ExpectResumedClientFinished>, Vec<u8>),
+}
+
+/// Reads the next handshake frame, skipping (unread) the early records of a ResumeHello the
+/// server declined, up to [`MAX_EARLY_DATA`] bytes of them.
+fn read_handshake_frame_skipping_early<R: Read>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+) -> Result<FrameType, ConnError> {
+    let mut skipped = 0usize;
+    loop {
+        match read_frame(r, buf)? {
+            Some((_, h)) if h.typ == FrameType::EarlyRecord => {
+                skipped += FRAME_HEADER_LEN + h.len;
+                if skipped > MAX_EARLY_DATA {
+                    return Err(ConnError::Protocol("too much early data".into()));
+                }
+            }
+            Some((_, h)) if h.typ == FrameType::Record => {
+                return Err(ConnError::Protocol(
+                    "encrypted record before the handshake finished".into(),
+                ));
+            }
+            Some((_, h)) => return Ok(h.typ),
+            None => return Err(ConnError::Truncated),
         }
     }
 }
@@ -278,9 +386,32 @@ enum Stage {
     Established,
     /// Waiting for the server's CertificateVerify and Finished (by `deadline`).
     AwaitingServer(Box<(handshake::ExpectServerCertificateVerify, Option<Instant>)>),
+    /// A returning client waiting for the server's answer to its ResumeHello (by the
+    /// deadline), with a copy of the early requests sent (to send again if the server makes a
+    /// full handshake instead).
+    AwaitingResume(Box<ResumePending>),
+    /// A server that resumed a session: the client's early records may still come, then
+    /// its Finished.
+    EarlyData(Box<EarlyData>),
     /// The server's last flight did not verify: nothing is ever opened on this channel.
     Failed,
 }
+
+struct ResumePending {
+    state: ExpectServerResume,
+    deadline: Option<Instant>,
+    sent: Vec<(AppType, Vec<u8>)>,
+    sent_bytes: usize,
+}
+
+struct EarlyData {
+    state: ExpectResumedClientFinished,
+    opener: Opener,
+    bytes: usize,
+}
+
+/// Called with each session ticket a client receives, to keep it for a later connection.
+pub type TicketSink = Box<dyn FnMut(ResumableSession) + Send>;
 
 /// A mutually authenticated channel carrying application messages. On the client it may
 /// still be waiting for the server's last handshake flight ([`client_handshake`]): it can
@@ -296,6 +427,11 @@ pub struct Channel<S> {
     stage: Stage,
     /// The read deadline set with [`Channel::set_deadline`], restored after the handshake's.
     deadline: Option<Instant>,
+    peer_chain: Vec<Vec<u8>>,
+    /// The secret a ticket for this session stands for.
+    resumption: Secret32,
+    resumed: bool,
+    ticket_sink: Option<TicketSink>,
 }
 
 impl<S: Transport> Channel<S> {
@@ -310,6 +446,61 @@ impl<S: Transport> Channel<S> {
             peer_der: est.peer_der,
             stage: Stage::Established,
             deadline: None,
+            peer_chain: est.peer_chain,
+            resumption: est.resumption,
+            resumed: est.resumed,
+            ticket_sink: None,
+        }
+    }
+
+    /// A server channel of a resumed session, before the client's Finished.
+    fn resumed_server(stream: S, resumed: ExpectResumedClientFinished) -> Self {
+        let opener = Opener::early(&resumed.early);
+        let est = Established {
+            send: resumed.established.send.clone(),
+            recv: resumed.established.recv.clone(),
+            peer: resumed.established.peer.clone(),
+            peer_der: resumed.established.peer_der.clone(),
+            peer_chain: resumed.established.peer_chain.clone(),
+            resumption: resumed.established.resumption.clone(),
+            resumed: true,
+        };
+        let mut chan = Self::new(stream, est);
+        chan.stage = Stage::EarlyData(Box::new(EarlyData {
+            state: resumed,
+            opener,
+            bytes: 0,
+        }));
+        chan
+    }
+
+    /// A client channel whose ResumeHello is queued; its first records are early data.
+    fn resuming(
+        stream: S,
+        flight: handshake::ClientResumeFlight,
+        deadline: Option<Instant>,
+    ) -> Self {
+        let (peer, peer_der, peer_chain) = flight.state.server();
+        Self {
+            stream,
+            sealer: Sealer::early(&flight.early),
+            // Replaced before anything is opened.
+            opener: Opener::early(&flight.early),
+            rbuf: Vec::new(),
+            wbuf: flight.out,
+            peer,
+            peer_der,
+            stage: Stage::AwaitingResume(Box::new(ResumePending {
+                state: flight.state,
+                deadline,
+                sent: Vec::new(),
+                sent_bytes: 0,
+            })),
+            deadline: None,
+            peer_chain,
+            resumption: Secret32([0; 32]),
+            resumed: false,
+            ticket_sink: None,
         }
     }
 
@@ -332,6 +523,10 @@ impl<S: Transport> Channel<S> {
             peer_der,
             stage: Stage::AwaitingServer(Box::new((state, deadline))),
             deadline: None,
+            peer_chain: Vec::new(),
+            resumption: Secret32([0; 32]),
+            resumed: false,
+            ticket_sink: None,
         }
     }
 
@@ -345,20 +540,24 @@ impl<S: Transport> Channel<S> {
                 self.stage = Stage::Established;
                 return Ok(());
             }
+            // A server's session is established; the client's Finished is read with the
+            // records (see `recv`).
+            early @ Stage::EarlyData(_) => {
+                self.stage = early;
+                return Ok(());
+            }
             Stage::Failed => {
                 return Err(ConnError::Protocol(
                     "the server's handshake did not verify; this channel is unusable".into(),
                 ));
             }
+            Stage::AwaitingResume(p) => return self.complete_resumption(*p),
             Stage::AwaitingServer(p) => *p,
         };
         self.flush()?;
         // The earlier of the handshake's deadline and the caller's.
-        let deadline = match (handshake_deadline, self.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.stream.set_deadline(deadline)?;
+        self.stream
+            .set_deadline(earlier(handshake_deadline, self.deadline))?;
         let typ = read_handshake_frame(&mut self.stream, &mut self.rbuf)?;
         let state = state
             .handle(typ, &self.rbuf)
@@ -371,8 +570,72 @@ impl<S: Transport> Channel<S> {
         // The same keys as the early ones (one key schedule); the peer is now proven.
         self.peer = est.peer;
         self.peer_der = est.peer_der;
+        self.peer_chain = est.peer_chain;
+        self.resumption = est.resumption;
         self.stage = Stage::Established;
         Ok(())
+    }
+
+    /// The server's answer to our ResumeHello: the resumed session (our Finished is queued
+    /// before anything else), or a full handshake, after which the early requests are sent
+    /// again under its keys.
+    fn complete_resumption(&mut self, pending: ResumePending) -> Result<(), ConnError> {
+        self.flush()?;
+        self.stream
+            .set_deadline(earlier(pending.deadline, self.deadline))?;
+        let typ = read_handshake_frame(&mut self.stream, &mut self.rbuf)?;
+        let flight = if ExpectServerResume::is_resumed(typ) {
+            let body = std::mem::take(&mut self.rbuf);
+            let fin_typ = read_handshake_frame(&mut self.stream, &mut self.rbuf)?;
+            pending
+                .state
+                .handle_resumed(typ, &body, fin_typ, &self.rbuf)
+        } else {
+            pending.state.handle_server_hello(typ, &self.rbuf)
+        }
+        .map_err(|e| fail(&mut self.stream, e))?;
+        match flight {
+            FirstFlight::Resumed(est, finished) => {
+                self.stream.set_deadline(self.deadline)?;
+                self.wbuf.extend_from_slice(&finished);
+                self.sealer = Sealer::new(&est.send);
+                self.opener = Opener::new(&est.recv);
+                self.peer = est.peer;
+                self.peer_der = est.peer_der;
+                self.peer_chain = est.peer_chain;
+                self.resumption = est.resumption;
+                self.resumed = true;
+                self.stage = Stage::Established;
+                Ok(())
+            }
+            FirstFlight::Full(state, flight) => {
+                self.stream.write_all(&flight)?;
+                let (send, recv) = state.record_keys();
+                self.sealer = Sealer::new(&send);
+                self.opener = Opener::new(&recv);
+                self.stage = Stage::AwaitingServer(Box::new((*state, pending.deadline)));
+                for (typ, payload) in pending.sent {
+                    self.send(typ, &payload)?;
+                }
+                self.complete_handshake()
+            }
+        }
+    }
+
+    /// Whether this session was resumed from a ticket.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// On a server: whether the last message received came before the client's Finished
+    /// (early data of a resumed session, which may be replayed: read requests only).
+    pub fn in_early_data(&self) -> bool {
+        matches!(self.stage, Stage::EarlyData(_))
+    }
+
+    /// Where the session tickets this client receives go (a session cache).
+    pub fn set_ticket_sink(&mut self, sink: TicketSink) {
+        self.ticket_sink = Some(sink);
     }
 
     /// True once the peer proved its key and confirmed ours (always on the server).
@@ -392,8 +655,28 @@ impl<S: Transport> Channel<S> {
         &self.peer_der
     }
 
+    /// Before a client's ResumeHello was answered, only read requests travel as early data
+    /// (and no more than [`MAX_EARLY_DATA`]); anything else first completes the handshake.
+    fn may_send_early(&mut self, typ: AppType, payload: Option<&[u8]>) -> Result<(), ConnError> {
+        let Stage::AwaitingResume(p) = &mut self.stage else {
+            return Ok(());
+        };
+        match payload {
+            Some(payload)
+                if typ == AppType::Request
+                    && p.sent_bytes + payload.len() + FRAME_HEADER_LEN + 32 <= MAX_EARLY_DATA =>
+            {
+                p.sent_bytes += payload.len() + FRAME_HEADER_LEN + 32;
+                p.sent.push((typ, payload.to_vec()));
+                Ok(())
+            }
+            _ => self.complete_handshake(),
+        }
+    }
+
     /// Queues one message; writes when enough is buffered. `payload` must fit one record.
     pub fn send(&mut self, typ: AppType, payload: &[u8]) -> Result<(), ConnError> {
+        self.may_send_early(typ, Some(payload))?;
         self.sealer.seal(typ as u8, payload, &mut self.wbuf)?;
         if self.wbuf.len() >= WRITE_BUFFER {
             self.flush()?;
@@ -409,6 +692,7 @@ impl<S: Transport> Channel<S> {
         max: usize,
         fill: impl FnOnce(&mut [u8]) -> io::Result<usize>,
     ) -> Result<io::Result<usize>, ConnError> {
+        self.may_send_early(typ, None)?;
         let n = self
             .sealer
             .seal_with(typ as u8, max, &mut self.wbuf, fill)?;
@@ -456,33 +740,97 @@ impl<S: Transport> Channel<S> {
 
     /// Receives the next message. An EOF without a prior Close is `Truncated`.
     pub fn recv(&mut self) -> Result<(AppType, &[u8]), ConnError> {
-        if !self.is_established() {
+        let (typ, len) = self.recv_len()?;
+        // `Opener::open` decrypts in place: the payload follows the inner type byte.
+        Ok((typ, &self.rbuf[1..1 + len]))
+    }
+
+    /// Receives the next message: its type and the length of its payload, at `rbuf[1..]`.
+    /// Session tickets (client) and the client's Finished after early data (server) are
+    /// handled here and never returned.
+    fn recv_len(&mut self) -> Result<(AppType, usize), ConnError> {
+        if matches!(
+            self.stage,
+            Stage::AwaitingServer(_) | Stage::AwaitingResume(_) | Stage::Failed
+        ) {
             self.complete_handshake()?;
         }
-        let (raw, header) = match read_frame(&mut self.stream, &mut self.rbuf)? {
-            Some(v) => v,
-            None => return Err(ConnError::Truncated),
-        };
-        if header.typ != FrameType::Record {
-            return Err(ConnError::Protocol(format!(
-                "unencrypted {:?} frame after the handshake",
-                header.typ
-            )));
+        loop {
+            let (raw, header) = match read_frame(&mut self.stream, &mut self.rbuf)? {
+                Some(v) => v,
+                None => return Err(ConnError::Truncated),
+            };
+            let (inner, len) = match (header.typ, &mut self.stage) {
+                (FrameType::Record, Stage::Established) => {
+                    let (inner, payload) = self.opener.open(&raw, &mut self.rbuf)?;
+                    (inner, payload.len())
+                }
+                (FrameType::EarlyRecord, Stage::EarlyData(early)) => {
+                    early.bytes += FRAME_HEADER_LEN + header.len;
+                    if early.bytes > MAX_EARLY_DATA {
+                        return Err(ConnError::Protocol("too much early data".into()));
+                    }
+                    let (inner, payload) = early.opener.open(&raw, &mut self.rbuf)?;
+                    (inner, payload.len())
+                }
+                (FrameType::ClientFinished, Stage::EarlyData(_)) => {
+                    let Stage::EarlyData(early) = std::mem::replace(&mut self.stage, Stage::Failed)
+                    else {
+                        unreachable!("matched just above");
+                    };
+                    early
+                        .state
+                        .handle(FrameType::ClientFinished, &self.rbuf)
+                        .map_err(|e| fail(&mut self.stream, e))?;
+                    self.stage = Stage::Established;
+                    continue;
+                }
+                (FrameType::Record, Stage::EarlyData(_)) => {
+                    return Err(ConnError::Protocol(
+                        "a record before the client's Finished".into(),
+                    ));
+                }
+                (other, _) => {
+                    return Err(ConnError::Protocol(format!(
+                        "unexpected {other:?} frame after the handshake"
+                    )));
+                }
+            };
+            let typ = AppType::from_u8(inner)
+                .ok_or_else(|| ConnError::Protocol(format!("unknown message type {inner}")))?;
+            if typ == AppType::NewTicket {
+                self.keep_ticket(len)?;
+                continue;
+            }
+            return Ok((typ, len));
         }
-        let (inner, payload) = self.opener.open(&raw, &mut self.rbuf)?;
-        let typ = AppType::from_u8(inner)
-            .ok_or_else(|| ConnError::Protocol(format!("unknown message type {inner}")))?;
-        Ok((typ, payload))
+    }
+
+    /// A session ticket from the server: handed to the sink with what resuming needs.
+    fn keep_ticket(&mut self, len: usize) -> Result<(), ConnError> {
+        // Without a sink (a server, or a client without a session cache) it is dropped.
+        if self.ticket_sink.is_none() {
+            return Ok(());
+        }
+        let msg = NewTicket::decode(&self.rbuf[1..1 + len])?;
+        let session = ResumableSession {
+            ticket: msg.ticket,
+            resumption: self.resumption.clone(),
+            server_der: self.peer_der.clone(),
+            server_chain: self.peer_chain.clone(),
+            expires_at: crate::pki::now_unix() + i64::from(msg.lifetime_secs),
+        };
+        if let Some(sink) = &mut self.ticket_sink {
+            sink(session);
+        }
+        Ok(())
     }
 
     /// Like [`recv`](Self::recv), but hands over the buffer the message was decrypted in, so
     /// that it can go to another thread without a copy; `spare` (any capacity) takes its place
     /// for the next record.
     pub fn recv_owned(&mut self, spare: Vec<u8>) -> Result<(AppType, OwnedMsg), ConnError> {
-        let (typ, len) = {
-            let (typ, payload) = self.recv()?;
-            (typ, payload.len())
-        };
+        let (typ, len) = self.recv_len()?;
         // `Opener::open` returns the plaintext after the inner type byte.
         let buf = std::mem::replace(&mut self.rbuf, spare);
         Ok((typ, OwnedMsg { buf, len }))
@@ -501,5 +849,13 @@ impl<S: Transport> Channel<S> {
 
     pub fn into_inner(self) -> S {
         self.stream
+    }
+}
+
+/// The earlier of two optional deadlines.
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

@@ -38,6 +38,12 @@ pub const LABEL_S2C_KEY: &[u8] = b"minitls v1 s2c key";
 pub const LABEL_S2C_IV: &[u8] = b"minitls v1 s2c iv";
 pub const LABEL_CLIENT_FINISHED: &[u8] = b"minitls v1 client finished";
 pub const LABEL_SERVER_FINISHED: &[u8] = b"minitls v1 server finished";
+/// Labels of session resumption (protocol version 3).
+pub const LABEL_RESUMPTION: &[u8] = b"minitls v3 resumption";
+pub const LABEL_BINDER: &[u8] = b"minitls v3 binder";
+pub const LABEL_EARLY_KEY: &[u8] = b"minitls v3 early c2s key";
+pub const LABEL_EARLY_IV: &[u8] = b"minitls v3 early c2s iv";
+pub const LABEL_RESUMED: &[u8] = b"minitls v3 resumed handshake";
 
 /// Length of the client's key-transport secret.
 pub const SECRET_LEN: usize = 32;
@@ -153,6 +159,9 @@ pub struct KeySchedule {
     pub s2c: DirectionKeys,
     pub client_finished: Secret32,
     pub server_finished: Secret32,
+    /// The secret a session ticket stands for: a later connection resumes with it (mixed with
+    /// a fresh X25519 exchange). Both ends derive it; the server seals it into the ticket.
+    pub resumption: Secret32,
 }
 
 /// HKDF-SHA-256: extract over `transport secret || x25519 shared secret`, salted with the
@@ -178,6 +187,7 @@ pub fn derive_keys(transport: &Secret32, dh: &Secret32, transcript: &[u8; 32]) -
         },
         client_finished: Secret32([0; 32]),
         server_finished: Secret32([0; 32]),
+        resumption: Secret32([0; 32]),
     };
     expand(LABEL_C2S_KEY, &mut ks.c2s.key);
     expand(LABEL_C2S_IV, &mut ks.c2s.iv);
@@ -185,7 +195,49 @@ pub fn derive_keys(transport: &Secret32, dh: &Secret32, transcript: &[u8; 32]) -
     expand(LABEL_S2C_IV, &mut ks.s2c.iv);
     expand(LABEL_CLIENT_FINISHED, &mut ks.client_finished.0);
     expand(LABEL_SERVER_FINISHED, &mut ks.server_finished.0);
+    expand(LABEL_RESUMPTION, &mut ks.resumption.0);
     ks
+}
+
+/// HKDF-Expand of `secret` (as the PRK of an extract with an all-zero salt) under `label`.
+fn expand_from(secret: &Secret32, label: &[u8], out: &mut [u8]) {
+    Hkdf::<Sha256>::new(None, &secret.0)
+        .expand(label, out)
+        .expect("outputs of at most 32 bytes are far below HKDF's 255*32 limit");
+}
+
+/// The key of a ResumeHello's binder (an HMAC over the frame before it): proves the client
+/// holds the ticket's secret.
+pub fn binder_key(resumption: &Secret32) -> Secret32 {
+    let mut k = Secret32([0; 32]);
+    expand_from(resumption, LABEL_BINDER, &mut k.0);
+    k
+}
+
+/// Keys of a returning client's early data: the ticket's secret and the ResumeHello's hash
+/// (binder included) alone. No forward secrecy for these few bytes of read requests, as with
+/// TLS 1.3's early data; everything after is keyed with a fresh X25519 exchange too.
+pub fn early_keys(resumption: &Secret32, transcript: &[u8; 32]) -> DirectionKeys {
+    let hk = Hkdf::<Sha256>::new(Some(transcript), &resumption.0);
+    let mut keys = DirectionKeys {
+        key: [0; 32],
+        iv: [0; 12],
+    };
+    let expand = |label: &[u8], out: &mut [u8]| {
+        hk.expand(label, out)
+            .expect("outputs of at most 32 bytes are far below HKDF's 255*32 limit");
+    };
+    expand(LABEL_EARLY_KEY, &mut keys.key);
+    expand(LABEL_EARLY_IV, &mut keys.iv);
+    keys
+}
+
+/// What stands in for the RSA-transported secret in a resumed handshake's [`derive_keys`]
+/// (mixed there with the fresh X25519 secret, salted with the resumed transcript).
+pub fn resumed_transport(resumption: &Secret32) -> Secret32 {
+    let mut k = Secret32([0; 32]);
+    expand_from(resumption, LABEL_RESUMED, &mut k.0);
+    k
 }
 
 /// HMAC-SHA-256 of the transcript hash under a Finished key.

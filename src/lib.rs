@@ -34,6 +34,7 @@ pub mod paths;
 pub mod pki;
 pub mod policy;
 pub mod record;
+pub mod session_cache;
 pub mod sigfile;
 pub mod testkit;
 pub mod transfer;

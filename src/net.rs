@@ -141,13 +141,29 @@ pub fn connect(
     config: ClientConfig,
     timeout: Duration,
 ) -> Result<Channel<TcpTransport>, ConnError> {
+    connect_resuming(addr, config, None, timeout)
+}
+
+/// Connects and runs the client handshake, resuming `session` if one is given (see
+/// [`conn::client_handshake_resuming`]).
+pub fn connect_resuming(
+    addr: &str,
+    config: ClientConfig,
+    session: Option<&crate::handshake::ResumableSession>,
+    timeout: Duration,
+) -> Result<Channel<TcpTransport>, ConnError> {
     let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(ConnError::Io)?.collect();
     let mut last = io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing");
     for a in addrs {
         match TcpStream::connect_timeout(&a, timeout) {
             Ok(s) => {
                 let t = TcpTransport::new(s, DEFAULT_IDLE_TIMEOUT).map_err(ConnError::Io)?;
-                return conn::client_handshake(t, config, Some(Instant::now() + timeout));
+                return conn::client_handshake_resuming(
+                    t,
+                    config,
+                    session,
+                    Some(Instant::now() + timeout),
+                );
             }
             Err(e) => last = e,
         }
@@ -767,7 +783,14 @@ fn handle_connection(
             return Err(e);
         }
     };
-    log(&format!("client '{}' authenticated", chan.peer().subject));
+    if chan.resumed() {
+        log(&format!(
+            "client '{}' resumed a session (ticket; certificate verified again)",
+            chan.peer().subject
+        ));
+    } else {
+        log(&format!("client '{}' authenticated", chan.peer().subject));
+    }
     let access = settings.access_for(chan.peer_der());
     let client = Peer {
         subject: chan.peer().subject.clone(),

@@ -52,15 +52,19 @@ struct State {
     iv: [u8; 12],
     seq: u64,
     bytes: u64,
+    /// `Record`, or `EarlyRecord` for a returning client's early data: the frame type is in
+    /// the header, which is the AAD, so one kind cannot pass for the other.
+    frame: FrameType,
 }
 
 impl State {
-    fn new(keys: &DirectionKeys) -> Self {
+    fn new(keys: &DirectionKeys, frame: FrameType) -> Self {
         Self {
             cipher: Aes256Gcm::new(&keys.key.into()),
             iv: keys.iv,
             seq: 0,
             bytes: 0,
+            frame,
         }
     }
 
@@ -88,7 +92,12 @@ pub struct Sealer(State);
 
 impl Sealer {
     pub fn new(keys: &DirectionKeys) -> Self {
-        Self(State::new(keys))
+        Self(State::new(keys, FrameType::Record))
+    }
+
+    /// Seals a returning client's early data (`EarlyRecord` frames).
+    pub fn early(keys: &DirectionKeys) -> Self {
+        Self(State::new(keys, FrameType::EarlyRecord))
     }
 
     /// Appends one complete record frame carrying `payload` to `out`.
@@ -154,7 +163,7 @@ impl Sealer {
                 return Err(e);
             }
         };
-        let header = FrameHeader::encode(FrameType::Record, body_len);
+        let header = FrameHeader::encode(self.0.frame, body_len);
         out[start..start + FRAME_HEADER_LEN].copy_from_slice(&header);
         out[start + FRAME_HEADER_LEN] = inner;
         let nonce = nonce_for(&self.0.iv, seq);
@@ -177,7 +186,12 @@ pub struct Opener(State);
 
 impl Opener {
     pub fn new(keys: &DirectionKeys) -> Self {
-        Self(State::new(keys))
+        Self(State::new(keys, FrameType::Record))
+    }
+
+    /// Opens a returning client's early data (`EarlyRecord` frames).
+    pub fn early(keys: &DirectionKeys) -> Self {
+        Self(State::new(keys, FrameType::EarlyRecord))
     }
 
     /// Decrypts a record in place. `header` is the frame header as received (it is the AAD),
@@ -187,7 +201,7 @@ impl Opener {
         header: &[u8; FRAME_HEADER_LEN],
         body: &'a mut [u8],
     ) -> Result<(u8, &'a [u8]), RecordError> {
-        if header[0] != FrameType::Record as u8 {
+        if header[0] != self.0.frame as u8 {
             return Err(RecordError::NotARecord);
         }
         if body.len() < 1 + TAG_LEN {

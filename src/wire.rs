@@ -7,7 +7,7 @@
 use thiserror::Error;
 
 /// Version number carried in the hellos. Bumped for any incompatible change of this file.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// A frame is `type: u8 | length: u32 (big endian) | body`.
 pub const FRAME_HEADER_LEN: usize = 5;
@@ -26,6 +26,12 @@ pub const MAX_HANDSHAKE_BODY: usize = MAX_CERT_LEN + 2 * MAX_RSA_BLOB_LEN + 64;
 /// still costs a server at most `MAX_HANDSHAKE_BODY`.
 pub const MAX_CHAIN_MSG_BODY: usize =
     (1 + MAX_CHAIN_LEN) * (MAX_CERT_LEN + 2) + 2 * MAX_RSA_BLOB_LEN + 64;
+/// Largest session ticket (nonce, encrypted contents with the client's chain, tag). A client
+/// whose certificates would make a larger one gets no ticket.
+pub const MAX_TICKET_LEN: usize = 60 * 1024;
+/// The ResumeHello's bytes besides its ticket: version, random, key share, client
+/// fingerprint, ticket length, binder.
+pub const RESUME_HELLO_FIXED: usize = 2 + 32 + 32 + 32 + 2 + 32;
 /// Largest application payload carried by one record.
 pub const MAX_RECORD_PAYLOAD: usize = 256 * 1024;
 /// AES-GCM tag length.
@@ -51,8 +57,15 @@ pub enum FrameType {
     ClientFinished = 5,
     ServerCertificateVerify = 6,
     ServerFinished = 7,
+    /// A returning client's first flight: a ClientHello with a session ticket (version 3).
+    ResumeHello = 8,
+    /// The server's answer to an accepted ResumeHello (then its Finished).
+    ServerResume = 9,
     Alert = 0x15,
     Record = 0x17,
+    /// A record a returning client sends with its ResumeHello, before its Finished, under
+    /// keys of the ticket's secret alone (read requests only).
+    EarlyRecord = 0x18,
 }
 
 impl FrameType {
@@ -65,8 +78,11 @@ impl FrameType {
             5 => Self::ClientFinished,
             6 => Self::ServerCertificateVerify,
             7 => Self::ServerFinished,
+            8 => Self::ResumeHello,
+            9 => Self::ServerResume,
             0x15 => Self::Alert,
             0x17 => Self::Record,
+            0x18 => Self::EarlyRecord,
             _ => return None,
         })
     }
@@ -74,9 +90,10 @@ impl FrameType {
     /// The largest body a frame of this type may declare: checked before allocating.
     pub fn max_body(self) -> usize {
         match self {
-            Self::Record => MAX_RECORD_BODY,
+            Self::Record | Self::EarlyRecord => MAX_RECORD_BODY,
             Self::Alert => 1,
             Self::ServerHello | Self::ClientCertificate => MAX_CHAIN_MSG_BODY,
+            Self::ResumeHello => RESUME_HELLO_FIXED + MAX_TICKET_LEN,
             _ => MAX_HANDSHAKE_BODY,
         }
     }
@@ -342,6 +359,86 @@ fn read_chain(r: &mut Reader<'_>, what: &'static str) -> Result<Vec<Vec<u8>>, De
     Ok(chain)
 }
 
+/// A returning client's first flight (session resumption, PROTOCOL.md §2.5). `binder` is
+/// an HMAC, under a key of the ticket's secret, over every byte of the frame before it
+/// (header included), so only the holder of that secret can present the ticket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumeHello {
+    pub version: u16,
+    pub random: [u8; 32],
+    pub x25519: [u8; 32],
+    /// SHA-256 of the certificate the client holds now: the ticket must have been issued to it.
+    pub client_fingerprint: [u8; 32],
+    /// Opaque to the client: the server's encrypted session state.
+    pub ticket: Vec<u8>,
+    pub binder: [u8; 32],
+}
+
+impl Codec for ResumeHello {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_u16(out, self.version);
+        out.extend_from_slice(&self.random);
+        out.extend_from_slice(&self.x25519);
+        out.extend_from_slice(&self.client_fingerprint);
+        put_vec_u16(out, &self.ticket);
+        out.extend_from_slice(&self.binder);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            version: r.u16("version")?,
+            random: r.array("client random")?,
+            x25519: r.array("client key share")?,
+            client_fingerprint: r.array("client fingerprint")?,
+            ticket: r.vec_u16(MAX_TICKET_LEN, "ticket")?.to_vec(),
+            binder: r.array("binder")?,
+        })
+    }
+}
+
+/// The server's answer to an accepted ResumeHello: its fresh random and X25519 share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerResume {
+    pub version: u16,
+    pub random: [u8; 32],
+    pub x25519: [u8; 32],
+}
+
+impl Codec for ServerResume {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_u16(out, self.version);
+        out.extend_from_slice(&self.random);
+        out.extend_from_slice(&self.x25519);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            version: r.u16("version")?,
+            random: r.array("server random")?,
+            x25519: r.array("server key share")?,
+        })
+    }
+}
+
+/// A session ticket for the client to present next time (AppType::NewTicket).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTicket {
+    /// Seconds the server will accept it for (it may accept it for less: certificates expire).
+    pub lifetime_secs: u32,
+    pub ticket: Vec<u8>,
+}
+
+impl Codec for NewTicket {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_u32(out, self.lifetime_secs);
+        put_vec_u16(out, &self.ticket);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            lifetime_secs: r.u32("ticket lifetime")?,
+            ticket: r.vec_u16(MAX_TICKET_LEN, "ticket")?.to_vec(),
+        })
+    }
+}
+
 /// Flight 3a: the client's certificate and the secret wrapped to the server's key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientCertificate {
@@ -504,6 +601,9 @@ pub enum AppType {
     PutReady = 15,
     /// Server -> client: the upload is verified and in place.
     PutDone = 16,
+    /// Server -> client, right after a handshake: a session ticket for the next connection.
+    /// Read by the channel itself ([`NewTicket`]), never handed to the application.
+    NewTicket = 27,
 }
 
 impl AppType {
@@ -525,6 +625,7 @@ impl AppType {
             14 => Self::Put,
             15 => Self::PutReady,
             16 => Self::PutDone,
+            27 => Self::NewTicket,
             _ => return None,
         })
     }
@@ -1086,6 +1187,8 @@ impl<'a> AppMessage<'a> {
                 Self::PutReady
             }
             AppType::PutDone => Self::PutDone(FileDone::decode(payload)?),
+            // The channel consumes tickets (conn.rs); one reaching here is out of place.
+            AppType::NewTicket => return Err(DecodeError::InvalidValue("session ticket")),
         })
     }
 }

@@ -289,6 +289,7 @@ fn check(t: Tamper, s2c_final_flight_start: usize) -> Result<String, String> {
                 HandshakeError::PeerCertificate { .. } => "certificate rejected",
                 HandshakeError::BadSignature(_) => "transcript signature invalid",
                 HandshakeError::BadFinished(_) => "Finished MAC mismatch",
+                HandshakeError::BadBinder => "ticket binder invalid",
                 HandshakeError::BadKeyShare => "bad key share",
                 HandshakeError::PeerAlert(_) => "alert",
                 HandshakeError::Local(_) => "local failure",

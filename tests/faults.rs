@@ -683,6 +683,8 @@ fn sigterm_lets_the_transfer_in_flight_finish_refuses_new_clients_and_exits_0() 
         .wait_exit_within(Duration::from_secs(5))
         .unwrap_or_else(|| panic!("the server did not exit:\n{}", server.log()));
     assert_eq!(status.code(), Some(0), "{}", server.log());
+    // The log reader thread may still be catching up with the last line.
+    assert!(server.wait_for_log(" stopped"), "{}", server.log());
     let log = server.log();
     assert!(log.contains("sent 'big.bin'"), "{log}");
     assert!(log.lines().last().unwrap().ends_with(" stopped"), "{log}");

@@ -318,10 +318,12 @@ fn a_crl_of_any_anchor_of_a_bundle_is_read_and_speaks_only_for_that_anchor() {
 
 /// The sha256 fingerprint `-v` names for the server's certificate.
 fn server_fingerprint_seen(w: &Workspace, server: &common::Server) -> String {
+    // A full handshake each time (a resumed one shows no ServerHello).
     let out = w.run(&[
         "-v",
         "fetch",
         "hello.txt",
+        "--no-session-cache",
         "--server",
         &server.addr,
         "--out",

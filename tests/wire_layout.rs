@@ -63,8 +63,11 @@ fn frame_types_and_maxima_are_as_documented() {
         (5, FrameType::ClientFinished, MAX_HANDSHAKE_BODY),
         (6, FrameType::ServerCertificateVerify, MAX_HANDSHAKE_BODY),
         (7, FrameType::ServerFinished, MAX_HANDSHAKE_BODY),
+        (8, FrameType::ResumeHello, 132 + 61_440),
+        (9, FrameType::ServerResume, MAX_HANDSHAKE_BODY),
         (0x15, FrameType::Alert, 1),
         (0x17, FrameType::Record, MAX_RECORD_BODY),
+        (0x18, FrameType::EarlyRecord, MAX_RECORD_BODY),
     ];
     for b in 0..=255u8 {
         let want = table.iter().find(|(t, _, _)| *t == b);
@@ -108,8 +111,8 @@ fn a_frame_header_is_a_type_byte_and_a_big_endian_u32_length() {
     ));
     assert!(FrameHeader::parse(&[0x15, 0, 0, 0, 2]).is_err());
     assert_eq!(
-        FrameHeader::parse(&[0x08, 0, 0, 0, 0]),
-        Err(DecodeError::UnknownType(8))
+        FrameHeader::parse(&[0x0a, 0, 0, 0, 0]),
+        Err(DecodeError::UnknownType(10))
     );
 }
 
@@ -120,15 +123,15 @@ fn a_frame_header_is_a_type_byte_and_a_big_endian_u32_length() {
 #[test]
 fn client_hello_is_version_random_and_key_share() {
     let mut b = vec![];
-    b.extend(2u16.to_be_bytes()); // version u16 (=2)
+    b.extend(3u16.to_be_bytes()); // version u16 (=3)
     b.extend([0x11; 32]); // random_c [32]
     b.extend([0x22; 32]); // x25519_c [32]
     assert_eq!(b.len(), 66);
-    assert_eq!(PROTOCOL_VERSION, 2);
+    assert_eq!(PROTOCOL_VERSION, 3);
     layout(
         &b,
         ClientHello {
-            version: 2,
+            version: 3,
             random: [0x11; 32],
             x25519: [0x22; 32],
         },
@@ -280,6 +283,7 @@ fn application_message_types_are_numbered_as_documented() {
         (14, AppType::Put),
         (15, AppType::PutReady),
         (16, AppType::PutDone),
+        (27, AppType::NewTicket),
     ];
     for b in 0..=255u8 {
         let want = table.iter().find(|(t, _)| *t == b).map(|(_, a)| *a);
@@ -862,7 +866,7 @@ fn a_handshake_follows_the_documented_flights_transcript_and_signatures() {
 
     // Bodies decode as documented.
     let ch = ClientHello::decode(&f1[0].1).unwrap();
-    assert_eq!(ch.version, 2);
+    assert_eq!(ch.version, 3);
     let sh = ServerHello::decode(&f2[0].1).unwrap();
     assert_eq!(sh.certificate, p.server.cert_der);
     let cc = ClientCertificate::decode(&f3[0].1).unwrap();
@@ -1093,4 +1097,54 @@ fn the_tree_manifest_is_the_documented_text() {
     };
     assert_eq!(SignedManifest::parse(&text).unwrap(), m);
     assert_eq!(m.to_text(), text);
+}
+
+#[test]
+fn resumption_messages_are_laid_out_as_documented() {
+    // ResumeHello = version u16 | random_c [32] | x25519_c [32] | fp_c [32] | vec16<ticket> | binder [32]
+    let ticket = vec![0x55; 300];
+    let mut b = vec![];
+    b.extend(3u16.to_be_bytes());
+    b.extend([0x11; 32]);
+    b.extend([0x22; 32]);
+    b.extend([0x33; 32]);
+    vec16(&mut b, &ticket);
+    b.extend([0x44; 32]);
+    layout(
+        &b,
+        minitls::wire::ResumeHello {
+            version: 3,
+            random: [0x11; 32],
+            x25519: [0x22; 32],
+            client_fingerprint: [0x33; 32],
+            ticket: ticket.clone(),
+            binder: [0x44; 32],
+        },
+    );
+    // ServerResume = version u16 | random_s [32] | x25519_s [32]
+    let mut b = vec![];
+    b.extend(3u16.to_be_bytes());
+    b.extend([0x66; 32]);
+    b.extend([0x77; 32]);
+    layout(
+        &b,
+        minitls::wire::ServerResume {
+            version: 3,
+            random: [0x66; 32],
+            x25519: [0x77; 32],
+        },
+    );
+    // NewTicket = lifetime_secs u32 | vec16<ticket>
+    let mut b = vec![];
+    b.extend(86_400u32.to_be_bytes());
+    vec16(&mut b, &ticket);
+    layout(
+        &b,
+        minitls::wire::NewTicket {
+            lifetime_secs: 86_400,
+            ticket,
+        },
+    );
+    assert_eq!(minitls::wire::MAX_TICKET_LEN, 61_440);
+    assert_eq!(minitls::wire::RESUME_HELLO_FIXED, 132);
 }

@@ -11,8 +11,8 @@ use libfuzzer_sys::fuzz_target;
 use minitls::wire::{
     Alert, AppMessage, AppType, CertificateVerify, ClientCertificate, ClientHello, Codec, ErrorMsg,
     FRAME_HEADER_LEN, FileDone, FileEnd, FileStart, FileStatement, Finished, FrameHeader,
-    FrameType, ListEnd, ListEntry, Listing, ManifestEntry, PathMsg, PutStart, Request, ServerHello,
-    SkippedMsg, TreeEnd, TreeStart,
+    FrameType, ListEnd, ListEntry, Listing, ManifestEntry, NewTicket, PathMsg, PutStart, Request,
+    ResumeHello, ServerHello, ServerResume, SkippedMsg, TreeEnd, TreeStart,
 };
 
 fn canonical<T: Codec + PartialEq + Debug>(data: &[u8]) {
@@ -50,6 +50,9 @@ fuzz_target!(|data: &[u8]| {
     canonical::<ErrorMsg>(data);
     canonical::<PutStart>(data);
     canonical::<ListEnd>(data);
+    canonical::<ResumeHello>(data);
+    canonical::<ServerResume>(data);
+    canonical::<NewTicket>(data);
 
     // The typed message enum: type byte, then body. Whatever decodes carries that type and
     // re-encodes to the same body.

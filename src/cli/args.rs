@@ -448,9 +448,30 @@ pub struct ServerArgs {
     /// --server, as curl and ssh do].
     #[arg(long, value_name = "NAME", env = "MINITLS_SERVER_NAME")]
     pub server_name: Option<String>,
+
+    /// Session tickets are kept in FILE (mode 0600), so that the next connection to the same
+    /// server resumes in one round trip without RSA [default: $XDG_CACHE_HOME/minitls/sessions,
+    /// else ~/.cache/minitls/sessions].
+    #[arg(long, value_name = "FILE", env = "MINITLS_SESSION_CACHE")]
+    pub session_cache: Option<PathBuf>,
+
+    /// Keep no session tickets: every connection makes a full handshake.
+    #[arg(long, conflicts_with = "session_cache")]
+    pub no_session_cache: bool,
 }
 
 impl ServerArgs {
+    /// Where session tickets are kept, unless `--no-session-cache`.
+    pub fn session_cache(&self) -> Option<minitls::session_cache::SessionCache> {
+        if self.no_session_cache {
+            return None;
+        }
+        self.session_cache
+            .clone()
+            .or_else(minitls::session_cache::SessionCache::default_path)
+            .map(minitls::session_cache::SessionCache::new)
+    }
+
     /// The name the server's certificate must carry: `--server-name`, or the host of `--server`.
     pub fn expected_name(&self) -> String {
         self.server_name
@@ -673,6 +694,8 @@ mod server_addr_tests {
         let mut a = ServerArgs {
             server: parse_server_addr("vm:4060").unwrap(),
             server_name: None,
+            session_cache: None,
+            no_session_cache: true,
         };
         assert_eq!(a.expected_name(), "vm");
         a.server_name = Some("files.example.org".into());

@@ -21,7 +21,8 @@ use std::time::Duration;
 use minitls::conn::{Channel, ConnError};
 use minitls::handshake::{ClientConfig, HandshakeError};
 use minitls::net::{self, TcpTransport};
-use minitls::pki::{CertError, Role};
+use minitls::pki::{self, CertError, Role};
+use minitls::session_cache::SessionCache;
 use minitls::transfer::{self, TransferError};
 use minitls::wire::{Alert, ErrorCode};
 
@@ -72,18 +73,40 @@ fn connect(
     global: Global,
 ) -> CliResult<Channel<TcpTransport>> {
     let crl = creds.client_crl()?;
-    let mut config = ClientConfig::new(creds.identity, creds.anchor, &server.expected_name());
+    let name = server.expected_name();
+    let fingerprint = creds.identity.fingerprint();
+    let mut config = ClientConfig::new(creds.identity, creds.anchor, &name);
     config.extra_anchors = creds.extra_anchors;
     config.crl = crl;
     if global.verbose {
         config.log = Arc::new(|step: &str| note(&format!("handshake: {step}")));
     }
-    net::connect(&server.server, config, CONNECT_TIMEOUT).map_err(|e| {
-        CliError::with_code(
-            connect_status(&e),
-            format!("connect to {}: {e}{}", server.server, conn_hint(&e, server)),
-        )
-    })
+    // A ticket from an earlier connection to this server, by this identity, is used once:
+    // one round trip and no RSA; the session brings the next ticket.
+    let cache = server.session_cache();
+    let key = SessionCache::key(&server.server, &name, &fingerprint);
+    let session = cache.as_ref().and_then(|c| c.take(&key, pki::now_unix()));
+    let mut chan = net::connect_resuming(&server.server, config, session.as_ref(), CONNECT_TIMEOUT)
+        .map_err(|e| {
+            CliError::with_code(
+                connect_status(&e),
+                format!("connect to {}: {e}{}", server.server, conn_hint(&e, server)),
+            )
+        })?;
+    if let Some(cache) = cache {
+        let verbose = global.verbose;
+        chan.set_ticket_sink(Box::new(move |s| {
+            if let Err(e) = cache.store(&key, s, pki::now_unix())
+                && verbose
+            {
+                note(&format!(
+                    "session cache {}: {e} (the next connection makes a full handshake)",
+                    cache.path().display()
+                ));
+            }
+        }));
+    }
+    Ok(chan)
 }
 
 /// SPEC §1.1 for a failure to connect: the server could not be reached (3), or it was reached

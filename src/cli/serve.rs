@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use minitls::audit::AuditEvent;
-use minitls::handshake::ServerConfig;
+use minitls::handshake::{self, ServerConfig};
 use minitls::net::{self, ServerSettings};
 use minitls::paths::ServeRoot;
 use minitls::pki::{self, Role};
@@ -95,7 +95,13 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         )),
     };
     creds.check_own_chain(Role::Server)?;
-    let config = server_config(creds, global.verbose);
+    // The ticket key lives in memory only: a restart sends returning clients through a full
+    // handshake (SPEC §2.12). It outlives certificate reloads (SIGHUP), but a ticket names
+    // the certificate it was issued under and is refused under another one.
+    let tickets = Arc::new(handshake::TicketKeys::new(
+        handshake::DEFAULT_TICKET_LIFETIME,
+    ));
+    let config = server_config(creds, global.verbose, tickets.clone());
 
     // 3. Listen, and say where.
     let listener = TcpListener::bind(&args.listen).map_err(|e| bind_error(&args.listen, &e))?;
@@ -190,9 +196,14 @@ fn absolute(path: &Path) -> PathBuf {
     }
 }
 
-fn server_config(creds: creds::Credentials, verbose: bool) -> ServerConfig {
+fn server_config(
+    creds: creds::Credentials,
+    verbose: bool,
+    tickets: Arc<handshake::TicketKeys>,
+) -> ServerConfig {
     let mut config = ServerConfig::new(creds.identity, creds.anchor);
     config.extra_anchors = creds.extra_anchors;
+    config.tickets = Some(tickets);
     if verbose {
         config.log = Arc::new(|step: &str| log_line(&format!("handshake: {step}")));
     }
@@ -272,7 +283,12 @@ fn reload_certificate(settings: &ServerSettings, args: &CredentialArgs, verbose:
                 .into(),
         );
     }
-    let config = server_config(creds, verbose);
+    let tickets = current.tickets.clone().unwrap_or_else(|| {
+        Arc::new(handshake::TicketKeys::new(
+            handshake::DEFAULT_TICKET_LIFETIME,
+        ))
+    });
+    let config = server_config(creds, verbose, tickets);
     let fingerprint = pki::fingerprint_hex(&config.identity.fingerprint());
     let unchanged = config.identity.cert_der == current.identity.cert_der;
     settings.replace_config(config);

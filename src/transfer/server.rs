@@ -106,6 +106,13 @@ pub fn serve_requests<S: Transport>(
                 )));
             }
         };
+        // Early data of a resumed session may be a replay: only read requests are taken
+        // from it; anything that changes state waits for the client's Finished.
+        if chan.in_early_data() && !matches!(incoming, Incoming::Request(_)) {
+            return Err(ConnError::Protocol(
+                "a state-changing request in early data, before the client's Finished".into(),
+            ));
+        }
         chan.set_deadline(None)?;
         let started = Instant::now();
         let mut out = Outcome::new();

@@ -25,7 +25,8 @@ pub fn bin() -> &'static str {
 
 /// A `minitls` command run in `dir`, with no stdin, none of the MINITLS_* variables a
 /// developer's shell might have set, and XDG_CONFIG_HOME pointed into `dir` (so the developer's
-/// own `~/.config/minitls/config.toml` is never read).
+/// own `~/.config/minitls/config.toml` is never read), and XDG_CACHE_HOME into `dir` too (its
+/// session tickets stay in the test's directory).
 pub fn minitls(dir: &Path) -> Command {
     clean_command(bin(), dir)
 }
@@ -42,7 +43,8 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Comman
     }
     cmd.env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
-        .env("XDG_CONFIG_HOME", dir.join(".config"));
+        .env("XDG_CONFIG_HOME", dir.join(".config"))
+        .env("XDG_CACHE_HOME", dir.join(".cache"));
     cmd
 }
 

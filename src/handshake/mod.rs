@@ -16,6 +16,15 @@
 //!  [records]                               <--->  [records]
 //! ```
 
+mod resume;
+mod ticket;
+
+pub use resume::{
+    ClientResumeFlight, ExpectResumedClientFinished, ExpectServerResume, FirstFlight,
+    ResumableSession, ServerFirst, client_resume_start,
+};
+pub use ticket::{DEFAULT_TICKET_LIFETIME, MAX_USED_TICKETS, TicketContents, TicketKeys};
+
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -49,19 +58,29 @@ pub struct LocalIdentity {
     pub key: PrivateKey,
     signer: Signer,
     fingerprint: [u8; 32],
+    /// End of our certificate's validity (Unix seconds): a ticket never outlives it.
+    not_after: i64,
 }
 
 impl LocalIdentity {
     pub fn new(identity: Identity) -> Self {
         let signer = Signer::new(&identity.key);
         let fingerprint = crypto::sha256(&identity.cert_der);
+        let not_after = pki::summarize_certificate_der(&identity.cert_der)
+            .map_or(i64::MAX, |s| s.not_after_unix);
         Self {
             cert_der: identity.cert_der,
             chain: identity.chain,
             key: identity.key,
             signer,
             fingerprint,
+            not_after,
         }
+    }
+
+    /// End of our certificate's validity (Unix seconds).
+    pub fn not_after(&self) -> i64 {
+        self.not_after
     }
 
     pub fn signer(&self) -> &Signer {
@@ -116,6 +135,9 @@ pub struct ServerConfig {
     pub crl: Option<Arc<Crl>>,
     pub log: StepLog,
     pub now_unix: Option<i64>,
+    /// Session tickets: issued after each handshake and accepted from returning clients.
+    /// `None`: no tickets (a ResumeHello gets a full handshake).
+    pub tickets: Option<Arc<TicketKeys>>,
 }
 
 impl ServerConfig {
@@ -127,6 +149,7 @@ impl ServerConfig {
             crl: None,
             log: no_log(),
             now_unix: None,
+            tickets: None,
         }
     }
 }
@@ -152,6 +175,10 @@ pub enum HandshakeError {
     BadSignature(Role),
     #[error("key confirmation failed: the {0}'s Finished message does not match")]
     BadFinished(Role),
+    #[error(
+        "the client presented a session ticket without its secret (the ResumeHello's binder does not verify)"
+    )]
+    BadBinder,
     #[error("the peer's key share is invalid")]
     BadKeyShare,
     #[error("the peer refused the handshake: {0}")]
@@ -175,7 +202,9 @@ impl HandshakeError {
                 CertRejection::UnknownCa => Alert::UnknownCa,
                 CertRejection::Other => Alert::BadCertificate,
             },
-            Self::BadSignature(_) | Self::BadFinished(_) => Alert::HandshakeFailure,
+            Self::BadSignature(_) | Self::BadFinished(_) | Self::BadBinder => {
+                Alert::HandshakeFailure
+            }
             Self::PeerAlert(_) | Self::Local(_) => return None,
         })
     }
@@ -209,6 +238,12 @@ pub struct Established {
     /// The peer's certificate as sent (DER), kept so a received file's signature can be
     /// checked again later.
     pub peer_der: Vec<u8>,
+    /// The intermediate CA certificates the peer sent after its own (issuer first).
+    pub peer_chain: Vec<Vec<u8>>,
+    /// The secret a session ticket for this session stands for (see `resume.rs`).
+    pub resumption: Secret32,
+    /// Whether this session was resumed from a ticket (no certificate signatures in it).
+    pub resumed: bool,
 }
 
 /// Decodes `body` as `T` if `typ` is the expected frame type; an alert becomes `PeerAlert`.
@@ -419,6 +454,7 @@ impl ExpectServerHello {
                 config: self.config,
                 unverified_server: server_cert,
                 server_der: hello.certificate,
+                server_chain: hello.chain,
                 keys,
                 signed_by_server,
                 transcript: self.transcript,
@@ -433,6 +469,7 @@ pub struct ExpectServerCertificateVerify {
     /// Valid certificate, but the server has not yet proven it holds the key.
     unverified_server: VerifiedCert,
     server_der: Vec<u8>,
+    server_chain: Vec<Vec<u8>>,
     keys: KeySchedule,
     /// TH(ClientCertificateVerify): what the server's signature must cover.
     signed_by_server: [u8; 32],
@@ -479,6 +516,7 @@ impl ExpectServerCertificateVerify {
             config: self.config,
             server: self.unverified_server,
             server_der: self.server_der,
+            server_chain: self.server_chain,
             keys: self.keys,
             transcript: self.transcript,
         })
@@ -489,6 +527,7 @@ pub struct ExpectServerFinished {
     config: ClientConfig,
     server: VerifiedCert,
     server_der: Vec<u8>,
+    server_chain: Vec<Vec<u8>>,
     keys: KeySchedule,
     transcript: Transcript,
 }
@@ -509,6 +548,9 @@ impl ExpectServerFinished {
             recv: self.keys.s2c.clone(),
             peer: self.server,
             peer_der: self.server_der,
+            peer_chain: self.server_chain,
+            resumption: self.keys.resumption.clone(),
+            resumed: false,
         })
     }
 }
@@ -536,15 +578,26 @@ impl ExpectClientHello {
         if hello.version != PROTOCOL_VERSION {
             return Err(HandshakeError::UnsupportedVersion(hello.version));
         }
+        (self.config.log)("<- ClientHello");
+        self.full(typ, body, hello.x25519)
+    }
+
+    /// A full handshake answering the first frame (`typ`, `body`: a ClientHello, or a
+    /// ResumeHello whose ticket was not accepted), whose key share is `x25519`.
+    fn full(
+        self,
+        typ: FrameType,
+        body: &[u8],
+        peer_share: [u8; 32],
+    ) -> Result<(ExpectClientCertificate, Vec<u8>), HandshakeError> {
         let mut transcript = Transcript::new();
         absorb(typ, body, &mut transcript);
-        (self.config.log)("<- ClientHello");
 
         // 1. Our fresh random makes every transcript unique: a recorded client flight
         //    cannot be replayed into a later handshake.
         let eph = EphemeralSecret::random_from_rng(&mut rand::rng());
         let x25519 = PublicKey::from(&eph).to_bytes();
-        let dh = dh(eph, hello.x25519)?;
+        let dh = dh(eph, peer_share)?;
         let sh = ServerHello {
             version: PROTOCOL_VERSION,
             random: random32(),
@@ -609,6 +662,7 @@ impl ExpectClientCertificate {
             dh: self.dh,
             unverified_client: client,
             client_der: cc.certificate,
+            client_chain: cc.chain,
             wrapped_secret: cc.wrapped_secret,
             transcript: self.transcript,
         })
@@ -621,6 +675,7 @@ pub struct ExpectClientCertificateVerify {
     /// Valid certificate, but possession of its key is not yet proven.
     unverified_client: VerifiedCert,
     client_der: Vec<u8>,
+    client_chain: Vec<Vec<u8>>,
     wrapped_secret: Vec<u8>,
     transcript: Transcript,
 }
@@ -683,6 +738,7 @@ impl ExpectClientCertificateVerify {
             config: self.config,
             unverified_client: self.unverified_client,
             client_der: self.client_der,
+            client_chain: self.client_chain,
             keys,
             signature,
             transcript: self.transcript,
@@ -694,6 +750,7 @@ pub struct ExpectClientFinished {
     config: ServerConfig,
     unverified_client: VerifiedCert,
     client_der: Vec<u8>,
+    client_chain: Vec<Vec<u8>>,
     keys: KeySchedule,
     /// Our signature over TH(ClientCertificateVerify), sent once the client's Finished is
     /// confirmed.
@@ -742,6 +799,9 @@ impl ExpectClientFinished {
                 recv: self.keys.c2s.clone(),
                 peer: self.unverified_client,
                 peer_der: self.client_der,
+                peer_chain: self.client_chain,
+                resumption: self.keys.resumption.clone(),
+                resumed: false,
             },
             out,
         ))
