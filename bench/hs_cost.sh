@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# bench/hs_cost.sh - what one full handshake costs, release build, 127.0.0.1 only, for an RSA
-# client and for an ECDSA P-256 client (SPEC §2.9) against the same RSA server:
-#   - median wall time of connect + full handshake + close, one client thread (latency);
+# bench/hs_cost.sh - what one handshake costs, release build, 127.0.0.1 only, for an RSA client
+# and for an ECDSA P-256 client (SPEC §2.9) against the same RSA server, and for a returning
+# RSA client resuming with a session ticket (SPEC §2.12: no RSA operation on either side):
+#   - median wall time of connect + handshake + one request ("not found") + close, one client
+#     thread (latency);
 #   - the server's CPU per handshake (utime + stime of `minitls serve`, from /proc), with
 #     THREADS client threads keeping it busy for SECONDS.
 # The EC client's key and certificate are made with the openssl CLI and signed by the CA
@@ -55,6 +57,7 @@ SPID=${SPID:-$SERVER_PID}
 run_kind() {   # KIND THREADS -> prints "median_ms server_cpu_ms rate"
     local kind=$1 threads=$2 env=() t0 t1 out n rate med
     [ "$kind" = ec ] && env=(MINITLS_HS_CERT=ec.crt MINITLS_HS_KEY=ec.key)
+    [ "$kind" = resumed ] && env=(MINITLS_HS_RESUME=1)
     t0=$(ticks "$SPID")
     out=$(env "${env[@]}" "$HS" "$ADDR" ca "$threads" "$SECONDS_PER_RUN" 2>hs.err) || { cat hs.err >&2; exit 1; }
     sleep 0.2
@@ -66,7 +69,7 @@ run_kind() {   # KIND THREADS -> prints "median_ms server_cpu_ms rate"
 
 declare -A LAT CPU RATE
 for ((r = 1; r <= RUNS; r++)); do
-    for kind in rsa ec; do
+    for kind in rsa ec resumed; do
         read -r m _ _ <<<"$(run_kind "$kind" 1)"
         read -r _ c rate <<<"$(run_kind "$kind" "$THREADS")"
         LAT[$kind]+="$m "; CPU[$kind]+="$c "; RATE[$kind]+="$rate "
@@ -77,9 +80,10 @@ grep -q 'handshake failed' server.log && { log "server log has failed handshakes
 
 med_of() { tr ' ' '\n' <<<"$1" | grep . | median; }
 cat <<EOF
-minitls full handshake cost ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, release, RSA-$KEY_BITS server and CA, $RUNS runs of ${SECONDS_PER_RUN} s each, medians)
+minitls handshake cost ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, release, RSA-$KEY_BITS server and CA, $RUNS runs of ${SECONDS_PER_RUN} s each, medians)
 | client key | connect+handshake+close, 1 thread (ms) | server CPU per handshake (ms) | handshakes/s, $THREADS threads |
 |---|---|---|---|
 | RSA-$KEY_BITS | $(med_of "${LAT[rsa]}") | $(med_of "${CPU[rsa]}") | $(med_of "${RATE[rsa]}") |
 | ECDSA P-256 | $(med_of "${LAT[ec]}") | $(med_of "${CPU[ec]}") | $(med_of "${RATE[ec]}") |
+| RSA-$KEY_BITS, returning (session ticket) | $(med_of "${LAT[resumed]}") | $(med_of "${CPU[resumed]}") | $(med_of "${RATE[resumed]}") |
 EOF

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/rtt.sh - round trips after the TCP connect, counted through a delay proxy on 127.0.0.1
-# (../shared/bench/delay_proxy.py: D ms each way), for a 1 KiB fetch: minitls against curl +
+# (../shared/bench/delay_proxy.py: D ms each way), for a 1 KiB fetch: minitls on first contact
+# (full handshake) and as a returning client (session ticket, early data), against curl +
 # `openssl s_server -tls1_3 -WWW` with client certificates (the same RSA-2048 PKI), and
-# minitls fetching FILES small files in one command.
+# minitls fetching FILES small files in one command (first contact).
 #   round trips = (median time through the proxy - median time direct) / (2 D)
 # The proxy accepts the TCP connection itself, so the connect is not delayed: what is counted
 # is what the protocol adds after it. Release build, fresh process per fetch.
@@ -31,6 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$WORK"
+export XDG_CACHE_HOME=$WORK/.cache   # never the user's own session cache
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() {
@@ -61,8 +63,10 @@ SPORT=$(free_port)
 PIDS+=($!)
 wait_port "$MPORT"; wait_port "$SPORT"
 
-minitls_fetch() { rm -rf out; "$BIN" -q fetch small.bin --out out --server "127.0.0.1:$1" --server-name localhost; }
-minitls_many() { rm -rf out; "$BIN" -q fetch "${MANY[@]}" --out out --server "127.0.0.1:$1" --server-name localhost; }
+minitls_fetch() { rm -rf out; "$BIN" -q fetch small.bin --no-session-cache --out out --server "127.0.0.1:$1" --server-name localhost; }
+# Each fetch takes the ticket the previous one (to the same address) left in the cache.
+minitls_returning() { rm -rf out; "$BIN" -q fetch small.bin --session-cache "sessions.$1" --out out --server "127.0.0.1:$1" --server-name localhost; }
+minitls_many() { rm -rf out; "$BIN" -q fetch "${MANY[@]}" --no-session-cache --out out --server "127.0.0.1:$1" --server-name localhost; }
 curl_fetch() {
     curl -sS --fail --http1.1 --cacert ca/ca.crt --cert ca/client.crt --key ca/client.key \
         --resolve "localhost:$1:127.0.0.1" -o /dev/null "https://localhost:$1/small.bin"
@@ -75,10 +79,11 @@ echo "(direct and proxied runs alternate, so both see the same machine load)"
 printf '%-44s %8s %10s %12s %8s\n' "what" "D (ms)" "direct ms" "proxied ms" "RTTs"
 once() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'; }
 for D in $DELAYS; do
-    for what in minitls curl many; do
+    for what in minitls returning curl many; do
         [ "$what" = many ] && [ "$MANY_OK" = 0 ] && continue
         case $what in
             minitls) target=$MPORT; fn=minitls_fetch; label="minitls fetch (first contact)" ;;
+            returning) target=$MPORT; fn=minitls_returning; label="minitls fetch (returning client, ticket)" ;;
             curl) target=$SPORT; fn=curl_fetch; label="curl + openssl s_server -tls1_3 (mTLS)" ;;
             many) target=$MPORT; fn=minitls_many; label="minitls fetch of $FILES files, one command" ;;
         esac

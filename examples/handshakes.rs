@@ -1,7 +1,9 @@
 //! Handshake rate: THREADS client threads each connect, complete a full mutually authenticated
-//! handshake (certificate checks, signatures, key unwrap, Finished both ways), close the session
-//! cleanly and connect again, for SECONDS. Prints the number of completed handshakes per second
-//! the server sustained. Used by `bench/compare.sh`; the client work (one RSA signature and
+//! handshake (certificate checks, signatures, key unwrap, Finished both ways), make one request
+//! (answered "not found") and close the session cleanly, then connect again, for SECONDS. With
+//! MINITLS_HS_RESUME=1 each thread resumes the session of its previous connection instead (a
+//! returning client: ticket, X25519, no RSA; the request travels as early data). Prints the
+//! number of completed handshakes per second the server sustained. Used by `bench/compare.sh`; the client work (one RSA signature and
 //! three verifications per handshake) runs on the same machine as the server, as curl's does in
 //! the anchors' figures.
 //!
@@ -11,14 +13,39 @@
 //! MINITLS_HS_CERT and MINITLS_HS_KEY name other files (an ECDSA P-256 client, for example).
 //! The line printed ends with the median wall time of one connect + handshake + close.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use minitls::handshake::{ClientConfig, LocalIdentity};
-use minitls::net;
+use minitls::conn::{Channel, ConnError};
+use minitls::handshake::{ClientConfig, LocalIdentity, ResumableSession};
+use minitls::net::{self, TcpTransport};
 use minitls::pki::{CaDir, Role};
-use minitls::transfer;
+use minitls::wire::{AppMessage, Request, RequestKind};
+
+/// One request and its answer (a file that does not exist: an Error, as cheap as nginx's
+/// `return 200`), then the client's Close. The answer comes after the server's Finished, so
+/// the handshake completed on both sides; and after the session ticket, which is kept.
+fn exchange(chan: &mut Channel<TcpTransport>) -> Result<(), ConnError> {
+    chan.send_app(&AppMessage::Request(Request {
+        kind: RequestKind::Get,
+        recursive: false,
+        offset: 0,
+        prefix_sha256: [0; 32],
+        path: "minitls-handshake-probe".into(),
+    }))?;
+    chan.flush()?;
+    match chan.recv_app()? {
+        AppMessage::Error(_) => {}
+        other => {
+            return Err(ConnError::Protocol(format!(
+                "expected an Error answer, got {:?}",
+                other.typ()
+            )));
+        }
+    }
+    chan.send_close()
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,6 +56,7 @@ fn main() {
     let addr = args[0].clone();
     let ca = CaDir::new(&args[1]);
     let threads: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(4);
+    let resume = std::env::var_os("MINITLS_HS_RESUME").is_some_and(|v| v == "1");
     let seconds: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
     let client = match (
         std::env::var_os("MINITLS_HS_CERT"),
@@ -58,13 +86,32 @@ fn main() {
             let (done, failed, stop) = (done.clone(), failed.clone(), stop.clone());
             let addr = addr.clone();
             std::thread::spawn(move || {
+                let session: Arc<Mutex<Option<ResumableSession>>> = Arc::new(Mutex::new(None));
                 let mut times = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let began = Instant::now();
                     let config = ClientConfig::new(identity.clone(), anchor.clone(), "localhost");
-                    let ok = net::connect(&addr, config, Duration::from_secs(10))
-                        .map_err(|e| e.to_string())
-                        .and_then(|mut chan| transfer::close(&mut chan).map_err(|e| e.to_string()));
+                    let offered = if resume {
+                        session.lock().unwrap().take()
+                    } else {
+                        None
+                    };
+                    let ok = net::connect_resuming(
+                        &addr,
+                        config,
+                        offered.as_ref(),
+                        Duration::from_secs(10),
+                    )
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut chan| {
+                        if resume {
+                            let slot = session.clone();
+                            chan.set_ticket_sink(Box::new(move |s| {
+                                *slot.lock().unwrap() = Some(s);
+                            }));
+                        }
+                        exchange(&mut chan).map_err(|e| e.to_string())
+                    });
                     match ok {
                         Ok(()) => {
                             times.push(began.elapsed().as_secs_f64() * 1e3);

@@ -305,7 +305,8 @@ fn early_data_that_tries_to_change_state_is_refused() {
     // Our client never sends an upload early (it completes the handshake first); a hostile
     // one seals a Put under the early keys, which the ticket's secret gives it.
     let hello = resume_hello(&session);
-    let early = crypto::early_keys(&session.resumption, &crypto::sha256(&hello));
+    let early =
+        minitls::handshake::key_schedule::early_keys(&session.resumption, &crypto::sha256(&hello));
     let mut flight = hello;
     let put = PutStart {
         path: "uploads/x".into(),

@@ -928,7 +928,8 @@ fn the_key_schedule_is_hkdf_with_the_documented_labels() {
     let transport = [0x01; 32];
     let dh = [0x02; 32];
     let th = [0x03; 32];
-    let ks = crypto::derive_keys(&Secret32(transport), &Secret32(dh), &th);
+    let ks =
+        minitls::handshake::key_schedule::derive_keys(&Secret32(transport), &Secret32(dh), &th);
     // PRK = HKDF-Extract(salt = TH(ClientCertificateVerify), IKM = secret || dh)
     let ikm = [transport, dh].concat();
     let hk = Hkdf::<Sha256>::new(Some(&th), &ikm);
@@ -949,7 +950,10 @@ fn the_key_schedule_is_hkdf_with_the_documented_labels() {
     let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(&fk_c).unwrap();
     m.update(&th);
     let mac: [u8; 32] = m.finalize().into_bytes().into();
-    assert_eq!(crypto::finished_mac(&ks.client_finished, &th), mac);
+    assert_eq!(
+        minitls::handshake::key_schedule::finished_mac(&ks.client_finished, &th),
+        mac
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@
 //!  [records]                               <--->  [records]
 //! ```
 
+pub mod key_schedule;
 mod resume;
 mod ticket;
 
@@ -31,9 +32,9 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use x25519_dalek::{EphemeralSecret, PublicKey};
 
-use crate::crypto::{
-    self, CLIENT_SIGNATURE_CONTEXT, KeySchedule, SERVER_SIGNATURE_CONTEXT, Secret32, Signer,
-};
+use crate::crypto::{self, CLIENT_SIGNATURE_CONTEXT, SERVER_SIGNATURE_CONTEXT, Secret32, Signer};
+use key_schedule::KeySchedule;
+
 use crate::pki::{
     self, CertError, CertRejection, Crl, Identity, PrivateKey, Role, TrustAnchor, VerifiedCert,
 };
@@ -440,8 +441,8 @@ impl ExpectServerHello {
         // 5. Key schedule salted with the transcript, then our Finished.
         let th = self.transcript.hash();
         let signed_by_server = th;
-        let keys = crypto::derive_keys(&secret, &dh, &th);
-        let mac = crypto::finished_mac(&keys.client_finished, &th);
+        let keys = key_schedule::derive_keys(&secret, &dh, &th);
+        let mac = key_schedule::finished_mac(&keys.client_finished, &th);
         emit(
             FrameType::ClientFinished,
             &Finished { mac },
@@ -537,7 +538,7 @@ impl ExpectServerFinished {
         let fin: Finished = expect(FrameType::ServerFinished, typ, body)?;
         // 7. Key confirmation: the server derived the same keys (so it unwrapped our secret).
         let th = self.transcript.hash();
-        if !crypto::finished_mac_matches(&self.keys.server_finished, &th, &fin.mac) {
+        if !key_schedule::finished_mac_matches(&self.keys.server_finished, &th, &fin.mac) {
             return Err(HandshakeError::BadFinished(Role::Server));
         }
         (self.config.log)(
@@ -733,7 +734,7 @@ impl ExpectClientCertificateVerify {
             )
         });
         let signature = signature?;
-        let keys = crypto::derive_keys(&secret, &self.dh, &th);
+        let keys = key_schedule::derive_keys(&secret, &self.dh, &th);
         Ok(ExpectClientFinished {
             config: self.config,
             unverified_client: self.unverified_client,
@@ -768,7 +769,7 @@ impl ExpectClientFinished {
         // 5. Key confirmation from the client, in constant time. A wrong MAC and a failed
         //    unwrap are indistinguishable here.
         let th = self.transcript.hash();
-        if !crypto::finished_mac_matches(&self.keys.client_finished, &th, &fin.mac) {
+        if !key_schedule::finished_mac_matches(&self.keys.client_finished, &th, &fin.mac) {
             return Err(HandshakeError::BadFinished(Role::Client));
         }
         absorb(typ, body, &mut self.transcript);
@@ -785,7 +786,7 @@ impl ExpectClientFinished {
             &mut out,
         );
         let th = self.transcript.hash();
-        let mac = crypto::finished_mac(&self.keys.server_finished, &th);
+        let mac = key_schedule::finished_mac(&self.keys.server_finished, &th);
         emit(
             FrameType::ServerFinished,
             &Finished { mac },

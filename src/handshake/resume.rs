@@ -23,12 +23,13 @@
 use subtle::ConstantTimeEq;
 use x25519_dalek::{EphemeralSecret, PublicKey};
 
+use super::key_schedule::{self, KeySchedule};
 use super::{
     ClientConfig, Established, ExpectClientCertificate, ExpectClientHello, ExpectServerHello,
     HandshakeError, TicketContents, Transcript, Trust, absorb, dh, emit, expect, now, random32,
     short_fp, verify_peer,
 };
-use crate::crypto::{self, KeySchedule, Secret32};
+use crate::crypto::{self, Secret32};
 use crate::pki::{Role, VerifiedCert};
 use crate::record::DirectionKeys;
 use crate::wire::{
@@ -101,7 +102,7 @@ pub fn client_resume_start(
     frame[at..].copy_from_slice(&binder);
     let mut transcript = Transcript::new();
     transcript.add(&frame);
-    let early = crypto::early_keys(&session.resumption, &transcript.hash());
+    let early = key_schedule::early_keys(&session.resumption, &transcript.hash());
     (config.log)(&format!(
         "-> ResumeHello (session ticket for server certificate sha256 {}, fresh X25519 share) and the first requests as early data",
         short_fp(&server.fingerprint)
@@ -125,7 +126,10 @@ pub fn client_resume_start(
 /// frame before the binder itself.
 fn binder_over(resumption: &Secret32, frame: &[u8]) -> [u8; 32] {
     let before = &frame[..frame.len().saturating_sub(32)];
-    crypto::finished_mac(&crypto::binder_key(resumption), &crypto::sha256(before))
+    key_schedule::finished_mac(
+        &key_schedule::binder_key(resumption),
+        &crypto::sha256(before),
+    )
 }
 
 /// Waiting for the server's answer to a ResumeHello.
@@ -198,15 +202,19 @@ impl ExpectServerResume {
         absorb(typ, body, &mut self.transcript);
         let shared = dh(self.eph, sr.x25519)?;
         let th = self.transcript.hash();
-        let keys = crypto::derive_keys(&crypto::resumed_transport(&self.resumption), &shared, &th);
+        let keys = key_schedule::derive_keys(
+            &key_schedule::resumed_transport(&self.resumption),
+            &shared,
+            &th,
+        );
         let fin: Finished = expect(FrameType::ServerFinished, fin_typ, fin_body)?;
         // Only the server that sealed the ticket knows its secret: its Finished proves it.
-        if !crypto::finished_mac_matches(&keys.server_finished, &th, &fin.mac) {
+        if !key_schedule::finished_mac_matches(&keys.server_finished, &th, &fin.mac) {
             return Err(HandshakeError::BadFinished(Role::Server));
         }
         absorb(fin_typ, fin_body, &mut self.transcript);
         let mut out = Vec::new();
-        let mac = crypto::finished_mac(&keys.client_finished, &self.transcript.hash());
+        let mac = key_schedule::finished_mac(&keys.client_finished, &self.transcript.hash());
         emit(
             FrameType::ClientFinished,
             &Finished { mac },
@@ -282,7 +290,11 @@ impl ExpectResumedClientFinished {
     /// part in this X25519 exchange).
     pub fn handle(self, typ: FrameType, body: &[u8]) -> Result<(), HandshakeError> {
         let fin: Finished = expect(FrameType::ClientFinished, typ, body)?;
-        if !crypto::finished_mac_matches(&self.client_finished, &self.transcript.hash(), &fin.mac) {
+        if !key_schedule::finished_mac_matches(
+            &self.client_finished,
+            &self.transcript.hash(),
+            &fin.mac,
+        ) {
             return Err(HandshakeError::BadFinished(Role::Client));
         }
         Ok(())
@@ -379,7 +391,7 @@ impl ExpectClientHello {
         )?;
         let mut transcript = Transcript::new();
         absorb(typ, body, &mut transcript);
-        let early = crypto::early_keys(&contents.resumption, &transcript.hash());
+        let early = key_schedule::early_keys(&contents.resumption, &transcript.hash());
         let eph = EphemeralSecret::random_from_rng(&mut rand::rng());
         let sr = ServerResume {
             version: PROTOCOL_VERSION,
@@ -390,12 +402,12 @@ impl ExpectClientHello {
         let mut out = Vec::new();
         emit(FrameType::ServerResume, &sr, &mut transcript, &mut out);
         let th = transcript.hash();
-        let keys = crypto::derive_keys(
-            &crypto::resumed_transport(&contents.resumption),
+        let keys = key_schedule::derive_keys(
+            &key_schedule::resumed_transport(&contents.resumption),
             &shared,
             &th,
         );
-        let mac = crypto::finished_mac(&keys.server_finished, &th);
+        let mac = key_schedule::finished_mac(&keys.server_finished, &th);
         emit(
             FrameType::ServerFinished,
             &Finished { mac },
