@@ -81,7 +81,7 @@ grep -q 'handshake failed' server.log && { log "server log has failed handshakes
 med_of() { tr ' ' '\n' <<<"$1" | grep . | median; }
 cat <<EOF
 minitls handshake cost ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, release, RSA-$KEY_BITS server and CA, $RUNS runs of ${SECONDS_PER_RUN} s each, medians)
-| client key | connect+handshake+close, 1 thread (ms) | server CPU per handshake (ms) | handshakes/s, $THREADS threads |
+| client key | connect + handshake + one request + close, 1 thread (ms) | server CPU per handshake (ms) | handshakes/s, $THREADS threads |
 |---|---|---|---|
 | RSA-$KEY_BITS | $(med_of "${LAT[rsa]}") | $(med_of "${CPU[rsa]}") | $(med_of "${RATE[rsa]}") |
 | ECDSA P-256 | $(med_of "${LAT[ec]}") | $(med_of "${CPU[ec]}") | $(med_of "${RATE[ec]}") |

@@ -8,11 +8,11 @@ use thiserror::Error;
 
 use crate::crypto::Secret32;
 use crate::handshake::{
-    self, ClientConfig, Established, ExpectResumedClientFinished, ExpectServerResume, FirstFlight,
-    HandshakeError, ResumableSession, ServerConfig, ServerFirst, TicketContents,
+    ClientConfig, ClientState, Established, ExpectResumedClientFinished, HandshakeError,
+    ResumableSession, ServerConfig, ServerState, TicketContents,
 };
 use crate::pki::VerifiedCert;
-use crate::record::{Opener, RecordError, Sealer};
+use crate::record::{DirectionKeys, Opener, RecordError, Sealer};
 use crate::wire::{
     Alert, AppMessage, AppType, Codec, DecodeError, FRAME_HEADER_LEN, FrameHeader, FrameType,
     MAX_RECORD_PAYLOAD, NewTicket, encode_frame,
@@ -102,13 +102,19 @@ fn read_handshake_frame<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<FrameTy
     }
 }
 
-/// Sends the alert for a failed handshake, best effort, and passes the error on.
-fn fail<S: Write>(stream: &mut S, err: HandshakeError) -> ConnError {
-    if let Some(alert) = err.alert() {
-        let _ = stream.write_all(&encode_frame(FrameType::Alert, &alert.to_bytes()));
-        let _ = stream.flush();
+/// Sends the alert a failed handshake owes the peer, best effort: the same on both sides,
+/// from the error alone (what failed, never why in detail). A peer's own alert, a cut
+/// connection and an I/O error get none.
+fn abort<S: Write>(stream: &mut S, e: &ConnError) {
+    let alert = match e {
+        ConnError::Handshake(h) => h.alert(),
+        ConnError::Timeout => Some(Alert::Timeout),
+        ConnError::Decode(_) | ConnError::Protocol(_) => Some(Alert::ProtocolError),
+        ConnError::Io(_) | ConnError::Truncated | ConnError::Record(_) | ConnError::Busy => None,
+    };
+    if let Some(alert) = alert {
+        send_alert(stream, alert);
     }
-    ConnError::Handshake(err)
 }
 
 /// How long a server that refused a handshake reads what the client had already sent.
@@ -156,20 +162,30 @@ pub fn client_handshake<S: Transport>(
     config: ClientConfig,
     deadline: Option<Instant>,
 ) -> Result<Channel<S>, ConnError> {
-    stream.set_deadline(deadline)?;
-    let mut buf = Vec::new();
-    let (state, out) = handshake::client_start(config);
-    stream.write_all(&out)?;
-    stream.flush()?;
-    let typ = read_handshake_frame(&mut stream, &mut buf)?;
-    let (state, out) = match state.handle(typ, &buf) {
-        Ok(v) => v,
-        Err(e) => return Err(fail(&mut stream, e)),
+    let (state, hello) = ClientState::start(config);
+    let run = |stream: &mut S| -> Result<ClientState, ConnError> {
+        stream.set_deadline(deadline)?;
+        stream.write_all(&hello)?;
+        stream.flush()?;
+        let mut buf = Vec::new();
+        let mut state = state;
+        while !state.awaits_server_finished() {
+            let typ = read_handshake_frame(stream, &mut buf)?;
+            let (next, out) = state.step(typ, &buf)?;
+            stream.write_all(&out)?;
+            state = next;
+        }
+        stream.flush()?;
+        stream.set_deadline(None)?;
+        Ok(state)
     };
-    stream.write_all(&out)?;
-    stream.flush()?;
-    stream.set_deadline(None)?;
-    Ok(Channel::pending(stream, state, deadline))
+    match run(&mut stream) {
+        Ok(state) => Ok(Channel::pending(stream, state, deadline)),
+        Err(e) => {
+            abort(&mut stream, &e);
+            Err(e)
+        }
+    }
 }
 
 /// Like [`client_handshake`], resuming `session` when it is given and still verifies: the
@@ -187,8 +203,8 @@ pub fn client_handshake_resuming<S: Transport>(
         return client_handshake(stream, config, deadline);
     };
     let log = config.log.clone();
-    match handshake::client_resume_start(config.clone(), session) {
-        Ok(flight) => Ok(Channel::resuming(stream, flight, deadline)),
+    match ClientState::resume(config.clone(), session) {
+        Ok((state, hello, early)) => Ok(Channel::resuming(stream, state, hello, early, deadline)),
         Err(e) => {
             log(&format!("not resuming: {e}; full handshake"));
             client_handshake(stream, config, deadline)
@@ -241,52 +257,53 @@ pub fn server_handshake_gated<S: Transport>(
     let mut buf = Vec::new();
     let tickets = config.tickets.clone();
     let identity = config.identity.clone();
-    let run = |stream: &mut S, buf: &mut Vec<u8>| -> Result<Accepted, ConnError> {
-        let state = handshake::server_start(config);
+    let run = |stream: &mut S, buf: &mut Vec<u8>| -> Result<(ServerState, Vec<u8>), ConnError> {
+        let mut state = ServerState::start(config);
         // 1. The client's first flight, under the (shorter) first-flight deadline.
         let typ = read_handshake_frame(stream, buf)?;
-        let first = state.handle_first(typ, buf).map_err(|e| fail(stream, e))?;
+        // After a ResumeHello, early records may precede the client's next handshake frame
+        // (if we decline the ticket they are skipped unread).
+        let resuming = typ == FrameType::ResumeHello;
+        let (next, mut out) = state.step(typ, buf)?;
+        state = next;
         gate.hello_received();
         stream.set_deadline(deadline)?;
-        let (state, out) = match first {
-            ServerFirst::Resumed(resumed, out) => {
-                // A returning client, authenticated by its ticket's secret (binder) and its
-                // certificate verified again: served only if there is room for it.
-                if !gate.admit(&resumed.established.peer) {
-                    send_alert(stream, Alert::Busy);
-                    return Err(ConnError::Busy);
-                }
-                return Ok(Accepted::Resumed(resumed, out));
-            }
-            ServerFirst::Full(state, out, _) => (*state, out),
-        };
-        stream.write_all(&out)?;
-        stream.flush()?;
-        // 2. Its certificate, transcript signature and Finished (after the early records of a
-        //    ResumeHello we declined, which are skipped unread).
-        let typ = read_handshake_frame_skipping_early(stream, buf)?;
-        let state = state.handle(typ, buf).map_err(|e| fail(stream, e))?;
-        let typ = read_handshake_frame(stream, buf)?;
-        let state = state.handle(typ, buf).map_err(|e| fail(stream, e))?;
-        let typ = read_handshake_frame(stream, buf)?;
-        let (est, out) = state.handle(typ, buf).map_err(|e| fail(stream, e))?;
-        // 3. Authenticated: served only if there is room for it.
-        if !gate.admit(&est.peer) {
+        // 2. Until the client is authenticated: by its certificate, signature and Finished,
+        //    or by a ticket's secret (and its certificate verified again).
+        while state.authenticated().is_none() {
+            stream.write_all(&out)?;
+            stream.flush()?;
+            let typ = if resuming {
+                read_handshake_frame_skipping_early(stream, buf)?
+            } else {
+                read_handshake_frame(stream, buf)?
+            };
+            (state, out) = state.step(typ, buf)?;
+        }
+        // 3. Served only if there is room for it.
+        if let Some(peer) = state.authenticated()
+            && !gate.admit(peer)
+        {
             send_alert(stream, Alert::Busy);
             return Err(ConnError::Busy);
         }
-        Ok(Accepted::Full(Box::new(est), out))
+        Ok((state, out))
     };
     match run(&mut stream, &mut buf) {
-        Ok(accepted) => {
+        Ok((state, out)) => {
             // Our last flight goes out at once, with a ticket for next time; the client's
             // first requests came with its own flight and are answered right behind them, in
             // the same round trip. (Holding them back for the first answer would save a
             // packet, but leave a client that sends nothing first waiting for the idle
             // timeout.)
-            let (mut chan, out) = match accepted {
-                Accepted::Full(est, out) => (Channel::new(stream, *est), out),
-                Accepted::Resumed(resumed, out) => (Channel::resumed_server(stream, *resumed), out),
+            let mut chan = match state {
+                ServerState::ResumedClientFinished(resumed) => {
+                    Channel::resumed_server(stream, *resumed)
+                }
+                other => match other.established() {
+                    Some(est) => Channel::new(stream, est),
+                    None => unreachable!("the loop above ends once the client is authenticated"),
+                },
             };
             chan.stream.write_all(&out)?;
             if let Some(keys) = &tickets {
@@ -318,23 +335,11 @@ pub fn server_handshake_gated<S: Transport>(
             Ok(chan)
         }
         Err(e) => {
-            match &e {
-                ConnError::Timeout => send_alert(&mut stream, Alert::Timeout),
-                ConnError::Decode(_) | ConnError::Protocol(_) => {
-                    send_alert(&mut stream, Alert::ProtocolError)
-                }
-                _ => {}
-            }
+            abort(&mut stream, &e);
             drain(&mut stream);
             Err(e)
         }
     }
-}
-
-/// A handshake the server completed (full) or accepted (resumed, the client's Finished due).
-enum Accepted {
-    Full(Box<Established>, Vec<u8>),
-    Resumed(Box<ExpectResumedClientFinished>, Vec<u8>),
 }
 
 /// Reads the next handshake frame, skipping (unread) the early records of a ResumeHello the
@@ -385,7 +390,7 @@ enum Stage {
     /// Both sides proven; records may be opened.
     Established,
     /// Waiting for the server's CertificateVerify and Finished (by `deadline`).
-    AwaitingServer(Box<(handshake::ExpectServerCertificateVerify, Option<Instant>)>),
+    AwaitingServer(Box<(ClientState, Option<Instant>)>),
     /// A returning client waiting for the server's answer to its ResumeHello (by the
     /// deadline), with a copy of the early requests sent (to send again if the server makes a
     /// full handshake instead).
@@ -398,7 +403,7 @@ enum Stage {
 }
 
 struct ResumePending {
-    state: ExpectServerResume,
+    state: ClientState,
     deadline: Option<Instant>,
     sent: Vec<(AppType, Vec<u8>)>,
     sent_bytes: usize,
@@ -477,21 +482,26 @@ impl<S: Transport> Channel<S> {
     /// A client channel whose ResumeHello is queued; its first records are early data.
     fn resuming(
         stream: S,
-        flight: handshake::ClientResumeFlight,
+        state: ClientState,
+        hello: Vec<u8>,
+        early: DirectionKeys,
         deadline: Option<Instant>,
     ) -> Self {
-        let (peer, peer_der, peer_chain) = flight.state.server();
+        let (peer, peer_der, peer_chain) = match &state {
+            ClientState::ServerHelloOrResume(s) => s.server(),
+            _ => unreachable!("ClientState::resume starts here"),
+        };
         Self {
             stream,
-            sealer: Sealer::early(&flight.early),
+            sealer: Sealer::early(&early),
             // Replaced before anything is opened.
-            opener: Opener::early(&flight.early),
+            opener: Opener::early(&early),
             rbuf: Vec::new(),
-            wbuf: flight.out,
+            wbuf: hello,
             peer,
             peer_der,
             stage: Stage::AwaitingResume(Box::new(ResumePending {
-                state: flight.state,
+                state,
                 deadline,
                 sent: Vec::new(),
                 sent_bytes: 0,
@@ -505,14 +515,17 @@ impl<S: Transport> Channel<S> {
     }
 
     /// A client channel whose handshake ends at the first receive.
-    fn pending(
-        stream: S,
-        state: handshake::ExpectServerCertificateVerify,
-        deadline: Option<Instant>,
-    ) -> Self {
-        let (send, recv) = state.record_keys();
-        let (peer, der) = state.unverified_server();
-        let (peer, peer_der) = (peer.clone(), der.to_vec());
+    fn pending(stream: S, state: ClientState, deadline: Option<Instant>) -> Self {
+        let (send, recv) = state
+            .record_keys()
+            .expect("client_handshake returns once our Finished is made");
+        let (peer, peer_der) = match &state {
+            ClientState::ServerCertificateVerify(s) => {
+                let (peer, der) = s.unverified_server();
+                (peer.clone(), der.to_vec())
+            }
+            _ => unreachable!("client_handshake returns once our Finished is made"),
+        };
         Self {
             stream,
             sealer: Sealer::new(&send),
@@ -535,91 +548,86 @@ impl<S: Transport> Channel<S> {
     /// it to know the handshake's outcome without a request.
     pub fn complete_handshake(&mut self) -> Result<(), ConnError> {
         // Failed until proven otherwise: an error below leaves the channel unusable.
-        let (state, handshake_deadline) = match std::mem::replace(&mut self.stage, Stage::Failed) {
-            Stage::Established => {
-                self.stage = Stage::Established;
-                return Ok(());
+        let (state, handshake_deadline, early) =
+            match std::mem::replace(&mut self.stage, Stage::Failed) {
+                Stage::Established => {
+                    self.stage = Stage::Established;
+                    return Ok(());
+                }
+                // A server's session is established; the client's Finished is read with the
+                // records (see `recv`).
+                early @ Stage::EarlyData(_) => {
+                    self.stage = early;
+                    return Ok(());
+                }
+                Stage::Failed => {
+                    return Err(ConnError::Protocol(
+                        "the server's handshake did not verify; this channel is unusable".into(),
+                    ));
+                }
+                Stage::AwaitingServer(p) => (p.0, p.1, Vec::new()),
+                Stage::AwaitingResume(p) => (p.state, p.deadline, p.sent),
+            };
+        match self.finish_client(state, handshake_deadline, early) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                abort(&mut self.stream, &e);
+                Err(e)
             }
-            // A server's session is established; the client's Finished is read with the
-            // records (see `recv`).
-            early @ Stage::EarlyData(_) => {
-                self.stage = early;
-                return Ok(());
-            }
-            Stage::Failed => {
-                return Err(ConnError::Protocol(
-                    "the server's handshake did not verify; this channel is unusable".into(),
-                ));
-            }
-            Stage::AwaitingResume(p) => return self.complete_resumption(*p),
-            Stage::AwaitingServer(p) => *p,
-        };
+        }
+    }
+
+    /// Drives a client's handshake to its end: the server's last flight of a full handshake,
+    /// or its answer to a ResumeHello (a resumed session, whose Finished of ours is queued
+    /// before anything else; or a full handshake, after which the `early` requests are sent
+    /// again under its keys).
+    fn finish_client(
+        &mut self,
+        mut state: ClientState,
+        handshake_deadline: Option<Instant>,
+        early: Vec<(AppType, Vec<u8>)>,
+    ) -> Result<(), ConnError> {
         self.flush()?;
-        // The earlier of the handshake's deadline and the caller's.
         self.stream
             .set_deadline(earlier(handshake_deadline, self.deadline))?;
-        let typ = read_handshake_frame(&mut self.stream, &mut self.rbuf)?;
-        let state = state
-            .handle(typ, &self.rbuf)
-            .map_err(|e| fail(&mut self.stream, e))?;
-        let typ = read_handshake_frame(&mut self.stream, &mut self.rbuf)?;
-        let est = state
-            .handle(typ, &self.rbuf)
-            .map_err(|e| fail(&mut self.stream, e))?;
+        let mut early = Some(early);
+        let est = loop {
+            let typ = read_handshake_frame(&mut self.stream, &mut self.rbuf)?;
+            let declined = matches!(state, ClientState::ServerHelloOrResume(_));
+            let (next, out) = state.step(typ, &self.rbuf)?;
+            state = next;
+            if let ClientState::Done(_) = state {
+                // A resumed session's Finished of ours (a full one's went with our flight).
+                self.wbuf.extend_from_slice(&out);
+                break state.established().expect("matched Done");
+            }
+            if declined && let Some((send, recv)) = state.record_keys() {
+                // The server declined the ticket: our certificate flight, then the early
+                // requests again, under the full handshake's keys.
+                self.stream.write_all(&out)?;
+                self.sealer = Sealer::new(&send);
+                self.opener = Opener::new(&recv);
+                for (typ, payload) in early.take().unwrap_or_default() {
+                    self.sealer.seal(typ as u8, &payload, &mut self.wbuf)?;
+                }
+                self.flush()?;
+            } else {
+                self.stream.write_all(&out)?;
+            }
+        };
         self.stream.set_deadline(self.deadline)?;
-        // The same keys as the early ones (one key schedule); the peer is now proven.
+        if est.resumed {
+            self.sealer = Sealer::new(&est.send);
+            self.opener = Opener::new(&est.recv);
+            self.resumed = true;
+        }
+        // (A full handshake's keys are those the first requests went under.)
         self.peer = est.peer;
         self.peer_der = est.peer_der;
         self.peer_chain = est.peer_chain;
         self.resumption = est.resumption;
         self.stage = Stage::Established;
         Ok(())
-    }
-
-    /// The server's answer to our ResumeHello: the resumed session (our Finished is queued
-    /// before anything else), or a full handshake, after which the early requests are sent
-    /// again under its keys.
-    fn complete_resumption(&mut self, pending: ResumePending) -> Result<(), ConnError> {
-        self.flush()?;
-        self.stream
-            .set_deadline(earlier(pending.deadline, self.deadline))?;
-        let typ = read_handshake_frame(&mut self.stream, &mut self.rbuf)?;
-        let flight = if ExpectServerResume::is_resumed(typ) {
-            let body = std::mem::take(&mut self.rbuf);
-            let fin_typ = read_handshake_frame(&mut self.stream, &mut self.rbuf)?;
-            pending
-                .state
-                .handle_resumed(typ, &body, fin_typ, &self.rbuf)
-        } else {
-            pending.state.handle_server_hello(typ, &self.rbuf)
-        }
-        .map_err(|e| fail(&mut self.stream, e))?;
-        match flight {
-            FirstFlight::Resumed(est, finished) => {
-                self.stream.set_deadline(self.deadline)?;
-                self.wbuf.extend_from_slice(&finished);
-                self.sealer = Sealer::new(&est.send);
-                self.opener = Opener::new(&est.recv);
-                self.peer = est.peer;
-                self.peer_der = est.peer_der;
-                self.peer_chain = est.peer_chain;
-                self.resumption = est.resumption;
-                self.resumed = true;
-                self.stage = Stage::Established;
-                Ok(())
-            }
-            FirstFlight::Full(state, flight) => {
-                self.stream.write_all(&flight)?;
-                let (send, recv) = state.record_keys();
-                self.sealer = Sealer::new(&send);
-                self.opener = Opener::new(&recv);
-                self.stage = Stage::AwaitingServer(Box::new((*state, pending.deadline)));
-                for (typ, payload) in pending.sent {
-                    self.send(typ, &payload)?;
-                }
-                self.complete_handshake()
-            }
-        }
     }
 
     /// Whether this session was resumed from a ticket.
@@ -778,10 +786,11 @@ impl<S: Transport> Channel<S> {
                     else {
                         unreachable!("matched just above");
                     };
-                    early
-                        .state
-                        .handle(FrameType::ClientFinished, &self.rbuf)
-                        .map_err(|e| fail(&mut self.stream, e))?;
+                    if let Err(e) = early.state.handle(FrameType::ClientFinished, &self.rbuf) {
+                        let e = ConnError::Handshake(e);
+                        abort(&mut self.stream, &e);
+                        return Err(e);
+                    }
                     self.stage = Stage::Established;
                     continue;
                 }

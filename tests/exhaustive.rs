@@ -28,7 +28,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use minitls::conn::{self, ConnError};
-use minitls::handshake::{self, ClientConfig, Established, HandshakeError, ServerConfig};
+use minitls::crypto::Secret32;
+use minitls::handshake::{
+    ClientConfig, ClientState, Established, HandshakeError, ResumableSession, ServerConfig,
+    ServerState, TicketContents, TicketKeys,
+};
+use minitls::pki;
 use minitls::wire::{FRAME_HEADER_LEN, FrameHeader, FrameType};
 use minitls::{mem, testkit};
 
@@ -145,21 +150,78 @@ fn run(
 ) -> (Outcome, Stream, Stream) {
     let mut c2s = Stream::new(Dir::ClientToServer, tamper);
     let mut s2c = Stream::new(Dir::ServerToClient, tamper);
-    let outcome = drive(client, server, &mut c2s, &mut s2c);
+    let outcome = drive(
+        ClientState::start(client),
+        ServerState::start(server),
+        &mut c2s,
+        &mut s2c,
+    );
     (outcome, c2s, s2c)
 }
 
+/// The ticket key of the resumption sweep (one for the whole test binary).
+fn ticket_keys() -> Arc<TicketKeys> {
+    static KEYS: std::sync::LazyLock<Arc<TicketKeys>> =
+        std::sync::LazyLock::new(|| Arc::new(TicketKeys::with_capacity(3600, 1 << 20)));
+    KEYS.clone()
+}
+
+/// Runs one resumed handshake (a fresh ticket, minted for the test client) with at most one
+/// altered byte.
+fn run_resumed(tamper: Option<Tamper>) -> (Outcome, Stream, Stream) {
+    let p = testkit::pki();
+    let now = pki::now_unix();
+    let mut id = [0u8; 16];
+    rand::fill(&mut id[..]);
+    let resumption = Secret32([0x5a; 32]);
+    let keys = ticket_keys();
+    let ticket = keys
+        .seal(&TicketContents {
+            id,
+            issued_at: now,
+            expires_at: now + 3600,
+            resumption: resumption.clone(),
+            server_fingerprint: p.server.fingerprint(),
+            client_cert: p.client.cert_der.clone(),
+            client_chain: Vec::new(),
+        })
+        .expect("a test ticket fits");
+    let session = ResumableSession {
+        ticket,
+        resumption,
+        server_der: p.server.cert_der.clone(),
+        server_chain: Vec::new(),
+        expires_at: now + 3600,
+    };
+    let (client, hello, _early) =
+        ClientState::resume(p.client_config(), &session).expect("the session verifies");
+    let mut server = p.server_config();
+    server.tickets = Some(keys);
+    let mut c2s = Stream::new(Dir::ClientToServer, tamper);
+    let mut s2c = Stream::new(Dir::ServerToClient, tamper);
+    let outcome = drive(
+        (client, hello),
+        ServerState::start(server),
+        &mut c2s,
+        &mut s2c,
+    );
+    (outcome, c2s, s2c)
+}
+
+/// Runs the library's two state machines ([`ClientState`], [`ServerState`]) against each
+/// other over the two streams: each side reads every frame available to it, in turn, until
+/// both are done or one fails (or waits for bytes that never come).
 fn drive(
-    client: ClientConfig,
-    server: ServerConfig,
+    client: (ClientState, Vec<u8>),
+    server: ServerState,
     c2s: &mut Stream,
     s2c: &mut Stream,
 ) -> Outcome {
     // When one side fails, the other is left waiting: the driver sends it an alert (or the
     // deadline passes), either way it fails too.
-    let client_fails = |e: Fail| Outcome {
+    let client_fails = |e: Fail, server: Option<Established>| Outcome {
         client: Err(e),
-        server: Err(Fail::PeerFailed),
+        server: server.ok_or(Fail::PeerFailed),
     };
     let server_fails = |e: Fail| Outcome {
         client: Err(Fail::PeerFailed),
@@ -167,76 +229,78 @@ fn drive(
     };
     let hs = |e: HandshakeError| Fail::Handshake(e);
 
-    // Flight 1: ClientHello.
-    let (c, out) = handshake::client_start(client);
-    c2s.write(&out);
-    let s = handshake::server_start(server);
-    let (s, out) = match c2s
-        .read_frame()
-        .and_then(|(t, b)| s.handle(t, &b).map_err(hs))
-    {
-        Ok(v) => v,
-        Err(e) => return server_fails(e),
-    };
-    // Flight 2: ServerHello.
-    s2c.write(&out);
-    let (c, out) = match s2c
-        .read_frame()
-        .and_then(|(t, b)| c.handle(t, &b).map_err(hs))
-    {
-        Ok(v) => v,
-        Err(e) => return client_fails(e),
-    };
-    // Flight 3: ClientCertificate, ClientCertificateVerify, ClientFinished in one write.
-    c2s.write(&out);
-    let s = match c2s
-        .read_frame()
-        .and_then(|(t, b)| s.handle(t, &b).map_err(hs))
-    {
-        Ok(v) => v,
-        Err(e) => return server_fails(e),
-    };
-    let s = match c2s
-        .read_frame()
-        .and_then(|(t, b)| s.handle(t, &b).map_err(hs))
-    {
-        Ok(v) => v,
-        Err(e) => return server_fails(e),
-    };
-    let (server_est, out) = match c2s
-        .read_frame()
-        .and_then(|(t, b)| s.handle(t, &b).map_err(hs))
-    {
-        Ok(v) => v,
-        Err(e) => return server_fails(e),
-    };
-    // Anything the client sent after its Finished would be a record; nothing is left over.
-    let leftover = c2s.bytes.len() - c2s.read;
-    // Flight 4: ServerCertificateVerify, ServerFinished.
-    s2c.write(&out);
-    let c = match s2c
-        .read_frame()
-        .and_then(|(t, b)| c.handle(t, &b).map_err(hs))
-    {
-        Ok(v) => v,
-        Err(e) => {
+    let (c, hello) = client;
+    c2s.write(&hello);
+    let (mut c, mut s) = (Some(c), Some(server));
+    let mut server_est: Option<Established> = None;
+    let mut client_est: Option<Established> = None;
+    // What the client sent beyond what the server read when it completed: nothing may be left.
+    let mut leftover = 0;
+    loop {
+        let mut moved = false;
+        while let Some(state) = s.take() {
+            if c2s.read == c2s.bytes.len() {
+                s = Some(state);
+                break;
+            }
+            moved = true;
+            match c2s
+                .read_frame()
+                .and_then(|(t, b)| state.step(t, &b).map_err(hs))
+            {
+                Ok((ServerState::Done(est), out)) => {
+                    leftover = c2s.bytes.len() - c2s.read;
+                    server_est = Some(*est);
+                    s2c.write(&out);
+                }
+                Ok((next, out)) => {
+                    s2c.write(&out);
+                    s = Some(next);
+                }
+                Err(e) => return server_fails(e),
+            }
+        }
+        while let Some(state) = c.take() {
+            if s2c.read == s2c.bytes.len() {
+                c = Some(state);
+                break;
+            }
+            moved = true;
+            match s2c
+                .read_frame()
+                .and_then(|(t, b)| state.step(t, &b).map_err(hs))
+            {
+                Ok((ClientState::Done(est), out)) => {
+                    // (A resumed client's Finished goes last; the server still reads it.)
+                    c2s.write(&out);
+                    client_est = Some(*est);
+                }
+                Ok((next, out)) => {
+                    c2s.write(&out);
+                    c = Some(next);
+                }
+                Err(e) => return client_fails(e, server_est),
+            }
+        }
+        if s.is_none() && c.is_none() {
+            // Both complete: every byte each side sent was consumed.
+            assert_eq!(leftover, 0, "server left client bytes unread");
+            assert_eq!(s2c.read, s2c.bytes.len(), "client left server bytes unread");
             return Outcome {
-                client: Err(e),
-                server: Ok(server_est),
+                client: client_est.ok_or(Fail::PeerFailed),
+                server: server_est.ok_or(Fail::PeerFailed),
             };
         }
-    };
-    let client = s2c
-        .read_frame()
-        .and_then(|(t, b)| c.handle(t, &b).map_err(hs));
-    // A complete handshake consumed every byte each side sent.
-    if client.is_ok() {
-        assert_eq!(leftover, 0, "server left client bytes unread");
-        assert_eq!(s2c.read, s2c.bytes.len(), "client left server bytes unread");
-    }
-    Outcome {
-        client,
-        server: Ok(server_est),
+        if !moved {
+            // One waits for bytes the other will not send.
+            return match (client_est, server_est) {
+                (Some(est), None) => Outcome {
+                    client: Ok(est),
+                    server: Err(Fail::Stalled),
+                },
+                (_, est) => client_fails(Fail::Stalled, est),
+            };
+        }
     }
 }
 
@@ -405,6 +469,45 @@ fn sweep(stride: usize, patterns: &[u8]) {
         "{} altered bytes went unnoticed:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+/// Every byte of a resumed handshake (ResumeHello, ServerResume, ServerFinished,
+/// ClientFinished), in its lowest and highest bit. Neither side may complete with altered
+/// input, except the client when only its own last frame (ClientFinished) was altered: it had
+/// verified the server's Finished before sending it, and the server refuses it.
+#[test]
+fn every_altered_byte_of_a_resumed_handshake_is_refused() {
+    let started = Instant::now();
+    let (o, c2s, s2c) = run_resumed(None);
+    let (client, server) = (o.client.expect("resumes"), o.server.expect("resumes"));
+    assert!(client.resumed && server.resumed);
+    assert_eq!(client.send.key, server.recv.key);
+    assert_eq!(c2s.frames.len(), 2, "ResumeHello, ClientFinished");
+    assert_eq!(s2c.frames.len(), 2, "ServerResume, ServerFinished");
+    let client_finished = c2s.frames[1].0;
+    let mut n = 0;
+    for xor in [0x01, 0x80] {
+        for (dir, len) in [
+            (Dir::ClientToServer, c2s.sent.len()),
+            (Dir::ServerToClient, s2c.sent.len()),
+        ] {
+            for offset in 0..len {
+                let t = Tamper { dir, offset, xor };
+                let (o, _, _) = run_resumed(Some(t));
+                n += 1;
+                assert!(o.server.is_err(), "{t:?}: the server completed");
+                let own_last = dir == Dir::ClientToServer && offset >= client_finished;
+                assert!(
+                    o.client.is_err() || own_last,
+                    "{t:?}: the client completed with altered input"
+                );
+            }
+        }
+    }
+    eprintln!(
+        "altered {n} bytes of resumed handshakes in {:.1?}",
+        started.elapsed()
     );
 }
 

@@ -1,10 +1,13 @@
 //! The handshake's security properties, in memory: the two state machines exchange frames
 //! through a hook that can alter, drop or replace any of them.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use minitls::crypto;
-use minitls::handshake::{self, ClientConfig, Established, HandshakeError, ServerConfig};
+use minitls::handshake::{
+    self, ClientConfig, ClientState, Established, HandshakeError, ServerConfig, ServerState,
+};
 use minitls::pki::{self, CertError, LeafOverrides, Role};
 use minitls::testkit::{self, pki as test_pki};
 use minitls::wire::{
@@ -60,72 +63,70 @@ impl Outcome {
 
 const PENDING: &str = "not reached";
 
-/// Runs one handshake. `hook(index, frame)` may alter each frame in flight (index as in
-/// [`Outcome::sent`]).
+/// Runs one handshake through the library's two state machines ([`ClientState`],
+/// [`ServerState`]), frame by frame, frames to the server first. `hook(index, frame)` may alter
+/// each frame in flight (index as in [`Outcome::sent`]). A side that never completes is
+/// `Local("not reached")`.
 fn run(
     client: ClientConfig,
     server: ServerConfig,
     mut hook: impl FnMut(usize, &mut Vec<u8>),
 ) -> Outcome {
     let mut sent = Vec::new();
-    let mut deliver = |frame: Vec<u8>, sent: &mut Vec<Vec<u8>>| {
-        let i = sent.len();
-        sent.push(frame.clone());
-        let mut f = frame;
-        hook(i, &mut f);
-        parse(&f)
-    };
-    let pending = || Err(HandshakeError::Local(PENDING.into()));
-    let outcome = |client, server, sent| Outcome {
+    let (c, hello) = ClientState::start(client);
+    let (mut c, mut s) = (Some(c), Some(ServerState::start(server)));
+    let mut to_server: VecDeque<Vec<u8>> = frames(&hello).into();
+    let mut to_client: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut client = Err(HandshakeError::Local(PENDING.into()));
+    let mut server = Err(HandshakeError::Local(PENDING.into()));
+    loop {
+        let (frame, to_server_side) = match (to_server.pop_front(), s.is_some()) {
+            (Some(f), true) => (f, true),
+            _ => match to_client.pop_front() {
+                Some(f) if c.is_some() => (f, false),
+                _ => break,
+            },
+        };
+        let mut f = frame.clone();
+        hook(sent.len(), &mut f);
+        sent.push(frame);
+        let parsed = parse(&f);
+        if to_server_side {
+            let state = s.take().expect("checked above");
+            match parsed.and_then(|(t, b)| state.step(t, &b)) {
+                Ok((ServerState::Done(est), out)) => {
+                    server = Ok(*est);
+                    to_client.extend(frames(&out));
+                }
+                Ok((next, out)) => {
+                    s = Some(next);
+                    to_client.extend(frames(&out));
+                }
+                Err(e) => {
+                    server = Err(e);
+                    break;
+                }
+            }
+        } else {
+            let state = c.take().expect("checked above");
+            match parsed.and_then(|(t, b)| state.step(t, &b)) {
+                Ok((ClientState::Done(est), _)) => client = Ok(*est),
+                Ok((next, out)) => {
+                    c = Some(next);
+                    to_server.extend(frames(&out));
+                }
+                Err(e) => {
+                    client = Err(e);
+                    break;
+                }
+            }
+        }
+    }
+    Outcome {
         client,
         server,
         sent,
-    };
-
-    let (c, out) = handshake::client_start(client);
-    let s = handshake::server_start(server);
-    let ch = frames(&out).remove(0);
-    let (s, out) = match deliver(ch, &mut sent).and_then(|(t, b)| s.handle(t, &b)) {
-        Ok(v) => v,
-        Err(e) => return outcome(pending(), Err(e), sent),
-    };
-    let sh = frames(&out).remove(0);
-    let (c, out) = match deliver(sh, &mut sent).and_then(|(t, b)| c.handle(t, &b)) {
-        Ok(v) => v,
-        Err(e) => return outcome(Err(e), pending(), sent),
-    };
-    let mut flight3 = frames(&out).into_iter();
-    let s = match flight3
-        .next()
-        .map(|f| deliver(f, &mut sent))
-        .expect("ClientCertificate")
-        .and_then(|(t, b)| s.handle(t, &b))
-    {
-        Ok(v) => v,
-        Err(e) => return outcome(pending(), Err(e), sent),
-    };
-    let s = match deliver(flight3.next().expect("CertificateVerify"), &mut sent)
-        .and_then(|(t, b)| s.handle(t, &b))
-    {
-        Ok(v) => v,
-        Err(e) => return outcome(pending(), Err(e), sent),
-    };
-    let (server_est, out) = match deliver(flight3.next().expect("Finished"), &mut sent)
-        .and_then(|(t, b)| s.handle(t, &b))
-    {
-        Ok(v) => v,
-        Err(e) => return outcome(pending(), Err(e), sent),
-    };
-    let mut flight4 = frames(&out).into_iter();
-    let c = match deliver(flight4.next().expect("ServerCertificateVerify"), &mut sent)
-        .and_then(|(t, b)| c.handle(t, &b))
-    {
-        Ok(v) => v,
-        Err(e) => return outcome(Err(e), Ok(server_est), sent),
-    };
-    let client_est = deliver(flight4.next().expect("ServerFinished"), &mut sent)
-        .and_then(|(t, b)| c.handle(t, &b));
-    outcome(client_est, Ok(server_est), sent)
+    }
 }
 
 fn good() -> (ClientConfig, ServerConfig) {

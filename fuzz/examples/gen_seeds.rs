@@ -6,14 +6,15 @@
 use std::fs;
 use std::path::Path;
 
-use minitls::handshake;
+use minitls::crypto::Secret32;
+use minitls::handshake::{ClientState, ServerState, TicketContents, TicketKeys};
 use minitls::record::Sealer;
 use minitls::testkit;
 use minitls::wire::{
     Alert, AppType, CertificateVerify, ClientCertificate, Codec, EntryKind, ErrorCode, ErrorMsg,
     FRAME_HEADER_LEN, FileDone, FileEnd, FileStart, FileStatement, Finished, FrameType, ListEnd,
-    ListEntry, Listing, ManifestEntry, PathMsg, PutStart, Request, RequestKind, SkippedMsg,
-    TreeEnd, TreeStart,
+    ListEntry, Listing, ManifestEntry, NewTicket, PROTOCOL_VERSION, PathMsg, PutStart, Request,
+    RequestKind, ResumeHello, ServerResume, SkippedMsg, TreeEnd, TreeStart,
 };
 use minitls_fuzz::{
     MODE_ROUND_TRIP, MODE_STREAM, REAL, put_piece, record_keys, run_client, run_server,
@@ -34,26 +35,33 @@ fn frames(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     out
 }
 
-/// One complete in-memory handshake: the seven frames as sent, in order.
+/// One complete in-memory handshake through the library's state machines: the seven frames
+/// as sent, in order.
 fn real_handshake() -> Vec<(u8, Vec<u8>)> {
     let p = testkit::pki();
-    let (c, ch) = handshake::client_start(p.client_config());
-    let s = handshake::server_start(p.server_config());
-    let mut all = frames(&ch);
-    let (s, sh) = s.handle(FrameType::ClientHello, &all[0].1).unwrap();
-    all.extend(frames(&sh));
-    let (c, flight3) = c.handle(FrameType::ServerHello, &all[1].1).unwrap();
-    all.extend(frames(&flight3));
-    let s = s.handle(FrameType::ClientCertificate, &all[2].1).unwrap();
-    let s = s
-        .handle(FrameType::ClientCertificateVerify, &all[3].1)
-        .unwrap();
-    let (_, flight4) = s.handle(FrameType::ClientFinished, &all[4].1).unwrap();
-    all.extend(frames(&flight4));
-    let c = c
-        .handle(FrameType::ServerCertificateVerify, &all[5].1)
-        .unwrap();
-    c.handle(FrameType::ServerFinished, &all[6].1).unwrap();
+    let (mut c, ch) = ClientState::start(p.client_config());
+    let mut s = ServerState::start(p.server_config());
+    let mut all = Vec::new();
+    let mut to_server = frames(&ch);
+    let mut to_client = Vec::new();
+    loop {
+        if !to_server.is_empty() {
+            let (t, body) = to_server.remove(0);
+            let (next, out) = s.step(FrameType::from_u8(t).unwrap(), &body).unwrap();
+            all.push((t, body));
+            s = next;
+            to_client.extend(frames(&out));
+        } else if !to_client.is_empty() {
+            let (t, body) = to_client.remove(0);
+            let (next, out) = c.step(FrameType::from_u8(t).unwrap(), &body).unwrap();
+            all.push((t, body));
+            c = next;
+            to_server.extend(frames(&out));
+        } else {
+            break;
+        }
+    }
+    assert!(matches!(c, ClientState::Done(_)) && matches!(s, ServerState::Done(_)));
     assert_eq!(all.len(), 7);
     all
 }
@@ -218,6 +226,57 @@ fn main() {
     for (name, bytes) in &app {
         write(&dir, name, bytes);
     }
+    // Version 3: session resumption, with a real ticket.
+    let keys = TicketKeys::new(3600);
+    let contents = TicketContents {
+        id: [1; 16],
+        issued_at: 1_790_000_000,
+        expires_at: 1_790_086_400,
+        resumption: Secret32([2; 32]),
+        server_fingerprint: [3; 32],
+        client_cert: testkit::pki().client.cert_der.clone(),
+        client_chain: Vec::new(),
+    };
+    let ticket = keys.seal(&contents).expect("a test ticket fits");
+    let resume = [
+        (
+            "resume_hello",
+            ResumeHello {
+                version: PROTOCOL_VERSION,
+                random: [5; 32],
+                x25519: [6; 32],
+                client_fingerprint: [7; 32],
+                ticket: ticket.clone(),
+                binder: [8; 32],
+            }
+            .to_bytes(),
+        ),
+        (
+            "server_resume",
+            ServerResume {
+                version: PROTOCOL_VERSION,
+                random: [9; 32],
+                x25519: [10; 32],
+            }
+            .to_bytes(),
+        ),
+        (
+            "new_ticket",
+            NewTicket {
+                lifetime_secs: 86_400,
+                ticket: ticket.clone(),
+            }
+            .to_bytes(),
+        ),
+    ];
+    for (name, bytes) in &resume {
+        write(&dir, name, bytes);
+    }
+    // ticket_decode: decrypted contents, and a sealed ticket (which opens only under the
+    // key of this run, so for the target it is ciphertext of the right shape).
+    let dir = fresh(&root, "ticket_decode");
+    write(&dir, "contents", &contents.to_bytes());
+    write(&dir, "sealed", &ticket);
 
     // record_open: streams of valid records under the target's fixed keys, and round trips.
     let dir = fresh(&root, "record_open");
@@ -304,6 +363,7 @@ fn main() {
     let count = |t: &str| fs::read_dir(root.join(t)).unwrap().count();
     for t in [
         "wire_decode",
+        "ticket_decode",
         "record_open",
         "server_handshake",
         "client_handshake",

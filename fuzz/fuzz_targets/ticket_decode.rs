@@ -14,7 +14,10 @@ use minitls::wire::Codec;
 static KEYS: LazyLock<TicketKeys> = LazyLock::new(|| TicketKeys::new(3600));
 
 fuzz_target!(|data: &[u8]| {
-    assert!(KEYS.open(data).is_none(), "a ticket opened without being sealed");
+    assert!(
+        KEYS.open(data).is_none(),
+        "a ticket opened without being sealed"
+    );
     if let Ok(contents) = TicketContents::decode(data) {
         assert_eq!(contents.to_bytes(), data, "a non-canonical ticket encoding");
     }

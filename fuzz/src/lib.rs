@@ -20,10 +20,7 @@
 //! panic on it.
 
 use minitls::crypto::{self, CLIENT_SIGNATURE_CONTEXT, SERVER_SIGNATURE_CONTEXT};
-use minitls::handshake::{
-    self, ExpectClientCertificate, ExpectClientCertificateVerify, ExpectClientFinished,
-    ExpectClientHello, ExpectServerCertificateVerify, ExpectServerFinished, ExpectServerHello,
-};
+use minitls::handshake::{ClientState, ServerState};
 use minitls::record::DirectionKeys;
 use minitls::testkit;
 use minitls::wire::{CertificateVerify, Codec, FRAME_HEADER_LEN, FrameType};
@@ -72,17 +69,10 @@ fn vec16(bytes: &[u8]) -> Vec<u8> {
 /// How far a driver got: the number of frames its state machine accepted.
 pub type Depth = usize;
 
-enum Server {
-    Hello(ExpectClientHello),
-    Certificate(ExpectClientCertificate),
-    Verify(ExpectClientCertificateVerify),
-    Finished(ExpectClientFinished),
-}
-
 /// Feeds the pieces to a fresh server handshake. Panics if the server reaches Established.
 pub fn run_server(data: &[u8]) -> Depth {
     let p = testkit::pki();
-    let mut state = Server::Hello(handshake::server_start(p.server_config()));
+    let mut state = ServerState::start(p.server_config());
     // Every frame the server hashed so far (what a real client would have seen too).
     let mut transcript = Vec::new();
     let mut depth = 0;
@@ -110,30 +100,29 @@ pub fn run_server(data: &[u8]) -> Depth {
             .to_bytes(),
             _ => fuzz_body.to_vec(),
         };
-        state = match state {
-            Server::Hello(s) => match s.handle(typ, &body) {
-                Ok((next, out)) => {
+        // What the server hashes: the first frame and its answer, then the certificate.
+        let hashes_frame = matches!(
+            state,
+            ServerState::ClientHello(_) | ServerState::ClientCertificate(_)
+        );
+        let first = matches!(state, ServerState::ClientHello(_));
+        state = match state.step(typ, &body) {
+            Ok((ServerState::Done(_), _)) => {
+                panic!("the server reached Established with fuzzed client input")
+            }
+            Ok((ServerState::ResumedClientFinished(_), _)) => {
+                panic!("the server resumed a session without a ticket of its own")
+            }
+            Ok((next, out)) => {
+                if hashes_frame {
                     transcript.extend_from_slice(&frame(typ, &body));
+                }
+                if first {
                     transcript.extend_from_slice(&out);
-                    Server::Certificate(next)
                 }
-                Err(_) => return depth,
-            },
-            Server::Certificate(s) => match s.handle(typ, &body) {
-                Ok(next) => {
-                    transcript.extend_from_slice(&frame(typ, &body));
-                    Server::Verify(next)
-                }
-                Err(_) => return depth,
-            },
-            Server::Verify(s) => match s.handle(typ, &body) {
-                Ok(next) => Server::Finished(next),
-                Err(_) => return depth,
-            },
-            Server::Finished(s) => match s.handle(typ, &body) {
-                Ok(_) => panic!("the server reached Established with fuzzed client input"),
-                Err(_) => return depth,
-            },
+                next
+            }
+            Err(_) => return depth,
         };
         depth += 1;
     }
@@ -143,18 +132,11 @@ pub fn run_server(data: &[u8]) -> Depth {
 /// A ClientFinished frame: header and a 32-byte MAC.
 const CLIENT_FINISHED_FRAME_LEN: usize = minitls::wire::FRAME_HEADER_LEN + 32;
 
-enum Client {
-    Hello(ExpectServerHello),
-    Verify(ExpectServerCertificateVerify),
-    Finished(ExpectServerFinished),
-}
-
 /// Feeds the pieces to a client handshake (after its ClientHello). Panics if the client
 /// reaches Established.
 pub fn run_client(data: &[u8]) -> Depth {
     let p = testkit::pki();
-    let (start, hello) = handshake::client_start(p.client_config());
-    let mut state = Client::Hello(start);
+    let (mut state, hello) = ClientState::start(p.client_config());
     let mut transcript = hello;
     let mut signed_len = 0;
     let mut depth = 0;
@@ -183,24 +165,20 @@ pub fn run_client(data: &[u8]) -> Depth {
             .to_bytes(),
             _ => fuzz_body.to_vec(),
         };
-        state = match state {
-            Client::Hello(c) => match c.handle(typ, &body) {
-                Ok((next, out)) => {
+        let first = matches!(state, ClientState::ServerHello(_));
+        state = match state.step(typ, &body) {
+            Ok((ClientState::Done(_), _)) => {
+                panic!("the client reached Established with fuzzed server input")
+            }
+            Ok((next, out)) => {
+                if first {
                     transcript.extend_from_slice(&frame(typ, &body));
                     transcript.extend_from_slice(&out);
                     signed_len = transcript.len().saturating_sub(CLIENT_FINISHED_FRAME_LEN);
-                    Client::Verify(next)
                 }
-                Err(_) => return depth,
-            },
-            Client::Verify(c) => match c.handle(typ, &body) {
-                Ok(next) => Client::Finished(next),
-                Err(_) => return depth,
-            },
-            Client::Finished(c) => match c.handle(typ, &body) {
-                Ok(_) => panic!("the client reached Established with fuzzed server input"),
-                Err(_) => return depth,
-            },
+                next
+            }
+            Err(_) => return depth,
         };
         depth += 1;
     }

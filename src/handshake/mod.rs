@@ -18,12 +18,14 @@
 
 pub mod key_schedule;
 mod resume;
+mod state;
 mod ticket;
 
 pub use resume::{
-    ClientResumeFlight, ExpectResumedClientFinished, ExpectServerResume, FirstFlight,
-    ResumableSession, ServerFirst, client_resume_start,
+    ClientResumeFlight, ExpectResumedClientFinished, ExpectResumedServerFinished,
+    ExpectServerResume, ResumableSession, ServerFirst, client_resume_start,
 };
+pub use state::{ClientState, ServerState};
 pub use ticket::{DEFAULT_TICKET_LIFETIME, MAX_USED_TICKETS, TicketContents, TicketKeys};
 
 use std::sync::Arc;
@@ -230,6 +232,7 @@ impl Transcript {
 }
 
 /// Keys and peer identity of a finished handshake.
+#[derive(Clone)]
 pub struct Established {
     pub send: DirectionKeys,
     pub recv: DirectionKeys,

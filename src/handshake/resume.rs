@@ -144,16 +144,6 @@ pub struct ExpectServerResume {
     server_chain: Vec<Vec<u8>>,
 }
 
-/// What the server's answer to a ResumeHello led to.
-pub enum FirstFlight {
-    /// Resumed: the session is established and `out` holds our Finished, to send before
-    /// any record.
-    Resumed(Box<Established>, Vec<u8>),
-    /// The server made a full handshake instead: `out` is our certificate flight; the early
-    /// requests must be sent again.
-    Full(Box<super::ExpectServerCertificateVerify>, Vec<u8>),
-}
-
 impl ExpectServerResume {
     /// The server certificate of the ticket's session (verified again when the resumption
     /// started; the server proves it is the same server by its Finished), its DER and chain.
@@ -165,21 +155,20 @@ impl ExpectServerResume {
         )
     }
 
-    /// Handles the server's first frame: a ServerResume (then `finished`, its Finished, must
-    /// follow: see [`Self::handle_resumed`]) or a ServerHello (a full handshake).
+    /// Handles a ServerHello: the server declined the ticket and a full handshake follows
+    /// (the early requests must then be sent again).
     pub fn handle_server_hello(
         self,
         typ: FrameType,
         body: &[u8],
-    ) -> Result<FirstFlight, HandshakeError> {
+    ) -> Result<(super::ExpectServerCertificateVerify, Vec<u8>), HandshakeError> {
         let state = ExpectServerHello {
             config: self.config,
             eph: self.eph,
             transcript: self.transcript,
         };
         (state.config.log)("<- ServerHello: the server did not take the ticket; full handshake");
-        let (next, out) = state.handle(typ, body)?;
-        Ok(FirstFlight::Full(Box::new(next), out))
+        state.handle(typ, body)
     }
 
     /// Whether `typ` is the server's answer to a resumption (else a full handshake or an alert).
@@ -187,14 +176,12 @@ impl ExpectServerResume {
         typ == FrameType::ServerResume
     }
 
-    /// Handles ServerResume and the ServerFinished after it.
+    /// Handles a ServerResume; its ServerFinished comes next.
     pub fn handle_resumed(
         mut self,
         typ: FrameType,
         body: &[u8],
-        fin_typ: FrameType,
-        fin_body: &[u8],
-    ) -> Result<FirstFlight, HandshakeError> {
+    ) -> Result<ExpectResumedServerFinished, HandshakeError> {
         let sr: ServerResume = expect(FrameType::ServerResume, typ, body)?;
         if sr.version != PROTOCOL_VERSION {
             return Err(HandshakeError::UnsupportedVersion(sr.version));
@@ -207,14 +194,44 @@ impl ExpectServerResume {
             &shared,
             &th,
         );
-        let fin: Finished = expect(FrameType::ServerFinished, fin_typ, fin_body)?;
+        Ok(ExpectResumedServerFinished {
+            config: self.config,
+            keys,
+            transcript: self.transcript,
+            server: self.server,
+            server_der: self.server_der,
+            server_chain: self.server_chain,
+        })
+    }
+}
+
+/// A resumption the server accepted: its Finished is due.
+pub struct ExpectResumedServerFinished {
+    config: ClientConfig,
+    keys: KeySchedule,
+    transcript: Transcript,
+    server: VerifiedCert,
+    server_der: Vec<u8>,
+    server_chain: Vec<Vec<u8>>,
+}
+
+impl ExpectResumedServerFinished {
+    /// Checks the server's Finished; returns the session and our Finished, to send before
+    /// any record.
+    pub fn handle(
+        mut self,
+        typ: FrameType,
+        body: &[u8],
+    ) -> Result<(Established, Vec<u8>), HandshakeError> {
+        let fin: Finished = expect(FrameType::ServerFinished, typ, body)?;
         // Only the server that sealed the ticket knows its secret: its Finished proves it.
-        if !key_schedule::finished_mac_matches(&keys.server_finished, &th, &fin.mac) {
+        let th = self.transcript.hash();
+        if !key_schedule::finished_mac_matches(&self.keys.server_finished, &th, &fin.mac) {
             return Err(HandshakeError::BadFinished(Role::Server));
         }
-        absorb(fin_typ, fin_body, &mut self.transcript);
+        absorb(typ, body, &mut self.transcript);
         let mut out = Vec::new();
-        let mac = key_schedule::finished_mac(&keys.client_finished, &self.transcript.hash());
+        let mac = key_schedule::finished_mac(&self.keys.client_finished, &self.transcript.hash());
         emit(
             FrameType::ClientFinished,
             &Finished { mac },
@@ -225,14 +242,14 @@ impl ExpectServerResume {
             "<- ServerResume, ServerFinished: session resumed with '{}' (no RSA), fresh X25519 mixed in; -> ClientFinished",
             self.server.subject
         ));
-        Ok(FirstFlight::Resumed(
-            Box::new(established(
-                keys,
+        Ok((
+            established(
+                self.keys,
                 true,
                 self.server,
                 self.server_der,
                 self.server_chain,
-            )),
+            ),
             out,
         ))
     }
