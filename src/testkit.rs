@@ -207,3 +207,33 @@ pub fn p256_client(
             .expect("the key belongs to its certificate"),
     ))
 }
+
+/// A session of the test client with the test server, valid for an hour, whose ticket is
+/// sealed directly under `tickets` with `resumption` as its secret: what a client holds after
+/// a full handshake, without making one (resumption tests and sweeps need a fresh ticket each
+/// time, since a ticket is accepted once).
+pub fn mint_session(
+    tickets: &crate::handshake::TicketKeys,
+    resumption: &crate::crypto::Secret32,
+) -> crate::handshake::ResumableSession {
+    let p = pki();
+    let now = pki::now_unix();
+    let mut id = [0u8; 16];
+    rand::fill(&mut id[..]);
+    let contents = crate::handshake::TicketContents {
+        id,
+        issued_at: now,
+        expires_at: now + 3600,
+        resumption: resumption.clone(),
+        server_fingerprint: p.server.fingerprint(),
+        client_cert: p.client.cert_der.clone(),
+        client_chain: Vec::new(),
+    };
+    crate::handshake::ResumableSession {
+        ticket: tickets.seal(&contents).expect("a test ticket fits"),
+        resumption: resumption.clone(),
+        server_der: p.server.cert_der.clone(),
+        server_chain: Vec::new(),
+        expires_at: now + 3600,
+    }
+}

@@ -30,10 +30,8 @@ use std::time::{Duration, Instant};
 use minitls::conn::{self, ConnError};
 use minitls::crypto::Secret32;
 use minitls::handshake::{
-    ClientConfig, ClientState, Established, HandshakeError, ResumableSession, ServerConfig,
-    ServerState, TicketContents, TicketKeys,
+    ClientConfig, ClientState, Established, HandshakeError, ServerConfig, ServerState, TicketKeys,
 };
-use minitls::pki;
 use minitls::wire::{FRAME_HEADER_LEN, FrameHeader, FrameType};
 use minitls::{mem, testkit};
 
@@ -170,29 +168,8 @@ fn ticket_keys() -> Arc<TicketKeys> {
 /// altered byte.
 fn run_resumed(tamper: Option<Tamper>) -> (Outcome, Stream, Stream) {
     let p = testkit::pki();
-    let now = pki::now_unix();
-    let mut id = [0u8; 16];
-    rand::fill(&mut id[..]);
-    let resumption = Secret32([0x5a; 32]);
     let keys = ticket_keys();
-    let ticket = keys
-        .seal(&TicketContents {
-            id,
-            issued_at: now,
-            expires_at: now + 3600,
-            resumption: resumption.clone(),
-            server_fingerprint: p.server.fingerprint(),
-            client_cert: p.client.cert_der.clone(),
-            client_chain: Vec::new(),
-        })
-        .expect("a test ticket fits");
-    let session = ResumableSession {
-        ticket,
-        resumption,
-        server_der: p.server.cert_der.clone(),
-        server_chain: Vec::new(),
-        expires_at: now + 3600,
-    };
+    let session = testkit::mint_session(&keys, &Secret32([0x5a; 32]));
     let (client, hello, _early) =
         ClientState::resume(p.client_config(), &session).expect("the session verifies");
     let mut server = p.server_config();

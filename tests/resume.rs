@@ -8,7 +8,7 @@ use std::time::Duration;
 use minitls::conn::{self, Channel, ConnError};
 use minitls::crypto::{self, Secret32};
 use minitls::handshake::{
-    ClientConfig, HandshakeError, ResumableSession, ServerConfig, TicketContents, TicketKeys,
+    ClientConfig, HandshakeError, ResumableSession, ServerConfig, TicketKeys,
 };
 use minitls::mem::{self, MemEnd};
 use minitls::paths::ServeRoot;
@@ -135,8 +135,8 @@ fn resume(client: ClientConfig, server: ServerConfig, session: &ResumableSession
     }
 }
 
-#[test]
-fn a_returning_client_resumes_in_one_flight_with_its_request_and_no_rsa() {
+/// A full handshake, then the same client resuming its session with the same server.
+fn full_then_resumed() -> (Arc<TicketKeys>, Resumed) {
     let tickets = Arc::new(TicketKeys::new(3600));
     let session = full_session(test_pki().client_config(), server_config(&tickets));
     let r = resume(
@@ -144,6 +144,12 @@ fn a_returning_client_resumes_in_one_flight_with_its_request_and_no_rsa() {
         server_config(&tickets),
         &session,
     );
+    (tickets, r)
+}
+
+#[test]
+fn a_returning_client_resumes_in_one_flight_with_its_request_and_no_rsa() {
+    let (_, r) = full_then_resumed();
     let client = r.client.unwrap();
     let server = r.server.unwrap();
     assert!(client.resumed() && server.resumed());
@@ -163,13 +169,7 @@ fn a_returning_client_resumes_in_one_flight_with_its_request_and_no_rsa() {
 
 #[test]
 fn a_replayed_first_flight_gets_nothing() {
-    let tickets = Arc::new(TicketKeys::new(3600));
-    let session = full_session(test_pki().client_config(), server_config(&tickets));
-    let r = resume(
-        test_pki().client_config(),
-        server_config(&tickets),
-        &session,
-    );
+    let (tickets, r) = full_then_resumed();
     assert!(r.server.unwrap().resumed());
     // An attacker replays the recorded ResumeHello and early request to the same server.
     let (attacker, b) = mem::pair();
@@ -348,36 +348,13 @@ fn early_data_that_tries_to_change_state_is_refused() {
     assert!(!dir.path().join("uploads/x").exists());
 }
 
-/// Mints a ticket for the test client directly (no full handshake), with secret `res`.
-fn mint(tickets: &TicketKeys, res: &Secret32) -> ResumableSession {
-    let now = pki::now_unix();
-    let mut id = [0u8; 16];
-    rand::fill(&mut id[..]);
-    let contents = TicketContents {
-        id,
-        issued_at: now,
-        expires_at: now + 3600,
-        resumption: res.clone(),
-        server_fingerprint: test_pki().server.fingerprint(),
-        client_cert: test_pki().client.cert_der.clone(),
-        client_chain: Vec::new(),
-    };
-    ResumableSession {
-        ticket: tickets.seal(&contents).unwrap(),
-        resumption: res.clone(),
-        server_der: test_pki().server.cert_der.clone(),
-        server_chain: Vec::new(),
-        expires_at: now + 3600,
-    }
-}
-
 #[test]
 fn a_flipped_byte_anywhere_in_either_resumed_flight_never_resumes() {
     let tickets = Arc::new(TicketKeys::with_capacity(3600, 1 << 20));
     let res = Secret32([5; 32]);
     // The client's flight: every byte of the ResumeHello. The server either refuses or makes
     // a full handshake; it never resumes (nor takes an early request) from altered bytes.
-    let hello = resume_hello(&mint(&tickets, &res));
+    let hello = resume_hello(&testkit::mint_session(&tickets, &res));
     for i in 0..hello.len() {
         let mut bad = hello.clone();
         bad[i] ^= 0x01;
@@ -402,7 +379,7 @@ fn a_flipped_byte_anywhere_in_either_resumed_flight_never_resumes() {
     // establishes (so it never acts on an answer).
     let mut i = 0;
     loop {
-        let session = mint(&tickets, &res);
+        let session = testkit::mint_session(&tickets, &res);
         let (a, b) = mem::pair();
         let to_client = a.inbox.clone();
         let mut client =

@@ -157,6 +157,28 @@ impl ServerConfig {
     }
 }
 
+impl ClientConfig {
+    /// What a server certificate is checked against.
+    fn trust(&self) -> Trust<'_> {
+        Trust {
+            anchor: &self.anchor,
+            extra: &self.extra_anchors,
+            crl: self.crl.as_deref(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// What a client certificate is checked against.
+    fn trust(&self) -> Trust<'_> {
+        Trust {
+            anchor: &self.anchor,
+            extra: &self.extra_anchors,
+            crl: self.crl.as_deref(),
+        }
+    }
+}
+
 /// Why a handshake failed. [`HandshakeError::alert`] says what (little) the peer is told.
 #[derive(Debug, Error)]
 pub enum HandshakeError {
@@ -376,11 +398,7 @@ impl ExpectServerHello {
         // 1. Validate the server certificate before trusting its key with anything:
         //    chain to our CA, validity, serverAuth EKU, and the name we asked for.
         //    And not revoked, when we have the CA's list.
-        let trust = Trust {
-            anchor: &cfg.anchor,
-            extra: &cfg.extra_anchors,
-            crl: cfg.crl.as_deref(),
-        };
+        let trust = cfg.trust();
         let server_cert = verify_peer(
             &trust,
             &hello.certificate,
@@ -641,11 +659,7 @@ impl ExpectClientCertificate {
         let cc: ClientCertificate = expect(FrameType::ClientCertificate, typ, body)?;
         // 2. Validate the client certificate: chain, validity, clientAuth EKU, and not on the
         //    CA's revocation list.
-        let trust = Trust {
-            anchor: &self.config.anchor,
-            extra: &self.config.extra_anchors,
-            crl: self.config.crl.as_deref(),
-        };
+        let trust = self.config.trust();
         let client = verify_peer(
             &trust,
             &cc.certificate,

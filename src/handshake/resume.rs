@@ -26,8 +26,8 @@ use x25519_dalek::{EphemeralSecret, PublicKey};
 use super::key_schedule::{self, KeySchedule};
 use super::{
     ClientConfig, Established, ExpectClientCertificate, ExpectClientHello, ExpectServerHello,
-    HandshakeError, TicketContents, Transcript, Trust, absorb, dh, emit, expect, now, random32,
-    short_fp, verify_peer,
+    HandshakeError, TicketContents, Transcript, absorb, dh, emit, expect, now, random32, short_fp,
+    verify_peer,
 };
 use crate::crypto::{self, Secret32};
 use crate::pki::{Role, VerifiedCert};
@@ -74,11 +74,7 @@ pub fn client_resume_start(
     config: ClientConfig,
     session: &ResumableSession,
 ) -> Result<ClientResumeFlight, HandshakeError> {
-    let trust = Trust {
-        anchor: &config.anchor,
-        extra: &config.extra_anchors,
-        crl: config.crl.as_deref(),
-    };
+    let trust = config.trust();
     let server = verify_peer(
         &trust,
         &session.server_der,
@@ -393,11 +389,7 @@ impl ExpectClientHello {
         let cfg = &self.config;
         // The client's certificate, as at its full handshake, must still be valid and not
         // revoked (with the CRL in force now).
-        let trust = Trust {
-            anchor: &cfg.anchor,
-            extra: &cfg.extra_anchors,
-            crl: cfg.crl.as_deref(),
-        };
+        let trust = cfg.trust();
         let client = verify_peer(
             &trust,
             &contents.client_cert,
