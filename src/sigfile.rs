@@ -478,7 +478,12 @@ fn verify_in_tree(file: &Path, anchor: &TrustAnchor) -> Result<Verified, VerifyE
             check_content(file, entry.size, &entry.sha256)?;
             return Ok(Verified {
                 statement: FileStatement {
-                    path: format!("{}/{}", m.root, entry.path),
+                    // The served directory itself is the root "".
+                    path: if m.root.is_empty() {
+                        entry.path.clone()
+                    } else {
+                        format!("{}/{}", m.root, entry.path)
+                    },
                     size: entry.size,
                     sha256: entry.sha256,
                     signed_at: m.signed_at,

@@ -883,14 +883,16 @@ fn wrong_direction_hints_of_issue_14_point_the_right_way() {
     );
     assert!(!w.join("-").exists());
 
-    // fetch -r . names the served root: the advice is about directories, not files.
+    // fetch . without -r names the served root: the advice is -r, and where it lands.
     for root in [".", ""] {
-        let line = fails_with(&w.run(&["fetch", "-r", root]), 2);
+        let line = fails_with(&w.run(&["fetch", root]), 2);
         assert!(
-            line.contains("is the served directory itself, which cannot be fetched as one tree"),
+            line.contains(
+                "is the served directory itself; fetch it with -r (it lands in \
+                           client_received/127.0.0.1)"
+            ),
             "{line}"
         );
-        assert!(line.contains("`minitls fetch -r docs`"), "{line}");
     }
     let line = fails_with(&w.run(&["fetch", "-r", "../x"]), 2);
     assert!(line.ends_with("name a directory relative to the served directory, like docs"));
@@ -907,4 +909,55 @@ fn wrong_direction_hints_of_issue_14_point_the_right_way() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn fetch_r_dot_fetches_what_the_policy_lets_the_client_read_into_out_named_after_the_server() {
+    let w = Workspace::new();
+    fs::create_dir_all(w.join("server_public/docs/sub")).unwrap();
+    fs::write(w.join("server_public/docs/a.txt"), "a").unwrap();
+    fs::write(w.join("server_public/docs/sub/b.txt"), "b").unwrap();
+    fs::create_dir(w.join("server_public/secret")).unwrap();
+    fs::write(w.join("server_public/secret/k.txt"), "k").unwrap();
+    fs::write(
+        w.join("policy.toml"),
+        "[[grant]]\nclients = [\"*\"]\nread = [\"docs\", \"hello.txt\"]\n",
+    )
+    .unwrap();
+    let server = w.serve(&["--policy", "policy.toml"]);
+
+    let o = w.run(&["fetch", "-r", ".", "--server", &server.addr]);
+    assert_eq!(ok(&o).trim(), "client_received/127.0.0.1");
+    let root = w.join("client_received/127.0.0.1");
+    assert_eq!(
+        fs::read_to_string(root.join("hello.txt")).unwrap(),
+        common::HELLO
+    );
+    assert_eq!(fs::read(root.join("docs/sub/b.txt")).unwrap(), b"b");
+    // What the policy keeps from the client is not part of the tree.
+    assert!(!root.join("secret").exists());
+    assert!(
+        w.join("client_received/127.0.0.1.minitls-manifest")
+            .is_file()
+    );
+    // The tree and each file in it verify offline.
+    let v = ok(&w.run(&["verify", "client_received/127.0.0.1"]));
+    assert!(
+        v.starts_with("OK client_received/127.0.0.1 (3 files, 2 directories"),
+        "{v}"
+    );
+    let v = ok(&w.run(&["verify", "client_received/127.0.0.1/docs/a.txt"]));
+    assert!(
+        v.starts_with("OK client_received/127.0.0.1/docs/a.txt"),
+        "{v}"
+    );
+    // An empty PATH is the root too; fetched again, the tree is merged into place.
+    ok(&w.run(&["fetch", "-r", "", "--server", &server.addr]));
+    ok(&w.run(&["verify", "client_received/127.0.0.1"]));
+
+    // "." means the root only as the whole path: nothing that escapes it or hides in it.
+    for bad in ["./docs", "docs/.", "./..", "./"] {
+        let line = fails_with(&w.run(&["fetch", "-r", bad, "--server", &server.addr]), 2);
+        assert!(line.contains("is not a valid remote path"), "{bad}: {line}");
+    }
 }

@@ -398,6 +398,60 @@ fn the_server_refuses_paths_outside_its_root() {
 }
 
 #[test]
+fn a_recursive_request_for_dot_is_the_served_root_and_nothing_else_near_it_is_accepted() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), b"top secret").unwrap();
+    let mut s = served(|root| {
+        std::fs::create_dir(root.join("d")).unwrap();
+        std::fs::write(root.join("d/ok.txt"), b"fine").unwrap();
+    });
+    for bad in ["./..", "./", "./d", "d/.", "..", "/", "./../secret"] {
+        s.client
+            .send_msg(
+                AppType::Request,
+                &Request {
+                    kind: RequestKind::Get,
+                    recursive: true,
+                    offset: 0,
+                    prefix_sha256: [0; 32],
+                    path: bad.to_string(),
+                },
+            )
+            .unwrap();
+        s.client.flush().unwrap();
+        let (t, p) = s.client.recv().unwrap();
+        assert_eq!(t, AppType::Error, "{bad:?} was served");
+        let e = ErrorMsg::decode(p).unwrap();
+        assert_eq!(e.code, ErrorCode::PathRefused, "{bad:?}: {}", e.text);
+    }
+    // "." is the root: the whole tree, under the local name the client gives it.
+    let opts = transfer::FetchOptions {
+        recursive: true,
+        root_name: Some("mirror".into()),
+        ..Default::default()
+    };
+    let got = match transfer::fetch(&mut s.client, ".", s.out.path(), &opts, &mut NoProgress) {
+        Ok(transfer::Fetch::Tree(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(got.dir, s.out.path().join("mirror"));
+    assert_eq!(std::fs::read(got.dir.join("d/ok.txt")).unwrap(), b"fine");
+    assert_eq!((got.files, got.dirs), (1, 1));
+    // Without a local name, the client does not invent one.
+    assert!(matches!(
+        transfer::fetch(
+            &mut s.client,
+            ".",
+            s.out.path(),
+            &fetch_opts(true, false),
+            &mut NoProgress
+        ),
+        Err(TransferError::Refused(_))
+    ));
+    s.finish();
+}
+
+#[test]
 fn listing_shows_files_and_directories_but_nothing_outside() {
     let outside = tempfile::tempdir().unwrap();
     let target = outside.path().to_path_buf();

@@ -506,7 +506,9 @@ pub struct FetchArgs {
     pub paths: Vec<String>,
 
     /// Fetch a directory and everything under it (a/d is written as OUT/d/...); one signed
-    /// manifest, kept as OUT/d.minitls-manifest, covers the whole tree.
+    /// manifest, kept as OUT/d.minitls-manifest, covers the whole tree. `.` is the served
+    /// directory itself (what the policy lets you read), written as OUT/SERVER/... where
+    /// SERVER is the name its certificate was checked for (as wget -r names a site's copy).
     #[arg(short, long)]
     pub recursive: bool,
 

@@ -72,17 +72,22 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
 
     let creds = creds::load(&args.creds, Role::Client, global.quiet)?;
     // The name the library reports the receiving phase under (see Bars).
-    let local_name = save_as.clone().unwrap_or_else(|| {
-        args.path()
+    let root = wanted_root_name(args)?;
+    let local_name = match (&save_as, &root) {
+        (Some(n), _) => n.clone(),
+        (None, Some(r)) if is_served_root(args.path()) => r.clone(),
+        _ => args
+            .path()
             .rsplit('/')
             .find(|c| !c.is_empty())
             .unwrap_or(args.path())
-            .to_string()
-    });
+            .to_string(),
+    };
     let mut opts = transfer::FetchOptions {
         recursive: args.recursive,
         resume: args.resume,
         save_as,
+        root_name: root,
         ..Default::default()
     };
     // Ctrl-C: nothing half-received is left behind (a single file's data is kept for
@@ -508,11 +513,17 @@ fn tree_json(remote: &str, t: &transfer::TreeFetched, signer: &str, elapsed: Dur
 /// `--out`.
 fn check_paths_and_out(args: &FetchArgs, global: Global) -> CliResult<()> {
     for path in &args.paths {
-        if args.recursive && paths::parse_relative(path, true).is_ok_and(|p| p.is_empty()) {
-            return Err(CliError::usage(format!(
-                "'{path}' is the served directory itself, which cannot be fetched as one tree; \
-                 name a directory in it (`minitls ls` lists them), e.g. `minitls fetch -r docs`"
-            )));
+        if is_served_root(path) {
+            if !args.recursive {
+                return Err(CliError::usage(format!(
+                    "'{path}' is the served directory itself; fetch it with -r (it lands in \
+                     {}/{}), or name a file in it (`minitls ls` lists them)",
+                    args.out.display(),
+                    root_name(args)?
+                )));
+            }
+            root_name(args)?;
+            continue;
         }
         paths::parse_relative(path, false).map_err(|e| {
             let like = if args.recursive {
@@ -546,6 +557,35 @@ fn check_paths_and_out(args: &FetchArgs, global: Global) -> CliResult<()> {
     Ok(())
 }
 
+/// True for `.` (or an empty PATH): the served directory itself.
+fn is_served_root(path: &str) -> bool {
+    paths::parse_relative(path, true).is_ok_and(|p| p.is_empty())
+}
+
+/// The local name of the served directory itself (`fetch -r .`): it has no name on the wire,
+/// so it is named after the server, as `wget -r` names a site's copy after its host:
+/// `OUT/<name the server's certificate was checked for>`, its manifest beside it as for any
+/// tree. Never the contents spilled into OUT: they would mix with what else is there, and the
+/// manifest would have to go outside OUT.
+fn root_name(args: &FetchArgs) -> CliResult<String> {
+    let name = args.server.expected_name();
+    paths::check_component(&name).map_err(|e| {
+        CliError::usage(format!(
+            "the served directory is saved under the server's name, but '{name}' cannot name \
+             a directory ({e}); pass --server-name with a plain host name"
+        ))
+    })?;
+    Ok(name)
+}
+
+/// [`root_name`] when `-r` and a PATH is the served directory itself.
+fn wanted_root_name(args: &FetchArgs) -> CliResult<Option<String>> {
+    if args.recursive && args.paths.iter().any(|p| is_served_root(p)) {
+        return root_name(args).map(Some);
+    }
+    Ok(None)
+}
+
 /// `fetch PATH PATH...`: every path over one connection, the requests pipelined
 /// (`transfer::fetch_all`). Each path's outcome is printed as it comes (its local path or JSON
 /// object on stdout, its summary or error on stderr); a path the server refuses does not stop
@@ -567,6 +607,7 @@ fn run_many(args: &FetchArgs, global: Global) -> CliResult<()> {
     let opts = transfer::FetchOptions {
         recursive: args.recursive,
         resume: args.resume,
+        root_name: wanted_root_name(args)?,
         ..Default::default()
     };
     // The subject of the certificate validated in the hello; no answer is used before the

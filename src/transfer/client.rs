@@ -41,6 +41,10 @@ pub struct FetchOptions {
     /// The local name in `out_dir` instead of the remote path's last component (`-o FILE`);
     /// one plain name, checked like a name from the network.
     pub save_as: Option<String>,
+    /// The local name of the served directory itself, fetched recursively as `.` (it has no
+    /// name of its own on the wire); one plain name, checked like `save_as`. Without it, a
+    /// recursive fetch of `.` is refused.
+    pub root_name: Option<String>,
     /// Called at each landing step; only tests set it (see [`land::LandStep`]).
     pub hook: LandHook,
 }
@@ -241,24 +245,30 @@ fn prepare(
     opts: &FetchOptions,
     progress: &mut dyn Progress,
 ) -> Result<Wanted, TransferError> {
-    let parts =
-        paths::parse_relative(remote, false).map_err(|source| TransferError::BadRequestPath {
+    // `.` (the served directory itself) only as a tree: it has no bytes of its own.
+    let parts = paths::parse_relative(remote, opts.recursive).map_err(|source| {
+        TransferError::BadRequestPath {
             path: remote.to_string(),
             source,
-        })?;
-    let requested = parts.join("/");
-    let name = match &opts.save_as {
-        Some(n) => {
-            paths::check_component(n).map_err(|source| TransferError::BadRequestPath {
-                path: n.clone(),
-                source,
-            })?;
-            n.clone()
         }
-        None => parts
-            .last()
-            .expect("parse_relative(.., false) returns at least one component")
-            .to_string(),
+    })?;
+    let requested = parts.join("/");
+    let checked = |n: &String| {
+        paths::check_component(n).map_err(|source| TransferError::BadRequestPath {
+            path: n.clone(),
+            source,
+        })?;
+        Ok::<_, TransferError>(n.clone())
+    };
+    let name = match (&opts.save_as, parts.last(), &opts.root_name) {
+        (Some(n), _, _) => checked(n)?,
+        (None, Some(last), _) => last.to_string(),
+        (None, None, Some(n)) => checked(n)?,
+        (None, None, None) => {
+            return Err(TransferError::Refused(
+                "the served directory itself has no name: give its local copy one".into(),
+            ));
+        }
     };
     let out = Dir::create_all(out_dir).map_err(io_err(out_dir))?;
     let partial_name = land::fit_name(".", &name, land::PARTIAL_SUFFIX);
