@@ -675,3 +675,112 @@ fn rsa_pss_certificate_signatures_verify_and_sha1_pss_is_refused_in_words() {
         Err(CertError::NotSignedByCa)
     ));
 }
+
+#[test]
+fn files_from_a_server_behind_an_intermediate_verify_offline_with_the_chain_kept_beside_them() {
+    if !have_openssl() {
+        return;
+    }
+    let w = Workspace::without_ca();
+    let dir = w.path();
+    chain_pki(dir);
+    let cat = |parts: &[&str], to: &str| {
+        let text: String = parts
+            .iter()
+            .map(|p| fs::read_to_string(dir.join(p)).unwrap())
+            .collect();
+        fs::write(dir.join(to), text).unwrap();
+    };
+    cat(&["server.crt", "int.crt"], "server-chain.pem");
+    cat(&["client.crt", "int.crt"], "client-chain.pem");
+    fs::create_dir_all(w.join("server_public/docs")).unwrap();
+    fs::write(w.join("server_public/docs/a.txt"), "a").unwrap();
+    fs::write(
+        w.join("policy.toml"),
+        "[[grant]]\nclients = [\"*\"]\nread = [\".\"]\nwrite = [\"up\"]\n",
+    )
+    .unwrap();
+    let server = w.serve(&[
+        "--cert",
+        "server-chain.pem",
+        "--key",
+        "leaf.key",
+        "--ca-cert",
+        "root.crt",
+        "--policy",
+        "policy.toml",
+    ]);
+    let creds = [
+        "--server",
+        &server.addr,
+        "--cert",
+        "client-chain.pem",
+        "--key",
+        "leaf.key",
+        "--ca-cert",
+        "root.crt",
+    ];
+    let with_creds = |args: &[&str]| {
+        let mut v: Vec<&str> = args.to_vec();
+        v.extend_from_slice(&creds);
+        w.run(&v)
+    };
+    ok(&with_creds(&["fetch", "hello.txt"]));
+    ok(&with_creds(&["fetch", "-r", "docs"]));
+    // The sidecar and the manifest hold the server's certificate, then the intermediate.
+    let sidecar = fs::read_to_string(w.join("client_received/hello.txt.minitls-sig")).unwrap();
+    assert_eq!(sidecar.matches("BEGIN CERTIFICATE").count(), 2, "{sidecar}");
+    let manifest = fs::read_to_string(w.join("client_received/docs.minitls-manifest")).unwrap();
+    assert_eq!(
+        manifest.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "{manifest}"
+    );
+    // Checked offline against the root alone, link by link.
+    let verify = |what: &str| {
+        w.run(&[
+            "verify",
+            "--ca-cert",
+            "root.crt",
+            &format!("client_received/{what}"),
+        ])
+    };
+    assert!(ok(&verify("hello.txt")).contains("signed by 'CN=server'"));
+    assert!(ok(&verify("docs")).starts_with("OK client_received/docs (1 file"));
+    ok(&verify("docs/a.txt"));
+
+    // An upload's sidecar on the server keeps the client's chain the same way.
+    fs::write(w.join("note.txt"), "from the client").unwrap();
+    ok(&with_creds(&["push", "note.txt", "--to", "up"]));
+    let o = w.run(&[
+        "verify",
+        "--ca-cert",
+        "root.crt",
+        "server_public/up/note.txt",
+    ]);
+    assert!(
+        ok(&o).contains("uploaded and signed by client 'CN=client'"),
+        "{}",
+        common::stdout(&o)
+    );
+
+    // Without the intermediate there is no path to the root: refused, naming the issuer.
+    let leaf_only: String = sidecar
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .take(1)
+        .collect();
+    fs::write(w.join("client_received/hello.txt.minitls-sig"), &leaf_only).unwrap();
+    let line = common::fails_with(&verify("hello.txt"), 7);
+    assert!(line.contains("CN=int"), "{line}");
+    // Nor does an intermediate of another root stand in for it.
+    let foreign = format!(
+        "{leaf_only}{}",
+        fs::read_to_string(dir.join("foreign.crt")).unwrap()
+    );
+    fs::write(w.join("client_received/hello.txt.minitls-sig"), foreign).unwrap();
+    let line = common::fails_with(&verify("hello.txt"), 7);
+    assert!(line.contains("CN=int"), "{line}");
+    // The intermediate back in place: it verifies again.
+    fs::write(w.join("client_received/hello.txt.minitls-sig"), &sidecar).unwrap();
+    ok(&verify("hello.txt"));
+}

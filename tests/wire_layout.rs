@@ -753,6 +753,7 @@ fn the_manifest_digest_is_root_entries_count_and_time() {
         entries,
         signature: vec![],
         signer_der: vec![],
+        signer_chain: vec![],
     };
     assert_eq!(kept.digest(), want);
     // An empty tree: root, then n = 0 and the time.
@@ -1032,6 +1033,7 @@ fn the_signature_sidecar_is_the_documented_text() {
         },
         signature: vec![0x9f, 0x0c, 0x01],
         signer_der: b"abc".to_vec(),
+        signer_chain: vec![],
         signer_role: minitls::pki::Role::Server,
     };
     assert_eq!(SignedStatement::parse(&text).unwrap(), signed);
@@ -1039,7 +1041,21 @@ fn the_signature_sidecar_is_the_documented_text() {
     // CRLF and uppercase hex are read too.
     let crlf = text.replace('\n', "\r\n").replace("9f0c01", "9F0C01");
     assert_eq!(SignedStatement::parse(&crlf).unwrap(), signed);
+    // Behind intermediate CAs, each follows the signer's certificate, its issuer first.
+    let chained = format!("{text}{PEM_DEF}{PEM_ABC}");
+    let with_chain = SignedStatement {
+        signer_chain: vec![b"def".to_vec(), b"abc".to_vec()],
+        ..signed
+    };
+    assert_eq!(SignedStatement::parse(&chained).unwrap(), with_chain);
+    assert_eq!(with_chain.to_text(), chained);
+    // At most 3 intermediates, as in a handshake.
+    let long = format!("{chained}{PEM_ABC}{PEM_ABC}");
+    assert!(SignedStatement::parse(&long).is_err());
 }
+
+/// "def" is `ZGVm` in base64.
+const PEM_DEF: &str = "-----BEGIN CERTIFICATE-----\nZGVm\n-----END CERTIFICATE-----\n";
 
 #[test]
 fn the_tree_manifest_is_the_documented_text() {
@@ -1083,7 +1099,15 @@ fn the_tree_manifest_is_the_documented_text() {
         ],
         signature: vec![0x51, 0xe2],
         signer_der: b"abc".to_vec(),
+        signer_chain: vec![],
     };
     assert_eq!(SignedManifest::parse(&text).unwrap(), m);
     assert_eq!(m.to_text(), text);
+    let chained = format!("{text}{PEM_DEF}");
+    let with_chain = SignedManifest {
+        signer_chain: vec![b"def".to_vec()],
+        ..m
+    };
+    assert_eq!(SignedManifest::parse(&chained).unwrap(), with_chain);
+    assert_eq!(with_chain.to_text(), chained);
 }

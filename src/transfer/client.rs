@@ -467,6 +467,7 @@ fn receive_single<S: Transport>(
         statement: end.statement.clone(),
         signature: end.signature,
         signer_der: chan.peer_der().to_vec(),
+        signer_chain: chan.peer().chain.clone(),
         signer_role: crate::pki::Role::Server,
     };
     let sig_name = sigfile::sidecar_name(name);
@@ -639,6 +640,7 @@ fn receive_tree<S: Transport>(
         entries,
         signature: end.signature,
         signer_der: chan.peer_der().to_vec(),
+        signer_chain: chan.peer().chain.clone(),
     };
     let manifest_name = sigfile::manifest_name(name);
     stage.commit(&signed.entries, &manifest_name, signed.to_text().as_bytes())?;
