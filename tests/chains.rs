@@ -784,3 +784,211 @@ fn files_from_a_server_behind_an_intermediate_verify_offline_with_the_chain_kept
     fs::write(w.join("client_received/hello.txt.minitls-sig"), &sidecar).unwrap();
     ok(&verify("hello.txt"));
 }
+
+/// `NAME.crl` (PEM): a CRL issued by `ca` (`ca.crt`, `ca.key` in `dir`) revoking `revoke`
+/// (certificate files), made with `openssl ca -gencrl`; `dates` sets lastUpdate and
+/// nextUpdate (YYYYMMDDHHMMSSZ).
+fn gencrl(dir: &Path, name: &str, ca: &str, revoke: &[&str], dates: Option<(&str, &str)>) {
+    let db = dir.join(format!("db-{name}"));
+    fs::create_dir(&db).unwrap();
+    fs::write(db.join("index.txt"), "").unwrap();
+    fs::write(db.join("crlnumber"), "1000\n").unwrap();
+    fs::write(
+        db.join("ca.cnf"),
+        format!(
+            "[ca]\ndefault_ca = x\n[x]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
+             certificate = {root}/{ca}.crt\nprivate_key = {root}/{ca}.key\ndefault_md = sha256\n\
+             default_crl_days = 7\n",
+            root = dir.display()
+        ),
+    )
+    .unwrap();
+    for cert in revoke {
+        let path = dir.join(cert).display().to_string();
+        openssl(&db, &["ca", "-config", "ca.cnf", "-revoke", &path]);
+    }
+    let out = dir.join(format!("{name}.crl")).display().to_string();
+    let mut args = vec!["ca", "-config", "ca.cnf", "-gencrl", "-out", &out];
+    if let Some((last, next)) = dates {
+        args.extend(["-crl_lastupdate", last, "-crl_nextupdate", next]);
+    }
+    openssl(&db, &args);
+}
+
+#[test]
+fn a_leaf_revoked_by_its_intermediates_crl_is_refused_both_ways_and_a_forged_one_is_not_used() {
+    if !have_openssl() {
+        return;
+    }
+    let w = Workspace::without_ca();
+    let dir = w.path();
+    chain_pki(dir);
+    let cat = |parts: &[&str], to: &str| {
+        let text: String = parts
+            .iter()
+            .map(|p| fs::read_to_string(dir.join(p)).unwrap())
+            .collect();
+        fs::write(dir.join(to), text).unwrap();
+    };
+    cat(&["server.crt", "int.crt"], "server-chain.pem");
+    cat(&["client.crt", "int.crt"], "client-chain.pem");
+    // The root's list (revoking nothing) and the intermediate's lists.
+    gencrl(dir, "root", "root", &[], None);
+    gencrl(dir, "int-none", "int", &[], None);
+    gencrl(dir, "int-server", "int", &["server.crt"], None);
+    gencrl(dir, "int-client", "int", &["client.crt"], None);
+    // A list that claims to be the intermediate's, signed by another key: "CN=int",
+    // self-signed with the other root's key.
+    fs::write(
+        dir.join("fake.cnf"),
+        format!("[req]\ndistinguished_name = dn\n[dn]\n[v3]\n{CA_EXT}"),
+    )
+    .unwrap();
+    fs::copy(dir.join("other.key"), dir.join("fake-int.key")).unwrap();
+    let subject = |name: &str| {
+        let o = Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-in", name])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "other.key",
+            "-subj",
+            "/CN=int",
+            "-days",
+            "10",
+            "-sha256",
+            "-out",
+            "fake-int.crt",
+            "-extensions",
+            "v3",
+            "-config",
+            "fake.cnf",
+        ],
+    );
+    assert_eq!(subject("fake-int.crt"), subject("int.crt"));
+    gencrl(dir, "forged", "fake-int", &["server.crt"], None);
+    // The intermediate's list, past its nextUpdate.
+    gencrl(
+        dir,
+        "int-stale",
+        "int",
+        &[],
+        Some(("20200101000000Z", "20200102000000Z")),
+    );
+
+    let fetch = |server: &str, crl: &str| {
+        w.run(&[
+            "fetch",
+            "hello.txt",
+            "--server",
+            server,
+            "--cert",
+            "client-chain.pem",
+            "--key",
+            "leaf.key",
+            "--ca-cert",
+            "root.crt",
+            "--crl",
+            crl,
+        ])
+    };
+    let serve = |crl: &str| {
+        w.serve(&[
+            "--cert",
+            "server-chain.pem",
+            "--key",
+            "leaf.key",
+            "--ca-cert",
+            "root.crt",
+            "--crl",
+            crl,
+        ])
+    };
+
+    // Client side: the server's leaf, revoked by the intermediate (in a file with the root's
+    // list), is refused as revoked.
+    cat(&["root.crl", "int-none.crl"], "none.pem");
+    cat(&["root.crl", "int-server.crl"], "server-revoked.pem");
+    cat(&["root.crl", "int-client.crl"], "client-revoked.pem");
+    cat(&["root.crl", "forged.crl"], "forged.pem");
+    let server = serve("none.pem");
+    // No warning: the intermediate's list names a CA of the server's own chain.
+    assert!(
+        !server.log().contains("from no CA we know"),
+        "{}",
+        server.log()
+    );
+    ok(&fetch(&server.addr, "none.pem"));
+    let line = common::fails_with(&fetch(&server.addr, "server-revoked.pem"), 4);
+    assert!(line.contains("server certificate rejected"), "{line}");
+    assert!(line.contains("revoked"), "{line}");
+
+    // A forged list is not used: it does not revoke the server, and the fetch stops saying
+    // which list failed (revocation cannot be checked), not "revoked".
+    let line = common::fails_with(&fetch(&server.addr, "forged.pem"), 4);
+    assert!(line.contains("not signed by that CA's key"), "{line}");
+    assert!(!line.contains("is revoked"), "{line}");
+    drop(server);
+
+    // Server side: the client's leaf, revoked by the intermediate, is refused.
+    let server = serve("client-revoked.pem");
+    let line = common::fails_with(&fetch(&server.addr, "none.pem"), 4);
+    assert!(line.contains("revoked"), "{line}");
+    assert!(server.wait_for_log("revoked"), "{}", server.log());
+    drop(server);
+
+    // The intermediate's list past its nextUpdate: the server refuses to start, the client
+    // goes on with a warning, as with the root's list.
+    cat(&["root.crl", "int-stale.crl"], "stale.pem");
+    let line = common::fails(&w.run(&[
+        "serve",
+        "--cert",
+        "server-chain.pem",
+        "--key",
+        "leaf.key",
+        "--ca-cert",
+        "root.crt",
+        "--crl",
+        "stale.pem",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    assert!(line.contains("out of date"), "{line}");
+    let server = serve("none.pem");
+    let o = fetch(&server.addr, "stale.pem");
+    ok(&o);
+    assert!(
+        common::stderr(&o).contains("out of date"),
+        "{}",
+        common::stderr(&o)
+    );
+    drop(server);
+
+    // A list whose issuer is in no chain we know is reported, not silently kept.
+    gencrl(dir, "foreign", "foreign", &[], None);
+    cat(&["root.crl", "foreign.crl"], "foreign.pem");
+    let server = serve("foreign.pem");
+    assert!(
+        server
+            .log()
+            .contains("the list of \"CN=foreign\" is from no CA we know"),
+        "{}",
+        server.log()
+    );
+    let o = fetch(&server.addr, "foreign.pem");
+    ok(&o);
+    assert!(
+        common::stderr(&o).contains("the list of \"CN=foreign\" is from no CA we know"),
+        "{}",
+        common::stderr(&o)
+    );
+}

@@ -316,7 +316,8 @@ pub struct CredentialArgs {
     pub ca_cert: Option<PathBuf>,
 
     /// Certificate revocation list (PEM or DER) signed by the CA: a peer certificate it names
-    /// is refused [default: DIR/crl.pem of --ca-dir when it exists].
+    /// is refused; a PEM file may add the lists of intermediate CAs, each checked with its
+    /// CA's key from the peer's chain [default: DIR/crl.pem of --ca-dir when it exists].
     #[arg(long, value_name = "FILE", env = "MINITLS_CRL", value_hint = ValueHint::FilePath)]
     pub crl: Option<PathBuf>,
 }
