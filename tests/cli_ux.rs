@@ -961,3 +961,64 @@ fn fetch_r_dot_fetches_what_the_policy_lets_the_client_read_into_out_named_after
         assert!(line.contains("is not a valid remote path"), "{bad}: {line}");
     }
 }
+
+#[test]
+fn retry_with_several_paths_continues_the_cut_file_and_fetches_only_what_is_left() {
+    let w = Workspace::new();
+    let big1 = pseudo_random(3 << 20, 21);
+    let big2 = pseudo_random(2 << 20, 22);
+    fs::write(w.join("server_public/a.txt"), "small").unwrap();
+    fs::write(w.join("server_public/big1.bin"), &big1).unwrap();
+    fs::write(w.join("server_public/big2.bin"), &big2).unwrap();
+    let server = w.serve(&[]);
+
+    // Cut 1 MiB into the answers: a.txt is in, big1.bin part-way.
+    let proxy = cutting_proxy(&server.addr, 1 << 20);
+    let o = w.run(&[
+        "fetch", "a.txt", "big1.bin", "big2.bin", "--retry", "2", "--server", &proxy,
+    ]);
+    ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("(2 of 3 paths left); retrying in 1 s (retry 1 of 2), from what arrived"),
+        "{err}"
+    );
+    assert!(err.contains("all 3 paths fetched after 1 retry"), "{err}");
+    assert_eq!(
+        fs::read_to_string(w.join("client_received/a.txt")).unwrap(),
+        "small"
+    );
+    assert_eq!(fs::read(w.join("client_received/big1.bin")).unwrap(), big1);
+    assert_eq!(fs::read(w.join("client_received/big2.bin")).unwrap(), big2);
+    for f in ["a.txt", "big1.bin", "big2.bin"] {
+        ok(&w.run(&["verify", &format!("client_received/{f}")]));
+    }
+    // The server saw a.txt once, and big1.bin resumed: its second answer sent less than the
+    // whole file.
+    assert!(server.wait_for_log("path=big2.bin"), "{}", server.log());
+    let log = server.log();
+    let ok_gets = |path: &str| -> Vec<u64> {
+        log.lines()
+            .filter(|l| l.contains(&format!(" path={path} ")) && l.contains("result=ok"))
+            .map(|l| {
+                let b = l.split(" bytes=").nth(1).unwrap();
+                b.split(' ').next().unwrap().parse().unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(ok_gets("a.txt"), [5], "{log}");
+    let resumed = ok_gets("big1.bin");
+    assert!(
+        resumed.len() == 1 && resumed[0] < big1.len() as u64,
+        "{resumed:?}\n{log}"
+    );
+    assert!(err.contains("were already here)"), "{err}");
+
+    // Without --retry the cut ends the command, and says how many paths were not fetched.
+    let proxy = cutting_proxy(&server.addr, 1 << 20);
+    let o = w.run(&[
+        "fetch", "a.txt", "big1.bin", "big2.bin", "--server", &proxy, "--out", "again",
+    ]);
+    let line = fails(&o);
+    assert!(line.contains("2 of 3 paths failed"), "{line}");
+}

@@ -557,7 +557,8 @@ pub struct FetchArgs {
 
     /// When the connection is cut (or cannot be made: exit status 3), try again up to N
     /// times, waiting 1, 2, 4... s (at most 30 s) in between; a file continues from what
-    /// already arrived, a tree starts over.
+    /// already arrived, a tree starts over. With several PATHs, only the one that was cut and
+    /// those not yet fetched are asked for again.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub retry: u32,
 }

@@ -596,23 +596,14 @@ fn run_many(args: &FetchArgs, global: Global) -> CliResult<()> {
             "-o names one file; with several PATHs, --out DIR receives them all",
         ));
     }
-    if args.retry > 0 {
-        return Err(CliError::usage(
-            "--retry works with one PATH; fetch the paths one command each to retry them",
-        ));
-    }
     check_paths_and_out(args, global)?;
     let creds = creds::load(&args.creds, Role::Client, global.quiet)?;
-    let mut chan = connect(&args.server, creds, global)?;
-    let opts = transfer::FetchOptions {
+    let mut opts = transfer::FetchOptions {
         recursive: args.recursive,
         resume: args.resume,
         root_name: wanted_root_name(args)?,
         ..Default::default()
     };
-    // The subject of the certificate validated in the hello; no answer is used before the
-    // server proved it holds its key.
-    let signer = printable(&chan.peer().subject);
     let mut bars = Bars::new(
         global.quiet,
         super::progress::ANY_NAME,
@@ -623,60 +614,123 @@ fn run_many(args: &FetchArgs, global: Global) -> CliResult<()> {
     let mut failed: Vec<String> = Vec::new();
     let mut partial = false;
     let mut stdout_closed = false;
-    let mut last = Instant::now();
-    let mut each = |remote: &str, r: Result<transfer::Fetch, transfer::TransferError>| {
-        let elapsed = last.elapsed();
-        last = Instant::now();
-        let line = match r {
-            Ok(transfer::Fetch::File(f)) => {
-                if !global.quiet {
-                    note(&file_summary(remote, &f, elapsed));
-                }
-                if args.json {
-                    file_json(remote, &f, &signer, elapsed)
-                } else {
-                    f.path.display().to_string()
-                }
+    // What is left to fetch: every path, then after a cut (--retry) the one that was cut and
+    // those not yet answered.
+    let mut pending: Vec<String> = args.paths.clone();
+    let mut retries = 0u32;
+    let retry_note = |err: &dyn std::fmt::Display, retries: u32, from: &str| {
+        let wait = backoff(retries);
+        if !global.quiet {
+            note(&format!(
+                "{err}; retrying in {} s (retry {retries} of {}){from}",
+                wait.as_secs(),
+                args.retry
+            ));
+        }
+        std::thread::sleep(wait);
+    };
+    let not_fetched = loop {
+        let mut chan = match connect(&args.server, creds.clone(), global) {
+            Ok(c) => c,
+            Err(e) if e.exit_status() == exit::UNREACHABLE && retries < args.retry => {
+                retries += 1;
+                retry_note(&e, retries, "");
+                continue;
             }
-            Ok(transfer::Fetch::Tree(t)) => {
-                if !global.quiet {
-                    note(&tree_summary(remote, &t, elapsed));
-                }
-                for (path, reason) in &t.skipped {
-                    note(&format!("skipped {path}: {reason}"));
-                }
-                partial |= !t.skipped.is_empty();
-                if args.json {
-                    tree_json(remote, &t, &signer, elapsed)
-                } else {
-                    t.dir.display().to_string()
-                }
-            }
+            // Nothing fetched yet: the one error says it all.
+            Err(e) if pending.len() == args.paths.len() && failed.is_empty() => return Err(e),
             Err(e) => {
-                let err = super::describe_transfer_error(
-                    format!("fetch '{}' from {}", printable(remote), args.server.server),
-                    e,
-                    &args.server,
-                );
-                // One line per failed path; the closing error line counts them.
-                note(&err.to_string());
-                status.get_or_insert(err.exit_status());
-                failed.push(printable(remote));
-                return;
+                note(&e.to_string());
+                status.get_or_insert(e.exit_status());
+                break pending.len();
             }
         };
-        if !stdout_closed && let Err(CliError::BrokenPipe) = out(&line) {
-            stdout_closed = true;
-        }
+        // The subject of the certificate validated in the hello; no answer is used before the
+        // server proved it holds its key.
+        let signer = printable(&chan.peer().subject);
+        let may_retry = retries < args.retry;
+        // Every path handed back this time, and the one a cut stopped (to be retried).
+        let mut answered: Vec<String> = Vec::new();
+        let mut cut: Option<CliError> = None;
+        let mut last = Instant::now();
+        let mut each = |remote: &str, r: Result<transfer::Fetch, transfer::TransferError>| {
+            let elapsed = last.elapsed();
+            last = Instant::now();
+            answered.push(remote.to_string());
+            let line = match r {
+                Ok(transfer::Fetch::File(f)) => {
+                    if !global.quiet {
+                        note(&file_summary(remote, &f, elapsed));
+                    }
+                    if args.json {
+                        file_json(remote, &f, &signer, elapsed)
+                    } else {
+                        f.path.display().to_string()
+                    }
+                }
+                Ok(transfer::Fetch::Tree(t)) => {
+                    if !global.quiet {
+                        note(&tree_summary(remote, &t, elapsed));
+                    }
+                    for (path, reason) in &t.skipped {
+                        note(&format!("skipped {path}: {reason}"));
+                    }
+                    partial |= !t.skipped.is_empty();
+                    if args.json {
+                        tree_json(remote, &t, &signer, elapsed)
+                    } else {
+                        t.dir.display().to_string()
+                    }
+                }
+                Err(e) => {
+                    let resumable = e.is_resumable();
+                    let err = super::describe_transfer_error(
+                        format!("fetch '{}' from {}", printable(remote), args.server.server),
+                        e,
+                        &args.server,
+                    );
+                    if resumable && may_retry {
+                        // The session ends here (fetch_all stops at a cut); retried below.
+                        cut = Some(err);
+                        return;
+                    }
+                    // One line per failed path; the closing error line counts them.
+                    note(&err.to_string());
+                    status.get_or_insert(err.exit_status());
+                    failed.push(printable(remote));
+                    return;
+                }
+            };
+            if !stdout_closed && let Err(CliError::BrokenPipe) = out(&line) {
+                stdout_closed = true;
+            }
+        };
+        let left = transfer::fetch_all(&mut chan, &pending, &args.out, &opts, &mut bars, &mut each);
+        let Some(err) = cut else {
+            let _ = transfer::close(&mut chan);
+            break left;
+        };
+        // The cut path was handed back last: it stays pending, with those never handed back.
+        answered.pop();
+        pending = not_answered(&pending, &answered);
+        retries += 1;
+        let from = if args.recursive {
+            ", trees from the start"
+        } else {
+            ", from what arrived"
+        };
+        retry_note(
+            &format!(
+                "{err} ({} of {} paths left)",
+                pending.len(),
+                args.paths.len()
+            ),
+            retries,
+            from,
+        );
+        // A cut single file continues from its partial file: ours, from the cut attempt.
+        opts.resume = !args.recursive;
     };
-    let not_fetched = transfer::fetch_all(
-        &mut chan,
-        &args.paths,
-        &args.out,
-        &opts,
-        &mut bars,
-        &mut each,
-    );
     drop(bars);
     if not_fetched > 0 {
         note(&format!(
@@ -684,21 +738,47 @@ fn run_many(args: &FetchArgs, global: Global) -> CliResult<()> {
             args.paths.len()
         ));
     }
-    let _ = transfer::close(&mut chan);
     match (status, partial) {
         // The last line says it all, for scripts that read only that.
         (Some(code), _) => Err(CliError::with_code(
             code,
             format!(
-                "{} of {} paths failed ({}); the others are verified and in place",
+                "{} of {} paths failed ({}){}; the others are verified and in place",
                 failed.len() + not_fetched,
                 args.paths.len(),
-                failed.join(", ")
+                failed.join(", "),
+                after_retries(retries)
             ),
         )),
         (None, true) => Err(CliError::Reported(exit::PARTIAL)),
-        (None, false) => Ok(()),
+        (None, false) => {
+            if retries > 0 && !global.quiet {
+                note(&format!(
+                    "all {} paths fetched{}",
+                    args.paths.len(),
+                    after_retries(retries)
+                ));
+            }
+            Ok(())
+        }
     }
+}
+
+/// `pending` without one occurrence of each of `answered`, in order (a PATH given twice is
+/// fetched twice).
+fn not_answered(pending: &[String], answered: &[String]) -> Vec<String> {
+    let mut answered: Vec<&String> = answered.iter().collect();
+    pending
+        .iter()
+        .filter(|p| match answered.iter().position(|a| a == p) {
+            Some(i) => {
+                answered.swap_remove(i);
+                false
+            }
+            None => true,
+        })
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -713,6 +793,17 @@ mod tests {
         assert_eq!(shell_word("my file"), "'my file'");
         assert_eq!(shell_word("it's"), "'it'\\''s'");
         assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn after_a_cut_the_paths_not_answered_stay_pending_in_order_duplicates_too() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            not_answered(&v(&["a", "b", "c", "b", "d"]), &v(&["b", "a"])),
+            v(&["c", "b", "d"])
+        );
+        assert_eq!(not_answered(&v(&["a", "b"]), &[]), v(&["a", "b"]));
+        assert!(not_answered(&v(&["a"]), &v(&["a"])).is_empty());
     }
 
     #[test]
