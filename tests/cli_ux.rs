@@ -585,14 +585,14 @@ fn a_cut_fetch_is_retried_from_what_arrived_and_the_hint_keeps_server_and_out() 
     assert_eq!(fs::read(w.join("client_received/big.bin")).unwrap(), data);
     ok(&w.run(&["verify", "client_received/big.bin"]));
 
-    // A tree starts over.
+    // A tree continues too, from what arrived of it.
     fs::create_dir(w.join("server_public/tree")).unwrap();
     fs::write(w.join("server_public/tree/big.bin"), &data).unwrap();
     let proxy = cutting_proxy(&server.addr, 1 << 20);
     let o = w.run(&["fetch", "-r", "tree", "--retry", "1", "--server", &proxy]);
     ok(&o);
     assert!(
-        stderr(&o).contains("(retry 1 of 1), the tree from the start"),
+        stderr(&o).contains("(retry 1 of 1), from what arrived"),
         "{}",
         stderr(&o)
     );
@@ -897,15 +897,12 @@ fn wrong_direction_hints_of_issue_14_point_the_right_way() {
     let line = fails_with(&w.run(&["fetch", "-r", "../x"]), 2);
     assert!(line.ends_with("name a directory relative to the served directory, like docs"));
 
-    // -r --resume is said, not silently done.
+    // -r --resume with nothing kept fetches the tree whole, saying nothing about it.
     let server = w.serve(&[]);
     let o = w.run(&["fetch", "-r", "--resume", "docs", "--server", &server.addr]);
     ok(&o);
     assert!(
-        stderr(&o).starts_with(
-            "minitls: --resume continues single files; a tree is fetched whole (what an \
-             interrupted tree fetch left is removed)\n"
-        ),
+        stderr(&o).starts_with("minitls: docs: 1 file"),
         "{}",
         stderr(&o)
     );
@@ -1021,4 +1018,103 @@ fn retry_with_several_paths_continues_the_cut_file_and_fetches_only_what_is_left
     ]);
     let line = fails(&o);
     assert!(line.contains("2 of 3 paths failed"), "{line}");
+}
+
+#[test]
+fn a_cut_tree_is_resumed_sending_only_what_is_missing_and_verifies() {
+    let w = Workspace::new();
+    fs::create_dir_all(w.join("server_public/tree/sub")).unwrap();
+    let files = [
+        ("tree/a.bin", pseudo_random(1 << 20, 31)),
+        ("tree/b.bin", pseudo_random(1 << 20, 32)),
+        ("tree/sub/c.bin", pseudo_random(1 << 20, 33)),
+    ];
+    for (name, data) in &files {
+        fs::write(w.join(&format!("server_public/{name}")), data).unwrap();
+    }
+    let total = 3u64 << 20;
+    let server = w.serve(&[]);
+
+    // Cut 1.5 MiB in: a.bin is whole, b.bin part-way; what arrived is kept, and the hint
+    // says how to continue.
+    let proxy = cutting_proxy(&server.addr, 3 << 19);
+    let line = fails(&w.run(&["fetch", "-r", "tree", "--server", &proxy]));
+    let hint = format!("`minitls fetch -r --resume tree --server {proxy}`");
+    assert!(line.contains(&hint), "{line}");
+    let kept = w.join("client_received/.tree.minitls-partial");
+    assert_eq!(fs::read(kept.join("a.bin")).unwrap(), files[0].1);
+    assert!(!w.join("client_received/tree").exists());
+
+    // Typed as printed: a.bin is not sent again, b.bin continues, c.bin comes whole.
+    let o = w.run(&[
+        "fetch", "-r", "--resume", "tree", "--server", &proxy, "--json",
+    ]);
+    let out = ok(&o);
+    assert!(
+        stderr(&o).contains("(1 file was already here, "),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(json_value(out.trim(), "already_here"), "1");
+    let network: u64 = json_value(out.trim(), "network_bytes").parse().unwrap();
+    assert!(network <= total - (1 << 20), "{network}");
+    // The server's own count of what it sent agrees.
+    assert!(
+        server.wait_for_log(&format!("bytes={network} ")),
+        "{}",
+        server.log()
+    );
+    for (name, data) in &files {
+        assert_eq!(
+            &fs::read(w.join(&format!("client_received/{name}"))).unwrap(),
+            data
+        );
+    }
+    assert!(!kept.exists());
+    let v = ok(&w.run(&["verify", "client_received/tree"]));
+    assert!(
+        v.starts_with("OK client_received/tree (3 files, 1 directory"),
+        "{v}"
+    );
+
+    // With --retry, one command continues on its own after the cut, from what arrived.
+    let proxy = cutting_proxy(&server.addr, 3 << 19);
+    let o = w.run(&[
+        "fetch", "-r", "tree", "--retry", "1", "--server", &proxy, "--out", "again",
+    ]);
+    ok(&o);
+    let err = stderr(&o);
+    assert!(err.contains("(retry 1 of 1), from what arrived"), "{err}");
+    assert!(err.contains("already here, "), "{err}");
+    ok(&w.run(&["verify", "again/tree"]));
+
+    // A plain fetch after a cut replaces what was kept: everything is sent.
+    let proxy = cutting_proxy(&server.addr, 3 << 19);
+    fails(&w.run(&["fetch", "-r", "tree", "--server", &proxy, "--out", "plain"]));
+    assert!(w.join("plain/.tree.minitls-partial").is_dir());
+    let o = w.run(&[
+        "fetch", "-r", "tree", "--server", &proxy, "--out", "plain", "--json",
+    ]);
+    let out = ok(&o);
+    assert_eq!(json_value(out.trim(), "network_bytes"), total.to_string());
+    assert!(!w.join("plain/.tree.minitls-partial").exists());
+
+    // A kept file altered since (same size, other bytes) is not taken for the server's: the
+    // server's check of what the client holds fails, the file is sent whole, the tree
+    // verifies.
+    let proxy = cutting_proxy(&server.addr, 3 << 19);
+    fails(&w.run(&[
+        "fetch", "-r", "tree", "--server", &proxy, "--out", "altered",
+    ]));
+    let a = w.join("altered/.tree.minitls-partial/a.bin");
+    let mut bytes = fs::read(&a).unwrap();
+    bytes[100] ^= 1;
+    fs::write(&a, &bytes).unwrap();
+    let o = w.run(&[
+        "fetch", "-r", "--resume", "tree", "--server", &proxy, "--out", "altered", "--json",
+    ]);
+    let out = ok(&o);
+    assert_eq!(json_value(out.trim(), "already_here"), "0");
+    assert_eq!(fs::read(w.join("altered/tree/a.bin")).unwrap(), files[0].1);
+    ok(&w.run(&["verify", "altered/tree"]));
 }

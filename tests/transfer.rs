@@ -1670,3 +1670,78 @@ fn a_file_on_the_way_to_a_grant_is_visible_but_not_readable() {
     assert!(dir_entries(&out).is_empty());
     s.finish();
 }
+
+#[test]
+fn a_tree_file_continued_from_bytes_the_client_does_not_hold_is_refused_and_nothing_is_left() {
+    let Pair {
+        mut client, server, ..
+    } = establish();
+    let h = std::thread::spawn(move || {
+        let mut server = server;
+        let (t, _) = server.recv().unwrap();
+        assert_eq!(t, AppType::Request);
+        server
+            .send_msg(
+                AppType::TreeStart,
+                &TreeStart {
+                    root: "d".into(),
+                    files: 1,
+                    dirs: 0,
+                    bytes: 10,
+                },
+            )
+            .unwrap();
+        // "You hold the first 5 bytes": the client holds nothing of it.
+        server
+            .send_msg(
+                AppType::FileStart,
+                &FileStart {
+                    path: "x".into(),
+                    size: 10,
+                    mtime: 0,
+                    offset: 5,
+                },
+            )
+            .unwrap();
+        let _ = server.flush();
+    });
+    let out = tempfile::tempdir().unwrap();
+    let opts = fetch_opts(true, true);
+    let r = transfer::fetch(&mut client, "d", out.path(), &opts, &mut NoProgress);
+    h.join().unwrap();
+    assert!(
+        matches!(&r, Err(TransferError::Protocol(m)) if m.contains("not what we hold")),
+        "{r:?}"
+    );
+    assert!(
+        dir_entries(out.path()).is_empty(),
+        "{:?}",
+        dir_entries(out.path())
+    );
+}
+
+#[test]
+fn a_client_that_lists_more_held_files_than_the_server_keeps_is_cut_off() {
+    use minitls::transfer::server::MAX_HAVE_BYTES;
+    use minitls::wire::{HaveEntry, TreeHave};
+    let mut s = served(|_| {});
+    let entry = |i: usize| HaveEntry {
+        path: format!("{i:0>1000}"),
+        size: 1,
+        sha256: [0; 32],
+    };
+    // Batches of 200 names of 1,000 bytes, one record each, until past the bound.
+    let batches = MAX_HAVE_BYTES / (200 * 1_000) + 1;
+    for b in 0..batches {
+        let entries = (b * 200..(b + 1) * 200).map(entry).collect();
+        s.client
+            .send_msg(AppType::TreeHave, &TreeHave { entries })
+            .unwrap();
+    }
+    let _ = s.client.flush();
+    let served = s.server.join().unwrap();
+    assert!(
+        matches!(&served, Err(ConnError::Protocol(m)) if m.contains("files it holds")),
+        "{served:?}"
+    );
+}

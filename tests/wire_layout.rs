@@ -280,6 +280,7 @@ fn application_message_types_are_numbered_as_documented() {
         (14, AppType::Put),
         (15, AppType::PutReady),
         (16, AppType::PutDone),
+        (24, AppType::TreeHave),
     ];
     for b in 0..=255u8 {
         let want = table.iter().find(|(t, _)| *t == b).map(|(_, a)| *a);
@@ -495,6 +496,50 @@ fn listing_is_a_count_then_entries_of_kind_size_mtime_path() {
         Listing::decode(&bad_kind),
         Err(DecodeError::InvalidValue("entry kind"))
     );
+}
+
+#[test]
+fn tree_have_is_a_count_then_path_size_and_digest_of_each_file_held() {
+    use minitls::wire::{HaveEntry, TreeHave};
+    let digest = sha256(b"the bytes held");
+    let mut b = vec![];
+    b.extend(2u16.to_be_bytes()); // count u16 (<= MAX_HAVE_ENTRIES_PER_MSG)
+    // HaveEntry 1
+    vec16(&mut b, b"sub/c.bin"); // vec16<path>, relative to the requested directory
+    b.extend(524_288u64.to_be_bytes()); // size u64: bytes held (all of it, or its start)
+    b.extend(digest); // sha256 [32] of those bytes
+    // HaveEntry 2
+    vec16(&mut b, b"a b.txt");
+    b.extend(1u64.to_be_bytes());
+    b.extend([0x5a; 32]);
+    layout(
+        &b,
+        TreeHave {
+            entries: vec![
+                HaveEntry {
+                    path: "sub/c.bin".into(),
+                    size: 524_288,
+                    sha256: digest,
+                },
+                HaveEntry {
+                    path: "a b.txt".into(),
+                    size: 1,
+                    sha256: [0x5a; 32],
+                },
+            ],
+        },
+    );
+    layout(&[0, 0], TreeHave { entries: vec![] });
+    assert!(matches!(
+        TreeHave::decode(&1_025u16.to_be_bytes()),
+        Err(DecodeError::TooLong { .. })
+    ));
+    // As an application message: type 24, then the batch.
+    use minitls::wire::AppMessage;
+    assert!(matches!(
+        AppMessage::decode(AppType::TreeHave, &b),
+        Ok(AppMessage::TreeHave(h)) if h.entries.len() == 2
+    ));
 }
 
 #[test]

@@ -513,9 +513,9 @@ pub struct FetchArgs {
     #[arg(short, long)]
     pub recursive: bool,
 
-    /// Continue an interrupted fetch of a single file from its hidden partial file
-    /// (OUT/.NAME.minitls-partial); the whole file is still verified. Without it, a partial
-    /// file is replaced.
+    /// Continue an interrupted fetch from its hidden partial file (OUT/.NAME.minitls-partial),
+    /// or with -r from the partial tree a cut left there (files already whole are not sent
+    /// again); the whole file or tree is still verified. Without it, a partial is replaced.
     #[arg(long)]
     pub resume: bool,
 

@@ -25,7 +25,7 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
         return run_many(args, global);
     }
     // Check everything we can before touching credentials or the network.
-    check_paths_and_out(args, global)?;
+    check_paths_and_out(args)?;
     // -o FILE: that directory and name; -o -: a private directory, then stdout.
     let to_stdout = args.output.as_deref() == Some(std::path::Path::new("-"));
     if to_stdout && args.json {
@@ -92,15 +92,19 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
     };
     // Ctrl-C: nothing half-received is left behind (a single file's data is kept for
     // --resume, as after a cut), then exit 128 + the signal's number.
-    let partial = (!args.recursive && !to_stdout).then(|| {
+    let partial = (!to_stdout).then(|| {
         out_dir.join(minitls::transfer::land::fit_name(
             ".",
             &local_name,
             minitls::transfer::land::PARTIAL_SUFFIX,
         ))
     });
+    // An interrupted tree's staging is removed (only a network cut keeps a tree).
     on_interrupt(
-        partial.clone().map(|p| (p, resume_command(args))),
+        partial
+            .clone()
+            .filter(|_| !args.recursive)
+            .map(|p| (p, resume_command(args))),
         stdout_dir.as_ref().map(|d| d.path().to_path_buf()),
     );
     let mut retries = 0u32;
@@ -113,9 +117,8 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
             retries += 1;
             let wait = backoff(retries);
             if !global.quiet {
-                let from = match (failure, args.recursive) {
-                    (Failure::Cut, true) => ", the tree from the start",
-                    (Failure::Cut, false) => ", from what arrived",
+                let from = match failure {
+                    Failure::Cut => ", from what arrived",
                     _ => "",
                 };
                 note(&format!(
@@ -126,16 +129,17 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
             }
             std::thread::sleep(wait);
             if failure == Failure::Cut {
-                // A single file continues from its partial file: ours, from the cut attempt.
-                opts.resume = !args.recursive;
+                // A file continues from its partial file, a tree from its kept partial tree:
+                // ours, from the cut attempt.
+                opts.resume = true;
             }
             continue;
         }
-        // A single file cut off by the network keeps what arrived (not -o -, whose private
+        // A file or tree cut off by the network keeps what arrived (not -o -, whose private
         // directory is removed on exit): say how to continue.
-        let kept = partial
-            .as_ref()
-            .is_some_and(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() > 0));
+        let kept = partial.as_ref().is_some_and(|p| {
+            std::fs::metadata(p).is_ok_and(|m| (m.is_file() && m.len() > 0) || m.is_dir())
+        });
         if failure == Failure::Cut && kept {
             return Err(CliError::with_code(
                 err.exit_status(),
@@ -364,7 +368,11 @@ fn after_retries(n: u32) -> String {
 /// The command that continues this fetch, with the flags that say where to and from whom
 /// (given on the command line, in the environment or in the config file alike).
 fn resume_command(args: &FetchArgs) -> String {
-    let mut words = vec!["minitls".to_string(), "fetch".into(), "--resume".into()];
+    let mut words = vec!["minitls".to_string(), "fetch".into()];
+    if args.recursive {
+        words.push("-r".into());
+    }
+    words.push("--resume".into());
     words.push(shell_word(args.path()));
     if args.server.server != DEFAULT_SERVER {
         words.push(format!("--server {}", shell_word(&args.server.server)));
@@ -442,15 +450,27 @@ fn file_summary(remote: &str, f: &transfer::Fetched, elapsed: Duration) -> Strin
     line
 }
 
-/// `docs: 12 files, 3 directories, 1.5 MiB in 0.20 s, 7.5 MiB/s`.
+/// `docs: 12 files, 3 directories, 1.5 MiB in 0.20 s, 7.5 MiB/s`, and after a resumed
+/// fetch what was here already: ` (2 files were already here, 1.0 MiB not sent again)`.
 fn tree_summary(remote: &str, t: &transfer::TreeFetched, elapsed: Duration) -> String {
-    format!(
+    let mut line = format!(
         "{}: {}, {}, {}",
         printable(remote),
         count(t.files, "file", "files"),
         count(t.dirs, "directory", "directories"),
-        size_time_rate(t.bytes, t.bytes, elapsed)
-    )
+        size_time_rate(t.bytes, t.bytes - t.resumed_bytes, elapsed)
+    );
+    if t.resumed_bytes > 0 {
+        line.push_str(&format!(
+            " ({} already here, {} not sent again)",
+            match t.already_here {
+                1 => "1 file was".to_string(),
+                n => format!("{n} files were"),
+            },
+            human_bytes(t.resumed_bytes)
+        ));
+    }
+    line
 }
 
 /// `1 file`, `2 files`.
@@ -494,15 +514,16 @@ fn tree_json(remote: &str, t: &transfer::TreeFetched, signer: &str, elapsed: Dur
         .collect();
     format!(
         "{{\"remote\":{},\"type\":\"tree\",\"path\":{},\"manifest\":{},\"files\":{},\
-         \"dirs\":{},\"bytes\":{},\"network_bytes\":{},\"skipped\":[{}],\"signer\":{},\
-         \"ms\":{}}}",
+         \"dirs\":{},\"bytes\":{},\"network_bytes\":{},\"already_here\":{},\"skipped\":[{}],\
+         \"signer\":{},\"ms\":{}}}",
         json_string(remote),
         path_json(&t.dir),
         path_json(&t.manifest_path),
         t.files,
         t.dirs,
         t.bytes,
-        t.bytes,
+        t.bytes - t.resumed_bytes,
+        t.already_here,
         skipped.join(","),
         json_string(signer),
         elapsed.as_millis()
@@ -511,7 +532,7 @@ fn tree_json(remote: &str, t: &transfer::TreeFetched, signer: &str, elapsed: Dur
 
 /// The checks every fetch makes before touching credentials or the network: each PATH, and
 /// `--out`.
-fn check_paths_and_out(args: &FetchArgs, global: Global) -> CliResult<()> {
+fn check_paths_and_out(args: &FetchArgs) -> CliResult<()> {
     for path in &args.paths {
         if is_served_root(path) {
             if !args.recursive {
@@ -540,13 +561,6 @@ fn check_paths_and_out(args: &FetchArgs, global: Global) -> CliResult<()> {
         return Err(CliError::usage(
             "--out names a directory to write into; to write the file to stdout, use -o -",
         ));
-    }
-    if args.recursive && args.resume && !global.quiet {
-        // Said, not silently done: the tree is fetched whole.
-        note(
-            "--resume continues single files; a tree is fetched whole (what an interrupted \
-             tree fetch left is removed)",
-        );
     }
     if std::fs::metadata(&args.out).is_ok_and(|m| !m.is_dir()) {
         return Err(CliError::usage(format!(
@@ -596,7 +610,7 @@ fn run_many(args: &FetchArgs, global: Global) -> CliResult<()> {
             "-o names one file; with several PATHs, --out DIR receives them all",
         ));
     }
-    check_paths_and_out(args, global)?;
+    check_paths_and_out(args)?;
     let creds = creds::load(&args.creds, Role::Client, global.quiet)?;
     let mut opts = transfer::FetchOptions {
         recursive: args.recursive,
@@ -714,11 +728,6 @@ fn run_many(args: &FetchArgs, global: Global) -> CliResult<()> {
         answered.pop();
         pending = not_answered(&pending, &answered);
         retries += 1;
-        let from = if args.recursive {
-            ", trees from the start"
-        } else {
-            ", from what arrived"
-        };
         retry_note(
             &format!(
                 "{err} ({} of {} paths left)",
@@ -726,10 +735,11 @@ fn run_many(args: &FetchArgs, global: Global) -> CliResult<()> {
                 args.paths.len()
             ),
             retries,
-            from,
+            ", from what arrived",
         );
-        // A cut single file continues from its partial file: ours, from the cut attempt.
-        opts.resume = !args.recursive;
+        // A cut file continues from its partial file, a tree from its kept partial tree:
+        // ours, from the cut attempt.
+        opts.resume = true;
     };
     drop(bars);
     if not_fetched > 0 {
