@@ -556,9 +556,9 @@ pub struct FetchArgs {
     pub limit_rate: Option<u64>,
 
     /// When the connection is cut (or cannot be made: exit status 3), try again up to N
-    /// times, waiting 1, 2, 4... s (at most 30 s) in between; a file continues from what
-    /// already arrived, a tree starts over. With several PATHs, only the one that was cut and
-    /// those not yet fetched are asked for again.
+    /// times, waiting 1, 2, 4... s (at most 30 s) in between; a file or tree continues from
+    /// what already arrived. With several PATHs, only the one that was cut and those not yet
+    /// fetched are asked for again.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub retry: u32,
 }

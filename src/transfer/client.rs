@@ -3,8 +3,9 @@
 //! Nothing reaches a final path before it is verified. A single file streams into a hidden
 //! partial file `.NAME.minitls-partial` beside its destination; a tree streams into one hidden
 //! staging directory ([`super::stage`]). Integrity or protocol failures remove them; only a
-//! single-file transfer cut off by the network keeps its partial file, for `--resume`. Every
-//! file operation is relative to a held directory handle ([`super::land`]).
+//! transfer cut off by the network keeps its partial file (or a tree its partial directory),
+//! for `--resume`. Every file operation is relative to a held directory handle
+//! ([`super::land`]).
 
 use std::fs::File;
 use std::io;

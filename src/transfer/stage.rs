@@ -12,8 +12,11 @@
 //!   every step taken, in reverse, so the tree is as it was before.
 //!
 //! On any failure before or during the commit, nothing remains at the final paths and both
-//! hidden directories are removed. All of it goes through held directory handles (see
-//! [`super::land`]).
+//! hidden directories are removed, except after a network cut: then the staging directory is
+//! kept as `OUT/.NAME.minitls-partial` ([`TreeStage::keep_as_partial`]), and `fetch -r
+//! --resume` takes it back as its staging directory ([`TreeStage::resume`]), continuing the
+//! files the server sends from where they stopped and removing what the tree no longer lists
+//! before the commit. All of it goes through held directory handles (see [`super::land`]).
 //!
 //! Leftovers of a fetch that could not clean up are removed too:
 //! - each hidden directory is held under an exclusive `flock` while in use, which the kernel
