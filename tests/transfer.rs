@@ -1745,3 +1745,15 @@ fn a_client_that_lists_more_held_files_than_the_server_keeps_is_cut_off() {
         "{served:?}"
     );
 }
+
+#[test]
+fn a_kept_partial_tree_of_the_same_name_does_not_stop_a_file_fetch() {
+    let mut s = served(|root| std::fs::write(root.join("f.txt"), b"file").unwrap());
+    let kept = s.out.path().join(".f.txt.minitls-partial");
+    std::fs::create_dir_all(kept.join("sub")).unwrap();
+    std::fs::write(kept.join("sub/x"), b"x").unwrap();
+    let got = transfer::fetch_file(&mut s.client, "f.txt", s.out.path(), &mut NoProgress).unwrap();
+    assert_eq!(std::fs::read(got.path).unwrap(), b"file");
+    assert!(!kept.exists());
+    s.finish();
+}

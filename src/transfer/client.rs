@@ -508,8 +508,11 @@ fn receive_single<S: Transport>(
             (h, len, f)
         }
         _ => {
-            // Start over: a stale partial (or anything else at that name) is replaced,
-            // never written through.
+            // Start over: a stale partial (or anything else at that name, a tree a cut fetch
+            // of a directory of this name kept too) is replaced, never written through.
+            if out.kind(partial_name).ok().flatten() == Some(land::Kind::Dir) {
+                out.remove_tree(partial_name);
+            }
             out.remove_file(partial_name)
                 .map_err(io_err(&partial_path))?;
             let f = out
