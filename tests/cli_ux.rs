@@ -1077,6 +1077,40 @@ fn a_cut_tree_is_resumed_sending_only_what_is_missing_and_verifies() {
         "{v}"
     );
 
+    // Against the tree in place: b.bin grew on the server and our sub/c.bin was altered. Only
+    // b.bin's new bytes and the whole of c.bin cross the network; a.bin is not sent.
+    let mut grown = files[1].1.clone();
+    grown.extend_from_slice(b"more bytes");
+    fs::write(w.join("server_public/tree/b.bin"), &grown).unwrap();
+    let mut altered = files[2].1.clone();
+    altered[7] ^= 1;
+    fs::write(w.join("client_received/tree/sub/c.bin"), &altered).unwrap();
+    let o = w.run(&[
+        "fetch",
+        "-r",
+        "--resume",
+        "tree",
+        "--server",
+        &server.addr,
+        "--json",
+    ]);
+    let out = ok(&o);
+    assert_eq!(json_value(out.trim(), "already_here"), "1");
+    assert_eq!(
+        json_value(out.trim(), "network_bytes"),
+        (10 + (1u64 << 20)).to_string()
+    );
+    assert_eq!(
+        fs::read(w.join("client_received/tree/b.bin")).unwrap(),
+        grown
+    );
+    assert_eq!(
+        fs::read(w.join("client_received/tree/sub/c.bin")).unwrap(),
+        files[2].1
+    );
+    ok(&w.run(&["verify", "client_received/tree"]));
+    fs::write(w.join("server_public/tree/b.bin"), &files[1].1).unwrap();
+
     // With --retry, one command continues on its own after the cut, from what arrived.
     let proxy = cutting_proxy(&server.addr, 3 << 19);
     let o = w.run(&[

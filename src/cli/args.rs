@@ -514,8 +514,9 @@ pub struct FetchArgs {
     pub recursive: bool,
 
     /// Continue an interrupted fetch from its hidden partial file (OUT/.NAME.minitls-partial),
-    /// or with -r from the partial tree a cut left there (files already whole are not sent
-    /// again); the whole file or tree is still verified. Without it, a partial is replaced.
+    /// or with -r from the partial tree a cut left there and the tree already in place (files
+    /// held whole are not sent again); the whole file or tree is still verified. Without it, a
+    /// partial is replaced.
     #[arg(long)]
     pub resume: bool,
 

@@ -251,24 +251,39 @@ struct Wanted {
     have: Held,
 }
 
-/// The files a kept partial tree holds: path -> (bytes held, SHA-256 state of them).
-type Held = std::collections::HashMap<String, (u64, Sha256)>;
+/// The files a resumed tree fetch holds, by path: what a cut fetch kept, and the files of the
+/// tree already in place (`OUT/NAME` from an earlier fetch).
+type Held = std::collections::HashMap<String, HeldFile>;
 
-/// Hashes the regular files of the kept partial tree `partial_name` in `out` (symlinks and
-/// anything else are not offered; the server sends those entries whole), up to
-/// [`super::server::MAX_HAVE_BYTES`] of names.
+/// One file a resumed tree fetch holds.
+struct HeldFile {
+    /// Bytes held (the whole file, or its start).
+    len: u64,
+    /// SHA-256 state of those bytes.
+    hasher: Sha256,
+    /// In the tree in place rather than in the kept partial tree: copied into the staging
+    /// directory (and checked again) when the server says it holds the right bytes, so that
+    /// nothing in place changes before the tree is verified.
+    in_place: bool,
+}
+
+/// Hashes the regular files below `top` in `out` (the kept partial tree, or the tree in
+/// place), adding those not in `held` yet (symlinks and anything else are not offered; the
+/// server sends those entries whole), while `budget` (of
+/// [`super::server::MAX_HAVE_BYTES`]) lasts.
 fn held_files(
     out: &Dir,
-    partial_name: &str,
+    top: &str,
+    in_place: bool,
+    held: &mut Held,
+    budget: &mut usize,
     progress: &mut dyn Progress,
-) -> Result<Held, TransferError> {
-    let mut held = Held::new();
-    if out.kind(partial_name).ok().flatten() != Some(land::Kind::Dir) {
-        return Ok(held);
+) -> Result<(), TransferError> {
+    if out.kind(top).ok().flatten() != Some(land::Kind::Dir) {
+        return Ok(());
     }
-    let root = out.display(partial_name);
-    let mut budget = super::server::MAX_HAVE_BYTES;
-    progress.begin(&format!("checking {partial_name}"), 0);
+    let root = out.display(top);
+    progress.begin(&format!("checking {top}"), 0);
     let walker = walkdir::WalkDir::new(&root)
         .min_depth(1)
         .follow_links(false)
@@ -287,11 +302,12 @@ fn held_files(
             continue;
         };
         let cost = super::server::have_cost(&rel);
-        if paths::parse_relative(&rel, false).is_err() || cost > budget {
+        if paths::parse_relative(&rel, false).is_err() || cost > *budget || held.contains_key(&rel)
+        {
             continue;
         }
         // Opened without following a link put in the file's place meanwhile.
-        let f = match walk_open(out, partial_name, &rel) {
+        let f = match walk_open(out, top, &rel) {
             Ok(f) => f,
             Err(_) => continue,
         };
@@ -299,11 +315,18 @@ fn held_files(
         if len == 0 {
             continue;
         }
-        budget -= cost;
-        held.insert(rel, (len, hasher));
+        *budget -= cost;
+        held.insert(
+            rel,
+            HeldFile {
+                len,
+                hasher,
+                in_place,
+            },
+        );
     }
     progress.end();
-    Ok(held)
+    Ok(())
 }
 
 /// Opens `rel` below `top` in `out` for reading, one component at a time, no links followed.
@@ -362,12 +385,14 @@ fn prepare(
         progress.end();
         prefix = Some((len, hasher));
     }
-    // A tree kept from a cut fetch: what it holds, to be offered to the server.
-    let have = if opts.resume && opts.recursive {
-        held_files(&out, &partial_name, progress)?
-    } else {
-        Held::new()
-    };
+    // A tree kept from a cut fetch, then the tree in place: what they hold, to be offered to
+    // the server (what a cut fetch kept first: it is the newer).
+    let mut have = Held::new();
+    if opts.resume && opts.recursive {
+        let mut budget = super::server::MAX_HAVE_BYTES;
+        held_files(&out, &partial_name, false, &mut have, &mut budget, progress)?;
+        held_files(&out, &name, true, &mut have, &mut budget, progress)?;
+    }
     Ok(Wanted {
         requested,
         name,
@@ -387,9 +412,9 @@ impl Wanted {
         let mut messages = Vec::new();
         let mut batch: Vec<HaveEntry> = Vec::new();
         let mut batch_bytes = 0;
-        let mut held: Vec<(&String, &(u64, Sha256))> = self.have.iter().collect();
+        let mut held: Vec<(&String, &HeldFile)> = self.have.iter().collect();
         held.sort_by(|a, b| a.0.cmp(b.0));
-        for (path, (len, h)) in held {
+        for (path, HeldFile { len, hasher: h, .. }) in held {
             if batch.len() == MAX_HAVE_ENTRIES_PER_MSG
                 || batch_bytes + path.len() > HAVE_BATCH_BYTES
             {
@@ -761,9 +786,11 @@ fn receive_entries<S: Transport>(
             AppMessage::FileStart(fs_msg) => {
                 // From the start, or from the end of what we hold of it (all of it: no data).
                 let held = have.remove(&fs_msg.path);
-                let (mut hasher, mut received) = match (fs_msg.offset, held) {
-                    (0, _) => (Sha256::new(), 0),
-                    (offset, Some((len, h))) if offset == len && offset <= fs_msg.size => (h, len),
+                let (mut hasher, mut received, in_place) = match (fs_msg.offset, held) {
+                    (0, _) => (Sha256::new(), 0, false),
+                    (offset, Some(h)) if offset == h.len && offset <= fs_msg.size => {
+                        (h.hasher, h.len, h.in_place)
+                    }
                     (offset, _) => {
                         return Err(TransferError::Protocol(format!(
                             "server continued '{}' from offset {offset}, which is not what we \
@@ -773,8 +800,14 @@ fn receive_entries<S: Transport>(
                     }
                 };
                 let resumed_from = received;
-                let mut tmp = stage.add_file(&fs_msg.path, resumed_from > 0)?;
-                if resumed_from > 0 {
+                let mut tmp = stage.add_file(&fs_msg.path, resumed_from > 0 && !in_place)?;
+                if in_place {
+                    // The file in place holds the bytes: a copy of them starts the staged one
+                    // (they must still be the bytes offered).
+                    let offered: [u8; 32] = hasher.clone().finalize().into();
+                    stage.copy_in_place(&fs_msg.path, &mut tmp, resumed_from, &offered)?;
+                    progress.advance(resumed_from);
+                } else if resumed_from > 0 {
                     // The bytes hashed when we offered them must be those still there.
                     let len = tmp
                         .file

@@ -389,6 +389,52 @@ impl<'a> TreeStage<'a> {
         Staged::new(dir, last.to_string(), file).map_err(io_err(dir.display(last)))
     }
 
+    /// Copies the first `len` bytes of the file `name` of the tree in place (`OUT/NAME`) into
+    /// `into` (its new staged file), refusing if their SHA-256 is not `digest` (the file
+    /// changed since it was offered to the server). Never through a symbolic link.
+    pub fn copy_in_place(
+        &self,
+        name: &str,
+        into: &mut Staged,
+        len: u64,
+        digest: &[u8; 32],
+    ) -> Result<(), TransferError> {
+        use sha2::{Digest, Sha256};
+        use std::io::Read;
+        let parts = split(name)?;
+        let (last, parent) = parts.split_last().expect("split gives a name");
+        let Some(existing) = &self.existing else {
+            return Err(TransferError::Refused(format!(
+                "{} is gone since the fetch began; fetch the tree again",
+                self.root().display()
+            )));
+        };
+        let shown = self.root().join(name);
+        let file = walk(existing, parent)
+            .and_then(|d| d.open_read(last))
+            .map_err(io_err(shown.clone()))?;
+        let mut h = Sha256::new();
+        let mut left = len;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut file = file.take(len);
+        while left > 0 {
+            let n = file.read(&mut buf).map_err(io_err(shown.clone()))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            into.write_all(&buf[..n]).map_err(io_err(into.path()))?;
+            left -= n as u64;
+        }
+        if left > 0 || <[u8; 32]>::from(h.finalize()) != *digest {
+            return Err(TransferError::Refused(format!(
+                "{} changed while the fetch resumed; fetch the tree again",
+                shown.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// In a tree kept from a cut fetch, removes what the tree does not list (entries the
     /// server no longer has), so that only the signed entries are put in place.
     fn prune_unlisted(&self) -> Result<(), TransferError> {
