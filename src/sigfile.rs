@@ -12,11 +12,17 @@
 //! -----BEGIN CERTIFICATE-----   (the server certificate that signed)
 //! ...
 //! -----END CERTIFICATE-----
+//! -----BEGIN CERTIFICATE-----   (only behind an intermediate CA: each intermediate of the
+//! ...                            path the handshake verified, the signer's issuer first)
+//! -----END CERTIFICATE-----
 //! ```
 //!
 //! `verify` re-encodes the statement from these fields, checks the signature with the
-//! embedded certificate's key, checks that certificate chains to the CA and was valid when it
-//! signed, then hashes the file and compares size and digest.
+//! embedded certificate's key, checks the path from that certificate through the intermediates
+//! kept with it to the CA (the handshake's own chain validation, `pki::verify_chain`), valid
+//! when it signed, then hashes the file and compares size and digest. A sidecar of a server
+//! that the CA issued directly holds one certificate, as before intermediates were kept: old
+//! sidecars are read unchanged. A tree's manifest ends with the same certificates.
 //!
 //! A file a client uploaded (`push`) has the same sidecar on the server, first line
 //! `minitls-upload-signature v1`: the statement is signed by the uploading *client* under the
@@ -55,6 +61,9 @@ pub struct SignedStatement {
     pub statement: FileStatement,
     pub signature: Vec<u8>,
     pub signer_der: Vec<u8>,
+    /// The intermediate CA certificates between the signer and the CA (DER, the signer's
+    /// issuer first), as the handshake verified them; empty when the CA issued the signer.
+    pub signer_chain: Vec<Vec<u8>>,
     /// Who signed: the server that sent the file (a fetch), or the client that uploaded it
     /// (`push`; the sidecar's first line says which).
     pub signer_role: Role,
@@ -150,6 +159,8 @@ pub struct SignedManifest {
     pub entries: Vec<ManifestEntry>,
     pub signature: Vec<u8>,
     pub signer_der: Vec<u8>,
+    /// As in [`SignedStatement::signer_chain`].
+    pub signer_chain: Vec<Vec<u8>>,
 }
 
 impl SignedManifest {
@@ -178,7 +189,7 @@ impl SignedManifest {
             };
             t.push_str(&format!("{k} {} {} {}\n", e.size, hex(&e.sha256), e.path));
         }
-        t.push_str(&pki::der_to_pem(&self.signer_der));
+        t.push_str(&certificates_pem(&self.signer_der, &self.signer_chain));
         t
     }
 
@@ -219,21 +230,28 @@ impl SignedManifest {
                 sha256: sha,
             });
         }
-        let pem: String = lines.collect::<Vec<_>>().join("\n");
-        let signer_der = pki::pem_to_der(&pem).map_err(|_| bad("server certificate"))?;
+        let (signer_der, signer_chain) =
+            certificates(lines).map_err(|why| bad(&format!("server certificate: {why}")))?;
         Ok(Self {
             root,
             signed_at,
             entries,
             signature,
             signer_der,
+            signer_chain,
         })
     }
 
     /// Checks the signer and the signature (not the files).
     pub fn check_signature(&self, anchor: &TrustAnchor) -> Result<VerifiedCert, VerifyError> {
-        let signer =
-            pki::verify_certificate(anchor, &self.signer_der, Role::Server, None, self.signed_at)?;
+        let signer = pki::verify_chain(
+            &[anchor],
+            &self.signer_der,
+            &self.signer_chain,
+            Role::Server,
+            None,
+            self.signed_at,
+        )?;
         if !crypto::verify(
             &signer.public_key,
             MANIFEST_SIGNATURE_CONTEXT,
@@ -244,6 +262,31 @@ impl SignedManifest {
         }
         Ok(signer)
     }
+}
+
+/// The signer's certificate, then each intermediate, as PEM blocks.
+fn certificates_pem(signer_der: &[u8], chain: &[Vec<u8>]) -> String {
+    let mut t = pki::der_to_pem(signer_der);
+    for der in chain {
+        t.push_str(&pki::der_to_pem(der));
+    }
+    t
+}
+
+/// The certificates that end a sidecar or manifest: the signer's, then its intermediates (at
+/// most [`pki::MAX_INTERMEDIATES`], as a handshake accepts).
+fn certificates(lines: std::str::Lines<'_>) -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
+    let pem: String = lines.collect::<Vec<_>>().join("\n");
+    let mut certs = pki::certificates_from_bytes(pem.as_bytes()).map_err(|e| e.to_string())?;
+    if certs.len() > 1 + pki::MAX_INTERMEDIATES {
+        return Err(format!(
+            "{} intermediate certificates, more than the {} accepted",
+            certs.len() - 1,
+            pki::MAX_INTERMEDIATES
+        ));
+    }
+    let signer = certs.remove(0);
+    Ok((signer, certs))
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -283,7 +326,7 @@ impl SignedStatement {
             hex(&st.sha256),
             st.signed_at,
             hex(&self.signature),
-            pki::der_to_pem(&self.signer_der)
+            certificates_pem(&self.signer_der, &self.signer_chain)
         )
     }
 
@@ -305,8 +348,8 @@ impl SignedStatement {
         let sha = unhex(&field("sha256")?).ok_or_else(|| bad("sha256"))?;
         let signed_at = field("signed-at")?.parse().map_err(|_| bad("signed-at"))?;
         let signature = unhex(&field("signature")?).ok_or_else(|| bad("signature"))?;
-        let pem: String = lines.collect::<Vec<_>>().join("\n");
-        let signer_der = pki::pem_to_der(&pem).map_err(|_| bad("server certificate"))?;
+        let (signer_der, signer_chain) =
+            certificates(lines).map_err(|why| bad(&format!("signer's certificate: {why}")))?;
         Ok(Self {
             statement: FileStatement {
                 path,
@@ -316,6 +359,7 @@ impl SignedStatement {
             },
             signature,
             signer_der,
+            signer_chain,
             signer_role,
         })
     }
@@ -426,11 +470,13 @@ pub fn verify_file(file: &Path, anchor: &TrustAnchor) -> Result<Verified, Verify
     };
     let signed = SignedStatement::parse(&text)?;
 
-    // 1. The signer must be a certificate of our CA for the role the sidecar names (a server
-    //    that sent the file, a client that uploaded it), valid when it signed.
-    let signer = pki::verify_certificate(
-        anchor,
+    // 1. The signer must be a certificate of our CA (directly, or through the intermediates
+    //    kept with it) for the role the sidecar names (a server that sent the file, a client
+    //    that uploaded it), the whole path valid when it signed.
+    let signer = pki::verify_chain(
+        &[anchor],
         &signed.signer_der,
+        &signed.signer_chain,
         signed.signer_role,
         None,
         signed.statement.signed_at,
@@ -478,7 +524,12 @@ fn verify_in_tree(file: &Path, anchor: &TrustAnchor) -> Result<Verified, VerifyE
             check_content(file, entry.size, &entry.sha256)?;
             return Ok(Verified {
                 statement: FileStatement {
-                    path: format!("{}/{}", m.root, entry.path),
+                    // The served directory itself is the root "".
+                    path: if m.root.is_empty() {
+                        entry.path.clone()
+                    } else {
+                        format!("{}/{}", m.root, entry.path)
+                    },
                     size: entry.size,
                     sha256: entry.sha256,
                     signed_at: m.signed_at,

@@ -601,6 +601,9 @@ pub enum AppType {
     PutReady = 15,
     /// Server -> client: the upload is verified and in place.
     PutDone = 16,
+    /// Client -> server, before a recursive Get (`fetch -r --resume`): files of the tree the
+    /// client already holds, whole or in part (version 3).
+    TreeHave = 24,
     /// Server -> client, right after a handshake: a session ticket for the next connection.
     /// Read by the channel itself ([`NewTicket`]), never handed to the application.
     NewTicket = 27,
@@ -625,6 +628,7 @@ impl AppType {
             14 => Self::Put,
             15 => Self::PutReady,
             16 => Self::PutDone,
+            24 => Self::TreeHave,
             27 => Self::NewTicket,
             _ => return None,
         })
@@ -846,6 +850,68 @@ impl Codec for Listing {
         let mut entries = Vec::new();
         for _ in 0..n {
             entries.push(ListEntry::read(r)?);
+        }
+        Ok(Self { entries })
+    }
+}
+
+/// Most entries in one TreeHave message.
+pub const MAX_HAVE_ENTRIES_PER_MSG: usize = 1024;
+
+/// One file of a tree that the client holds: its path relative to the requested directory,
+/// how many bytes it holds (all of the file, or the start of it) and their SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HaveEntry {
+    pub path: String,
+    pub size: u64,
+    pub sha256: [u8; 32],
+}
+
+impl Codec for HaveEntry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_vec_u16(out, self.path.as_bytes());
+        put_u64(out, self.size);
+        out.extend_from_slice(&self.sha256);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            path: r.string(MAX_PATH_LEN, "have path")?,
+            size: r.u64("have size")?,
+            sha256: r.array("have sha256")?,
+        })
+    }
+}
+
+/// Client -> server: a batch of files the client holds; the recursive Get that follows sends
+/// each of them from the end of what the client holds when the server's file starts with
+/// those bytes (a whole file: no data at all), and whole otherwise. Any number of batches may
+/// precede the Get; they apply to it only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeHave {
+    pub entries: Vec<HaveEntry>,
+}
+
+impl Codec for TreeHave {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let n = u16::try_from(self.entries.len()).expect("have batches are bounded");
+        put_u16(out, n);
+        for e in &self.entries {
+            e.encode(out);
+        }
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let n = r.u16("have count")? as usize;
+        if n > MAX_HAVE_ENTRIES_PER_MSG {
+            return Err(DecodeError::TooLong {
+                what: "have batch",
+                len: n,
+                max: MAX_HAVE_ENTRIES_PER_MSG,
+            });
+        }
+        // Grow as entries actually decode; never trust the count for the allocation.
+        let mut entries = Vec::new();
+        for _ in 0..n {
+            entries.push(HaveEntry::read(r)?);
         }
         Ok(Self { entries })
     }
@@ -1111,6 +1177,7 @@ pub enum AppMessage<'a> {
     PutReady,
     /// The server's digest of what it stored (zeros for a directory).
     PutDone(FileDone),
+    TreeHave(TreeHave),
 }
 
 impl<'a> AppMessage<'a> {
@@ -1132,6 +1199,7 @@ impl<'a> AppMessage<'a> {
             Self::Put(_) => AppType::Put,
             Self::PutReady => AppType::PutReady,
             Self::PutDone(_) => AppType::PutDone,
+            Self::TreeHave(_) => AppType::TreeHave,
         }
     }
 
@@ -1152,6 +1220,7 @@ impl<'a> AppMessage<'a> {
             Self::Skipped(m) => m.encode(out),
             Self::TreeEnd(m) => m.encode(out),
             Self::Put(m) => m.encode(out),
+            Self::TreeHave(m) => m.encode(out),
         }
     }
 
@@ -1187,6 +1256,7 @@ impl<'a> AppMessage<'a> {
                 Self::PutReady
             }
             AppType::PutDone => Self::PutDone(FileDone::decode(payload)?),
+            AppType::TreeHave => Self::TreeHave(TreeHave::decode(payload)?),
             // The channel consumes tickets (conn.rs); one reaching here is out of place.
             AppType::NewTicket => return Err(DecodeError::InvalidValue("session ticket")),
         })
@@ -1323,6 +1393,13 @@ mod tests {
                 mtime: 0,
             }),
             AppMessage::TreeDir(PathMsg { path: "t".into() }),
+            AppMessage::TreeHave(TreeHave {
+                entries: vec![HaveEntry {
+                    path: "a/b".into(),
+                    size: 3,
+                    sha256: [9; 32],
+                }],
+            }),
         ];
         for m in msgs {
             let mut b = Vec::new();

@@ -664,6 +664,15 @@ fn ecdsa_cas_sign_leaves_a_p256_client_key_works_and_other_ec_leaf_keys_are_refu
     let sidecar =
         fs::read_to_string(dir.join("server_public/uploads/note.txt.minitls-sig")).unwrap();
     assert!(sidecar.contains("minitls-upload-signature v1"), "{sidecar}");
+    // Checked offline through the EC intermediate, the ECDSA statement signature names the
+    // client.
+    let said = ok(&w.run(&[
+        "verify",
+        "server_public/uploads/note.txt",
+        "--ca-cert",
+        "root.crt",
+    ]));
+    assert!(said.contains("signed by client 'CN=ecleaf'"), "{said}");
     // A P-384 client key is refused before connecting, in words.
     cat(&["ecleaf384.crt", "ec384.crt"], "ec384-chain.pem");
     let line = fails(&w.run(&[
@@ -775,4 +784,321 @@ fn rsa_pss_certificate_signatures_verify_and_sha1_pss_is_refused_in_words() {
         pki::verify_chain(&[&root], &bad, &[], Role::Client, None, now),
         Err(CertError::NotSignedByCa)
     ));
+}
+
+#[test]
+fn files_from_a_server_behind_an_intermediate_verify_offline_with_the_chain_kept_beside_them() {
+    if !have_openssl() {
+        return;
+    }
+    let w = Workspace::without_ca();
+    let dir = w.path();
+    chain_pki(dir);
+    let cat = |parts: &[&str], to: &str| {
+        let text: String = parts
+            .iter()
+            .map(|p| fs::read_to_string(dir.join(p)).unwrap())
+            .collect();
+        fs::write(dir.join(to), text).unwrap();
+    };
+    cat(&["server.crt", "int.crt"], "server-chain.pem");
+    cat(&["client.crt", "int.crt"], "client-chain.pem");
+    fs::create_dir_all(w.join("server_public/docs")).unwrap();
+    fs::write(w.join("server_public/docs/a.txt"), "a").unwrap();
+    fs::write(
+        w.join("policy.toml"),
+        "[[grant]]\nclients = [\"*\"]\nread = [\".\"]\nwrite = [\"up\"]\n",
+    )
+    .unwrap();
+    let server = w.serve(&[
+        "--cert",
+        "server-chain.pem",
+        "--key",
+        "leaf.key",
+        "--ca-cert",
+        "root.crt",
+        "--policy",
+        "policy.toml",
+    ]);
+    let creds = [
+        "--server",
+        &server.addr,
+        "--cert",
+        "client-chain.pem",
+        "--key",
+        "leaf.key",
+        "--ca-cert",
+        "root.crt",
+    ];
+    let with_creds = |args: &[&str]| {
+        let mut v: Vec<&str> = args.to_vec();
+        v.extend_from_slice(&creds);
+        w.run(&v)
+    };
+    ok(&with_creds(&["fetch", "hello.txt"]));
+    ok(&with_creds(&["fetch", "-r", "docs"]));
+    // The sidecar and the manifest hold the server's certificate, then the intermediate.
+    let sidecar = fs::read_to_string(w.join("client_received/hello.txt.minitls-sig")).unwrap();
+    assert_eq!(sidecar.matches("BEGIN CERTIFICATE").count(), 2, "{sidecar}");
+    let manifest = fs::read_to_string(w.join("client_received/docs.minitls-manifest")).unwrap();
+    assert_eq!(
+        manifest.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "{manifest}"
+    );
+    // Checked offline against the root alone, link by link.
+    let verify = |what: &str| {
+        w.run(&[
+            "verify",
+            "--ca-cert",
+            "root.crt",
+            &format!("client_received/{what}"),
+        ])
+    };
+    assert!(ok(&verify("hello.txt")).contains("signed by 'CN=server'"));
+    assert!(ok(&verify("docs")).starts_with("OK client_received/docs (1 file"));
+    ok(&verify("docs/a.txt"));
+
+    // An upload's sidecar on the server keeps the client's chain the same way.
+    fs::write(w.join("note.txt"), "from the client").unwrap();
+    ok(&with_creds(&["push", "note.txt", "--to", "up"]));
+    let o = w.run(&[
+        "verify",
+        "--ca-cert",
+        "root.crt",
+        "server_public/up/note.txt",
+    ]);
+    assert!(
+        ok(&o).contains("uploaded and signed by client 'CN=client'"),
+        "{}",
+        common::stdout(&o)
+    );
+
+    // Without the intermediate there is no path to the root: refused, naming the issuer.
+    let leaf_only: String = sidecar
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .take(1)
+        .collect();
+    fs::write(w.join("client_received/hello.txt.minitls-sig"), &leaf_only).unwrap();
+    let line = common::fails_with(&verify("hello.txt"), 7);
+    assert!(line.contains("CN=int"), "{line}");
+    // Nor does an intermediate of another root stand in for it.
+    let foreign = format!(
+        "{leaf_only}{}",
+        fs::read_to_string(dir.join("foreign.crt")).unwrap()
+    );
+    fs::write(w.join("client_received/hello.txt.minitls-sig"), foreign).unwrap();
+    let line = common::fails_with(&verify("hello.txt"), 7);
+    assert!(line.contains("CN=int"), "{line}");
+    // The intermediate back in place: it verifies again.
+    fs::write(w.join("client_received/hello.txt.minitls-sig"), &sidecar).unwrap();
+    ok(&verify("hello.txt"));
+}
+
+/// `NAME.crl` (PEM): a CRL issued by `ca` (`ca.crt`, `ca.key` in `dir`) revoking `revoke`
+/// (certificate files), made with `openssl ca -gencrl`; `dates` sets lastUpdate and
+/// nextUpdate (YYYYMMDDHHMMSSZ).
+fn gencrl(dir: &Path, name: &str, ca: &str, revoke: &[&str], dates: Option<(&str, &str)>) {
+    let db = dir.join(format!("db-{name}"));
+    fs::create_dir(&db).unwrap();
+    fs::write(db.join("index.txt"), "").unwrap();
+    fs::write(db.join("crlnumber"), "1000\n").unwrap();
+    fs::write(
+        db.join("ca.cnf"),
+        format!(
+            "[ca]\ndefault_ca = x\n[x]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
+             certificate = {root}/{ca}.crt\nprivate_key = {root}/{ca}.key\ndefault_md = sha256\n\
+             default_crl_days = 7\n",
+            root = dir.display()
+        ),
+    )
+    .unwrap();
+    for cert in revoke {
+        let path = dir.join(cert).display().to_string();
+        openssl(&db, &["ca", "-config", "ca.cnf", "-revoke", &path]);
+    }
+    let out = dir.join(format!("{name}.crl")).display().to_string();
+    let mut args = vec!["ca", "-config", "ca.cnf", "-gencrl", "-out", &out];
+    if let Some((last, next)) = dates {
+        args.extend(["-crl_lastupdate", last, "-crl_nextupdate", next]);
+    }
+    openssl(&db, &args);
+}
+
+#[test]
+fn a_leaf_revoked_by_its_intermediates_crl_is_refused_both_ways_and_a_forged_one_is_not_used() {
+    if !have_openssl() {
+        return;
+    }
+    let w = Workspace::without_ca();
+    let dir = w.path();
+    chain_pki(dir);
+    let cat = |parts: &[&str], to: &str| {
+        let text: String = parts
+            .iter()
+            .map(|p| fs::read_to_string(dir.join(p)).unwrap())
+            .collect();
+        fs::write(dir.join(to), text).unwrap();
+    };
+    cat(&["server.crt", "int.crt"], "server-chain.pem");
+    cat(&["client.crt", "int.crt"], "client-chain.pem");
+    // The root's list (revoking nothing) and the intermediate's lists.
+    gencrl(dir, "root", "root", &[], None);
+    gencrl(dir, "int-none", "int", &[], None);
+    gencrl(dir, "int-server", "int", &["server.crt"], None);
+    gencrl(dir, "int-client", "int", &["client.crt"], None);
+    // A list that claims to be the intermediate's, signed by another key: "CN=int",
+    // self-signed with the other root's key.
+    fs::write(
+        dir.join("fake.cnf"),
+        format!("[req]\ndistinguished_name = dn\n[dn]\n[v3]\n{CA_EXT}"),
+    )
+    .unwrap();
+    fs::copy(dir.join("other.key"), dir.join("fake-int.key")).unwrap();
+    let subject = |name: &str| {
+        let o = Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-in", name])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "other.key",
+            "-subj",
+            "/CN=int",
+            "-days",
+            "10",
+            "-sha256",
+            "-out",
+            "fake-int.crt",
+            "-extensions",
+            "v3",
+            "-config",
+            "fake.cnf",
+        ],
+    );
+    assert_eq!(subject("fake-int.crt"), subject("int.crt"));
+    gencrl(dir, "forged", "fake-int", &["server.crt"], None);
+    // The intermediate's list, past its nextUpdate.
+    gencrl(
+        dir,
+        "int-stale",
+        "int",
+        &[],
+        Some(("20200101000000Z", "20200102000000Z")),
+    );
+
+    let fetch = |server: &str, crl: &str| {
+        w.run(&[
+            "fetch",
+            "hello.txt",
+            "--server",
+            server,
+            "--cert",
+            "client-chain.pem",
+            "--key",
+            "leaf.key",
+            "--ca-cert",
+            "root.crt",
+            "--crl",
+            crl,
+        ])
+    };
+    let serve = |crl: &str| {
+        w.serve(&[
+            "--cert",
+            "server-chain.pem",
+            "--key",
+            "leaf.key",
+            "--ca-cert",
+            "root.crt",
+            "--crl",
+            crl,
+        ])
+    };
+
+    // Client side: the server's leaf, revoked by the intermediate (in a file with the root's
+    // list), is refused as revoked.
+    cat(&["root.crl", "int-none.crl"], "none.pem");
+    cat(&["root.crl", "int-server.crl"], "server-revoked.pem");
+    cat(&["root.crl", "int-client.crl"], "client-revoked.pem");
+    cat(&["root.crl", "forged.crl"], "forged.pem");
+    let server = serve("none.pem");
+    // No warning: the intermediate's list names a CA of the server's own chain.
+    assert!(
+        !server.log().contains("from no CA we know"),
+        "{}",
+        server.log()
+    );
+    ok(&fetch(&server.addr, "none.pem"));
+    let line = common::fails_with(&fetch(&server.addr, "server-revoked.pem"), 4);
+    assert!(line.contains("server certificate rejected"), "{line}");
+    assert!(line.contains("revoked"), "{line}");
+
+    // A forged list is not used: it does not revoke the server, and the fetch stops saying
+    // which list failed (revocation cannot be checked), not "revoked".
+    let line = common::fails_with(&fetch(&server.addr, "forged.pem"), 4);
+    assert!(line.contains("not signed by that CA's key"), "{line}");
+    assert!(!line.contains("is revoked"), "{line}");
+    drop(server);
+
+    // Server side: the client's leaf, revoked by the intermediate, is refused.
+    let server = serve("client-revoked.pem");
+    let line = common::fails_with(&fetch(&server.addr, "none.pem"), 4);
+    assert!(line.contains("revoked"), "{line}");
+    assert!(server.wait_for_log("revoked"), "{}", server.log());
+    drop(server);
+
+    // The intermediate's list past its nextUpdate: the server refuses to start, the client
+    // goes on with a warning, as with the root's list.
+    cat(&["root.crl", "int-stale.crl"], "stale.pem");
+    let line = common::fails(&w.run(&[
+        "serve",
+        "--cert",
+        "server-chain.pem",
+        "--key",
+        "leaf.key",
+        "--ca-cert",
+        "root.crt",
+        "--crl",
+        "stale.pem",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    assert!(line.contains("out of date"), "{line}");
+    let server = serve("none.pem");
+    let o = fetch(&server.addr, "stale.pem");
+    ok(&o);
+    assert!(
+        common::stderr(&o).contains("out of date"),
+        "{}",
+        common::stderr(&o)
+    );
+    drop(server);
+
+    // A list whose issuer is in no chain we know is reported, not silently kept.
+    gencrl(dir, "foreign", "foreign", &[], None);
+    cat(&["root.crl", "foreign.crl"], "foreign.pem");
+    let server = serve("foreign.pem");
+    assert!(
+        server
+            .log()
+            .contains("the list of \"CN=foreign\" is from no CA we know"),
+        "{}",
+        server.log()
+    );
+    let o = fetch(&server.addr, "foreign.pem");
+    ok(&o);
+    assert!(
+        common::stderr(&o).contains("the list of \"CN=foreign\" is from no CA we know"),
+        "{}",
+        common::stderr(&o)
+    );
 }

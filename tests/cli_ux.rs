@@ -585,14 +585,14 @@ fn a_cut_fetch_is_retried_from_what_arrived_and_the_hint_keeps_server_and_out() 
     assert_eq!(fs::read(w.join("client_received/big.bin")).unwrap(), data);
     ok(&w.run(&["verify", "client_received/big.bin"]));
 
-    // A tree starts over.
+    // A tree continues too, from what arrived of it.
     fs::create_dir(w.join("server_public/tree")).unwrap();
     fs::write(w.join("server_public/tree/big.bin"), &data).unwrap();
     let proxy = cutting_proxy(&server.addr, 1 << 20);
     let o = w.run(&["fetch", "-r", "tree", "--retry", "1", "--server", &proxy]);
     ok(&o);
     assert!(
-        stderr(&o).contains("(retry 1 of 1), the tree from the start"),
+        stderr(&o).contains("(retry 1 of 1), from what arrived"),
         "{}",
         stderr(&o)
     );
@@ -883,28 +883,272 @@ fn wrong_direction_hints_of_issue_14_point_the_right_way() {
     );
     assert!(!w.join("-").exists());
 
-    // fetch -r . names the served root: the advice is about directories, not files.
+    // fetch . without -r names the served root: the advice is -r, and where it lands.
     for root in [".", ""] {
-        let line = fails_with(&w.run(&["fetch", "-r", root]), 2);
+        let line = fails_with(&w.run(&["fetch", root]), 2);
         assert!(
-            line.contains("is the served directory itself, which cannot be fetched as one tree"),
+            line.contains(
+                "is the served directory itself; fetch it with -r (it lands in \
+                           client_received/127.0.0.1)"
+            ),
             "{line}"
         );
-        assert!(line.contains("`minitls fetch -r docs`"), "{line}");
     }
     let line = fails_with(&w.run(&["fetch", "-r", "../x"]), 2);
     assert!(line.ends_with("name a directory relative to the served directory, like docs"));
 
-    // -r --resume is said, not silently done.
+    // -r --resume with nothing kept fetches the tree whole, saying nothing about it.
     let server = w.serve(&[]);
     let o = w.run(&["fetch", "-r", "--resume", "docs", "--server", &server.addr]);
     ok(&o);
     assert!(
-        stderr(&o).starts_with(
-            "minitls: --resume continues single files; a tree is fetched whole (what an \
-             interrupted tree fetch left is removed)\n"
-        ),
+        stderr(&o).starts_with("minitls: docs: 1 file"),
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn fetch_r_dot_fetches_what_the_policy_lets_the_client_read_into_out_named_after_the_server() {
+    let w = Workspace::new();
+    fs::create_dir_all(w.join("server_public/docs/sub")).unwrap();
+    fs::write(w.join("server_public/docs/a.txt"), "a").unwrap();
+    fs::write(w.join("server_public/docs/sub/b.txt"), "b").unwrap();
+    fs::create_dir(w.join("server_public/secret")).unwrap();
+    fs::write(w.join("server_public/secret/k.txt"), "k").unwrap();
+    fs::write(
+        w.join("policy.toml"),
+        "[[grant]]\nclients = [\"*\"]\nread = [\"docs\", \"hello.txt\"]\n",
+    )
+    .unwrap();
+    let server = w.serve(&["--policy", "policy.toml"]);
+
+    let o = w.run(&["fetch", "-r", ".", "--server", &server.addr]);
+    assert_eq!(ok(&o).trim(), "client_received/127.0.0.1");
+    let root = w.join("client_received/127.0.0.1");
+    assert_eq!(
+        fs::read_to_string(root.join("hello.txt")).unwrap(),
+        common::HELLO
+    );
+    assert_eq!(fs::read(root.join("docs/sub/b.txt")).unwrap(), b"b");
+    // What the policy keeps from the client is not part of the tree.
+    assert!(!root.join("secret").exists());
+    assert!(
+        w.join("client_received/127.0.0.1.minitls-manifest")
+            .is_file()
+    );
+    // The tree and each file in it verify offline.
+    let v = ok(&w.run(&["verify", "client_received/127.0.0.1"]));
+    assert!(
+        v.starts_with("OK client_received/127.0.0.1 (3 files, 2 directories"),
+        "{v}"
+    );
+    let v = ok(&w.run(&["verify", "client_received/127.0.0.1/docs/a.txt"]));
+    assert!(
+        v.starts_with("OK client_received/127.0.0.1/docs/a.txt"),
+        "{v}"
+    );
+    // An empty PATH is the root too; fetched again, the tree is merged into place.
+    ok(&w.run(&["fetch", "-r", "", "--server", &server.addr]));
+    ok(&w.run(&["verify", "client_received/127.0.0.1"]));
+
+    // "." means the root only as the whole path: nothing that escapes it or hides in it.
+    for bad in ["./docs", "docs/.", "./..", "./"] {
+        let line = fails_with(&w.run(&["fetch", "-r", bad, "--server", &server.addr]), 2);
+        assert!(line.contains("is not a valid remote path"), "{bad}: {line}");
+    }
+}
+
+#[test]
+fn retry_with_several_paths_continues_the_cut_file_and_fetches_only_what_is_left() {
+    let w = Workspace::new();
+    let big1 = pseudo_random(3 << 20, 21);
+    let big2 = pseudo_random(2 << 20, 22);
+    fs::write(w.join("server_public/a.txt"), "small").unwrap();
+    fs::write(w.join("server_public/big1.bin"), &big1).unwrap();
+    fs::write(w.join("server_public/big2.bin"), &big2).unwrap();
+    let server = w.serve(&[]);
+
+    // Cut 1 MiB into the answers: a.txt is in, big1.bin part-way.
+    let proxy = cutting_proxy(&server.addr, 1 << 20);
+    let o = w.run(&[
+        "fetch", "a.txt", "big1.bin", "big2.bin", "--retry", "2", "--server", &proxy,
+    ]);
+    ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("(2 of 3 paths left); retrying in 1 s (retry 1 of 2), from what arrived"),
+        "{err}"
+    );
+    assert!(err.contains("all 3 paths fetched after 1 retry"), "{err}");
+    assert_eq!(
+        fs::read_to_string(w.join("client_received/a.txt")).unwrap(),
+        "small"
+    );
+    assert_eq!(fs::read(w.join("client_received/big1.bin")).unwrap(), big1);
+    assert_eq!(fs::read(w.join("client_received/big2.bin")).unwrap(), big2);
+    for f in ["a.txt", "big1.bin", "big2.bin"] {
+        ok(&w.run(&["verify", &format!("client_received/{f}")]));
+    }
+    // The server saw a.txt once, and big1.bin resumed: its second answer sent less than the
+    // whole file.
+    assert!(server.wait_for_log("path=big2.bin"), "{}", server.log());
+    let log = server.log();
+    let ok_gets = |path: &str| -> Vec<u64> {
+        log.lines()
+            .filter(|l| l.contains(&format!(" path={path} ")) && l.contains("result=ok"))
+            .map(|l| {
+                let b = l.split(" bytes=").nth(1).unwrap();
+                b.split(' ').next().unwrap().parse().unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(ok_gets("a.txt"), [5], "{log}");
+    let resumed = ok_gets("big1.bin");
+    assert!(
+        resumed.len() == 1 && resumed[0] < big1.len() as u64,
+        "{resumed:?}\n{log}"
+    );
+    assert!(err.contains("were already here)"), "{err}");
+
+    // Without --retry the cut ends the command, and says how many paths were not fetched.
+    let proxy = cutting_proxy(&server.addr, 1 << 20);
+    let o = w.run(&[
+        "fetch", "a.txt", "big1.bin", "big2.bin", "--server", &proxy, "--out", "again",
+    ]);
+    let line = fails(&o);
+    assert!(line.contains("2 of 3 paths failed"), "{line}");
+}
+
+#[test]
+fn a_cut_tree_is_resumed_sending_only_what_is_missing_and_verifies() {
+    let w = Workspace::new();
+    fs::create_dir_all(w.join("server_public/tree/sub")).unwrap();
+    let files = [
+        ("tree/a.bin", pseudo_random(1 << 20, 31)),
+        ("tree/b.bin", pseudo_random(1 << 20, 32)),
+        ("tree/sub/c.bin", pseudo_random(1 << 20, 33)),
+    ];
+    for (name, data) in &files {
+        fs::write(w.join(&format!("server_public/{name}")), data).unwrap();
+    }
+    let total = 3u64 << 20;
+    let server = w.serve(&[]);
+
+    // Cut 1.5 MiB in: a.bin is whole, b.bin part-way; what arrived is kept, and the hint
+    // says how to continue.
+    let proxy = cutting_proxy(&server.addr, 3 << 19);
+    let line = fails(&w.run(&["fetch", "-r", "tree", "--server", &proxy]));
+    let hint = format!("`minitls fetch -r --resume tree --server {proxy}`");
+    assert!(line.contains(&hint), "{line}");
+    let kept = w.join("client_received/.tree.minitls-partial");
+    assert_eq!(fs::read(kept.join("a.bin")).unwrap(), files[0].1);
+    assert!(!w.join("client_received/tree").exists());
+
+    // Typed as printed: a.bin is not sent again, b.bin continues, c.bin comes whole.
+    let o = w.run(&[
+        "fetch", "-r", "--resume", "tree", "--server", &proxy, "--json",
+    ]);
+    let out = ok(&o);
+    assert!(
+        stderr(&o).contains("(1 file was already here, "),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(json_value(out.trim(), "already_here"), "1");
+    let network: u64 = json_value(out.trim(), "network_bytes").parse().unwrap();
+    assert!(network <= total - (1 << 20), "{network}");
+    // The server's own count of what it sent agrees.
+    assert!(
+        server.wait_for_log(&format!("bytes={network} ")),
+        "{}",
+        server.log()
+    );
+    for (name, data) in &files {
+        assert_eq!(
+            &fs::read(w.join(&format!("client_received/{name}"))).unwrap(),
+            data
+        );
+    }
+    assert!(!kept.exists());
+    let v = ok(&w.run(&["verify", "client_received/tree"]));
+    assert!(
+        v.starts_with("OK client_received/tree (3 files, 1 directory"),
+        "{v}"
+    );
+
+    // Against the tree in place: b.bin grew on the server and our sub/c.bin was altered. Only
+    // b.bin's new bytes and the whole of c.bin cross the network; a.bin is not sent.
+    let mut grown = files[1].1.clone();
+    grown.extend_from_slice(b"more bytes");
+    fs::write(w.join("server_public/tree/b.bin"), &grown).unwrap();
+    let mut altered = files[2].1.clone();
+    altered[7] ^= 1;
+    fs::write(w.join("client_received/tree/sub/c.bin"), &altered).unwrap();
+    let o = w.run(&[
+        "fetch",
+        "-r",
+        "--resume",
+        "tree",
+        "--server",
+        &server.addr,
+        "--json",
+    ]);
+    let out = ok(&o);
+    assert_eq!(json_value(out.trim(), "already_here"), "1");
+    assert_eq!(
+        json_value(out.trim(), "network_bytes"),
+        (10 + (1u64 << 20)).to_string()
+    );
+    assert_eq!(
+        fs::read(w.join("client_received/tree/b.bin")).unwrap(),
+        grown
+    );
+    assert_eq!(
+        fs::read(w.join("client_received/tree/sub/c.bin")).unwrap(),
+        files[2].1
+    );
+    ok(&w.run(&["verify", "client_received/tree"]));
+    fs::write(w.join("server_public/tree/b.bin"), &files[1].1).unwrap();
+
+    // With --retry, one command continues on its own after the cut, from what arrived.
+    let proxy = cutting_proxy(&server.addr, 3 << 19);
+    let o = w.run(&[
+        "fetch", "-r", "tree", "--retry", "1", "--server", &proxy, "--out", "again",
+    ]);
+    ok(&o);
+    let err = stderr(&o);
+    assert!(err.contains("(retry 1 of 1), from what arrived"), "{err}");
+    assert!(err.contains("already here, "), "{err}");
+    ok(&w.run(&["verify", "again/tree"]));
+
+    // A plain fetch after a cut replaces what was kept: everything is sent.
+    let proxy = cutting_proxy(&server.addr, 3 << 19);
+    fails(&w.run(&["fetch", "-r", "tree", "--server", &proxy, "--out", "plain"]));
+    assert!(w.join("plain/.tree.minitls-partial").is_dir());
+    let o = w.run(&[
+        "fetch", "-r", "tree", "--server", &proxy, "--out", "plain", "--json",
+    ]);
+    let out = ok(&o);
+    assert_eq!(json_value(out.trim(), "network_bytes"), total.to_string());
+    assert!(!w.join("plain/.tree.minitls-partial").exists());
+
+    // A kept file altered since (same size, other bytes) is not taken for the server's: the
+    // server's check of what the client holds fails, the file is sent whole, the tree
+    // verifies.
+    let proxy = cutting_proxy(&server.addr, 3 << 19);
+    fails(&w.run(&[
+        "fetch", "-r", "tree", "--server", &proxy, "--out", "altered",
+    ]));
+    let a = w.join("altered/.tree.minitls-partial/a.bin");
+    let mut bytes = fs::read(&a).unwrap();
+    bytes[100] ^= 1;
+    fs::write(&a, &bytes).unwrap();
+    let o = w.run(&[
+        "fetch", "-r", "--resume", "tree", "--server", &proxy, "--out", "altered", "--json",
+    ]);
+    let out = ok(&o);
+    assert_eq!(json_value(out.trim(), "already_here"), "0");
+    assert_eq!(fs::read(w.join("altered/tree/a.bin")).unwrap(), files[0].1);
+    ok(&w.run(&["verify", "altered/tree"]));
 }

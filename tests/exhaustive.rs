@@ -1,5 +1,6 @@
 //! Exhaustive tampering with a complete handshake (issue 4): every byte of all seven frames,
-//! in both directions, is altered in turn, and the handshake must fail.
+//! in both directions, is altered in turn, and the handshake must fail. At the end, the same
+//! for the encoding of the one application message version 3 added (`TreeHave`).
 //!
 //! The two sans-IO state machines talk through two byte streams (client -> server and
 //! server -> client), split into frames by the receiver exactly as `conn::read_frame` does:
@@ -612,4 +613,55 @@ fn the_connection_driver_refuses_altered_handshake_bytes_too() {
         c2s.len() * 4 + s2c.len() * 4,
         started.elapsed()
     );
+}
+
+/// The one message a client may send before a recursive Get besides the Request (version 3):
+/// every truncation of an encoded `TreeHave` is refused, and every byte altered to every other
+/// value either is refused or decodes to another batch that re-encodes to exactly the altered
+/// bytes (one value, one encoding), never a panic. What a client says it holds is only ever a
+/// hint to the server, which checks it against its own bytes before it sends less.
+#[test]
+fn every_truncation_and_altered_byte_of_a_tree_have_batch_decodes_canonically_or_not_at_all() {
+    use minitls::wire::{AppMessage, AppType, Codec, HaveEntry, TreeHave};
+    let have = TreeHave {
+        entries: vec![
+            HaveEntry {
+                path: "a/b.bin".into(),
+                size: 1 << 20,
+                sha256: [0x11; 32],
+            },
+            HaveEntry {
+                path: "c".into(),
+                size: 3,
+                sha256: [0x22; 32],
+            },
+        ],
+    };
+    let bytes = have.to_bytes();
+    for cut in 0..bytes.len() {
+        assert!(
+            TreeHave::decode(&bytes[..cut]).is_err(),
+            "prefix of {cut} bytes"
+        );
+    }
+    let mut decoded = 0usize;
+    for i in 0..bytes.len() {
+        for v in 0..=255u8 {
+            if v == bytes[i] {
+                continue;
+            }
+            let mut altered = bytes.clone();
+            altered[i] = v;
+            if let Ok(m) = AppMessage::decode(AppType::TreeHave, &altered) {
+                let AppMessage::TreeHave(h) = &m else {
+                    panic!("type {:?}", m.typ());
+                };
+                assert_ne!(h, &have, "byte {i} = {v} decoded to the original");
+                assert_eq!(h.to_bytes(), altered, "byte {i} = {v}: not canonical");
+                decoded += 1;
+            }
+        }
+    }
+    // Sizes, digests and name bytes may take any value; counts and lengths may not.
+    assert!(decoded > 0);
 }

@@ -222,7 +222,7 @@ fn the_server_killed_mid_file_leaves_nothing_but_a_prefix_of_it() {
 }
 
 #[test]
-fn the_server_killed_mid_tree_leaves_nothing_under_out() {
+fn the_server_killed_mid_tree_puts_nothing_in_place_and_keeps_what_arrived_for_resume() {
     let w = Workspace::new();
     let t = w.join("server_public/tree");
     fs::create_dir_all(t.join("sub/deeper")).unwrap();
@@ -262,17 +262,25 @@ fn the_server_killed_mid_tree_leaves_nothing_under_out() {
 
     let line = fails(&o);
     assert!(line.contains("fetch 'tree'"), "{line}");
-    assert!(
-        !line.contains("--resume"),
-        "trees are not resumed, the error must not suggest it: {line}"
-    );
+    assert!(line.contains("`minitls fetch -r --resume tree"), "{line}");
+    // Nothing is in place; what arrived is kept, hidden, for --resume: a.bin whole.
     assert!(!out.join("tree").exists());
     assert!(!out.join("tree.minitls-manifest").exists());
-    assert_eq!(
-        walk(&out),
-        Vec::<(String, u64)>::new(),
-        "nothing may be left under --out"
+    let kept = walk(&out);
+    assert!(
+        kept.iter()
+            .all(|(p, _)| p == ".tree.minitls-partial" || p.starts_with(".tree.minitls-partial/")),
+        "only the kept partial tree may be left under --out: {kept:?}"
     );
+    assert!(
+        kept.contains(&(".tree.minitls-partial/a.bin".to_string(), 2 * MIB as u64)),
+        "{kept:?}"
+    );
+    // A server again: the fetch continues and the tree verifies.
+    let server = w.serve(&[]);
+    ok(&w.run(&["fetch", "-r", "--resume", "tree", "--server", &server.addr]));
+    ok(&w.run(&["verify", "client_received/tree"]));
+    assert!(!out.join(".tree.minitls-partial").exists());
 }
 
 // ---------------------------------------------------------------------------------------------

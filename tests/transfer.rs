@@ -398,6 +398,60 @@ fn the_server_refuses_paths_outside_its_root() {
 }
 
 #[test]
+fn a_recursive_request_for_dot_is_the_served_root_and_nothing_else_near_it_is_accepted() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), b"top secret").unwrap();
+    let mut s = served(|root| {
+        std::fs::create_dir(root.join("d")).unwrap();
+        std::fs::write(root.join("d/ok.txt"), b"fine").unwrap();
+    });
+    for bad in ["./..", "./", "./d", "d/.", "..", "/", "./../secret"] {
+        s.client
+            .send_msg(
+                AppType::Request,
+                &Request {
+                    kind: RequestKind::Get,
+                    recursive: true,
+                    offset: 0,
+                    prefix_sha256: [0; 32],
+                    path: bad.to_string(),
+                },
+            )
+            .unwrap();
+        s.client.flush().unwrap();
+        let (t, p) = s.client.recv().unwrap();
+        assert_eq!(t, AppType::Error, "{bad:?} was served");
+        let e = ErrorMsg::decode(p).unwrap();
+        assert_eq!(e.code, ErrorCode::PathRefused, "{bad:?}: {}", e.text);
+    }
+    // "." is the root: the whole tree, under the local name the client gives it.
+    let opts = transfer::FetchOptions {
+        recursive: true,
+        root_name: Some("mirror".into()),
+        ..Default::default()
+    };
+    let got = match transfer::fetch(&mut s.client, ".", s.out.path(), &opts, &mut NoProgress) {
+        Ok(transfer::Fetch::Tree(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(got.dir, s.out.path().join("mirror"));
+    assert_eq!(std::fs::read(got.dir.join("d/ok.txt")).unwrap(), b"fine");
+    assert_eq!((got.files, got.dirs), (1, 1));
+    // Without a local name, the client does not invent one.
+    assert!(matches!(
+        transfer::fetch(
+            &mut s.client,
+            ".",
+            s.out.path(),
+            &fetch_opts(true, false),
+            &mut NoProgress
+        ),
+        Err(TransferError::Refused(_))
+    ));
+    s.finish();
+}
+
+#[test]
 fn listing_shows_files_and_directories_but_nothing_outside() {
     let outside = tempfile::tempdir().unwrap();
     let target = outside.path().to_path_buf();
@@ -1614,5 +1668,92 @@ fn a_file_on_the_way_to_a_grant_is_visible_but_not_readable() {
         false
     )));
     assert!(dir_entries(&out).is_empty());
+    s.finish();
+}
+
+#[test]
+fn a_tree_file_continued_from_bytes_the_client_does_not_hold_is_refused_and_nothing_is_left() {
+    let Pair {
+        mut client, server, ..
+    } = establish();
+    let h = std::thread::spawn(move || {
+        let mut server = server;
+        let (t, _) = server.recv().unwrap();
+        assert_eq!(t, AppType::Request);
+        server
+            .send_msg(
+                AppType::TreeStart,
+                &TreeStart {
+                    root: "d".into(),
+                    files: 1,
+                    dirs: 0,
+                    bytes: 10,
+                },
+            )
+            .unwrap();
+        // "You hold the first 5 bytes": the client holds nothing of it.
+        server
+            .send_msg(
+                AppType::FileStart,
+                &FileStart {
+                    path: "x".into(),
+                    size: 10,
+                    mtime: 0,
+                    offset: 5,
+                },
+            )
+            .unwrap();
+        let _ = server.flush();
+    });
+    let out = tempfile::tempdir().unwrap();
+    let opts = fetch_opts(true, true);
+    let r = transfer::fetch(&mut client, "d", out.path(), &opts, &mut NoProgress);
+    h.join().unwrap();
+    assert!(
+        matches!(&r, Err(TransferError::Protocol(m)) if m.contains("not what we hold")),
+        "{r:?}"
+    );
+    assert!(
+        dir_entries(out.path()).is_empty(),
+        "{:?}",
+        dir_entries(out.path())
+    );
+}
+
+#[test]
+fn a_client_that_lists_more_held_files_than_the_server_keeps_is_cut_off() {
+    use minitls::transfer::server::MAX_HAVE_BYTES;
+    use minitls::wire::{HaveEntry, TreeHave};
+    let mut s = served(|_| {});
+    let entry = |i: usize| HaveEntry {
+        path: format!("{i:0>1000}"),
+        size: 1,
+        sha256: [0; 32],
+    };
+    // Batches of 200 names of 1,000 bytes, one record each, until past the bound.
+    let batches = MAX_HAVE_BYTES / (200 * 1_000) + 1;
+    for b in 0..batches {
+        let entries = (b * 200..(b + 1) * 200).map(entry).collect();
+        s.client
+            .send_msg(AppType::TreeHave, &TreeHave { entries })
+            .unwrap();
+    }
+    let _ = s.client.flush();
+    let served = s.server.join().unwrap();
+    assert!(
+        matches!(&served, Err(ConnError::Protocol(m)) if m.contains("files it holds")),
+        "{served:?}"
+    );
+}
+
+#[test]
+fn a_kept_partial_tree_of_the_same_name_does_not_stop_a_file_fetch() {
+    let mut s = served(|root| std::fs::write(root.join("f.txt"), b"file").unwrap());
+    let kept = s.out.path().join(".f.txt.minitls-partial");
+    std::fs::create_dir_all(kept.join("sub")).unwrap();
+    std::fs::write(kept.join("sub/x"), b"x").unwrap();
+    let got = transfer::fetch_file(&mut s.client, "f.txt", s.out.path(), &mut NoProgress).unwrap();
+    assert_eq!(std::fs::read(got.path).unwrap(), b"file");
+    assert!(!kept.exists());
     s.finish();
 }

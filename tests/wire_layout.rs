@@ -283,6 +283,7 @@ fn application_message_types_are_numbered_as_documented() {
         (14, AppType::Put),
         (15, AppType::PutReady),
         (16, AppType::PutDone),
+        (24, AppType::TreeHave),
         (27, AppType::NewTicket),
     ];
     for b in 0..=255u8 {
@@ -499,6 +500,50 @@ fn listing_is_a_count_then_entries_of_kind_size_mtime_path() {
         Listing::decode(&bad_kind),
         Err(DecodeError::InvalidValue("entry kind"))
     );
+}
+
+#[test]
+fn tree_have_is_a_count_then_path_size_and_digest_of_each_file_held() {
+    use minitls::wire::{HaveEntry, TreeHave};
+    let digest = sha256(b"the bytes held");
+    let mut b = vec![];
+    b.extend(2u16.to_be_bytes()); // count u16 (<= MAX_HAVE_ENTRIES_PER_MSG)
+    // HaveEntry 1
+    vec16(&mut b, b"sub/c.bin"); // vec16<path>, relative to the requested directory
+    b.extend(524_288u64.to_be_bytes()); // size u64: bytes held (all of it, or its start)
+    b.extend(digest); // sha256 [32] of those bytes
+    // HaveEntry 2
+    vec16(&mut b, b"a b.txt");
+    b.extend(1u64.to_be_bytes());
+    b.extend([0x5a; 32]);
+    layout(
+        &b,
+        TreeHave {
+            entries: vec![
+                HaveEntry {
+                    path: "sub/c.bin".into(),
+                    size: 524_288,
+                    sha256: digest,
+                },
+                HaveEntry {
+                    path: "a b.txt".into(),
+                    size: 1,
+                    sha256: [0x5a; 32],
+                },
+            ],
+        },
+    );
+    layout(&[0, 0], TreeHave { entries: vec![] });
+    assert!(matches!(
+        TreeHave::decode(&1_025u16.to_be_bytes()),
+        Err(DecodeError::TooLong { .. })
+    ));
+    // As an application message: type 24, then the batch.
+    use minitls::wire::AppMessage;
+    assert!(matches!(
+        AppMessage::decode(AppType::TreeHave, &b),
+        Ok(AppMessage::TreeHave(h)) if h.entries.len() == 2
+    ));
 }
 
 #[test]
@@ -757,6 +802,7 @@ fn the_manifest_digest_is_root_entries_count_and_time() {
         entries,
         signature: vec![],
         signer_der: vec![],
+        signer_chain: vec![],
     };
     assert_eq!(kept.digest(), want);
     // An empty tree: root, then n = 0 and the time.
@@ -1047,6 +1093,7 @@ fn the_signature_sidecar_is_the_documented_text() {
         },
         signature: vec![0x9f, 0x0c, 0x01],
         signer_der: b"abc".to_vec(),
+        signer_chain: vec![],
         signer_role: minitls::pki::Role::Server,
     };
     assert_eq!(SignedStatement::parse(&text).unwrap(), signed);
@@ -1054,7 +1101,21 @@ fn the_signature_sidecar_is_the_documented_text() {
     // CRLF and uppercase hex are read too.
     let crlf = text.replace('\n', "\r\n").replace("9f0c01", "9F0C01");
     assert_eq!(SignedStatement::parse(&crlf).unwrap(), signed);
+    // Behind intermediate CAs, each follows the signer's certificate, its issuer first.
+    let chained = format!("{text}{PEM_DEF}{PEM_ABC}");
+    let with_chain = SignedStatement {
+        signer_chain: vec![b"def".to_vec(), b"abc".to_vec()],
+        ..signed
+    };
+    assert_eq!(SignedStatement::parse(&chained).unwrap(), with_chain);
+    assert_eq!(with_chain.to_text(), chained);
+    // At most 3 intermediates, as in a handshake.
+    let long = format!("{chained}{PEM_ABC}{PEM_ABC}");
+    assert!(SignedStatement::parse(&long).is_err());
 }
+
+/// "def" is `ZGVm` in base64.
+const PEM_DEF: &str = "-----BEGIN CERTIFICATE-----\nZGVm\n-----END CERTIFICATE-----\n";
 
 #[test]
 fn the_tree_manifest_is_the_documented_text() {
@@ -1098,9 +1159,17 @@ fn the_tree_manifest_is_the_documented_text() {
         ],
         signature: vec![0x51, 0xe2],
         signer_der: b"abc".to_vec(),
+        signer_chain: vec![],
     };
     assert_eq!(SignedManifest::parse(&text).unwrap(), m);
     assert_eq!(m.to_text(), text);
+    let chained = format!("{text}{PEM_DEF}");
+    let with_chain = SignedManifest {
+        signer_chain: vec![b"def".to_vec()],
+        ..m
+    };
+    assert_eq!(SignedManifest::parse(&chained).unwrap(), with_chain);
+    assert_eq!(with_chain.to_text(), chained);
 }
 
 #[test]

@@ -11,8 +11,9 @@ use libfuzzer_sys::fuzz_target;
 use minitls::wire::{
     Alert, AppMessage, AppType, CertificateVerify, ClientCertificate, ClientHello, Codec, ErrorMsg,
     FRAME_HEADER_LEN, FileDone, FileEnd, FileStart, FileStatement, Finished, FrameHeader,
-    FrameType, ListEnd, ListEntry, Listing, ManifestEntry, NewTicket, PathMsg, PutStart, Request,
-    ResumeHello, ServerHello, ServerResume, SkippedMsg, TreeEnd, TreeStart,
+    FrameType, HaveEntry, ListEnd, ListEntry, Listing, ManifestEntry, NewTicket, PathMsg,
+    PutStart, Request, ResumeHello, ServerHello, ServerResume, SkippedMsg, TreeEnd, TreeHave,
+    TreeStart,
 };
 
 fn canonical<T: Codec + PartialEq + Debug>(data: &[u8]) {
@@ -53,6 +54,8 @@ fuzz_target!(|data: &[u8]| {
     canonical::<ResumeHello>(data);
     canonical::<ServerResume>(data);
     canonical::<NewTicket>(data);
+    canonical::<HaveEntry>(data);
+    canonical::<TreeHave>(data);
 
     // The typed message enum: type byte, then body. Whatever decodes carries that type and
     // re-encodes to the same body.

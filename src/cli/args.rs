@@ -316,7 +316,8 @@ pub struct CredentialArgs {
     pub ca_cert: Option<PathBuf>,
 
     /// Certificate revocation list (PEM or DER) signed by the CA: a peer certificate it names
-    /// is refused [default: DIR/crl.pem of --ca-dir when it exists].
+    /// is refused; a PEM file may add the lists of intermediate CAs, each checked with its
+    /// CA's key from the peer's chain [default: DIR/crl.pem of --ca-dir when it exists].
     #[arg(long, value_name = "FILE", env = "MINITLS_CRL", value_hint = ValueHint::FilePath)]
     pub crl: Option<PathBuf>,
 }
@@ -527,13 +528,16 @@ pub struct FetchArgs {
     pub paths: Vec<String>,
 
     /// Fetch a directory and everything under it (a/d is written as OUT/d/...); one signed
-    /// manifest, kept as OUT/d.minitls-manifest, covers the whole tree.
+    /// manifest, kept as OUT/d.minitls-manifest, covers the whole tree. `.` is the served
+    /// directory itself (what the policy lets you read), written as OUT/SERVER/... where
+    /// SERVER is the name its certificate was checked for (as wget -r names a site's copy).
     #[arg(short, long)]
     pub recursive: bool,
 
-    /// Continue an interrupted fetch of a single file from its hidden partial file
-    /// (OUT/.NAME.minitls-partial); the whole file is still verified. Without it, a partial
-    /// file is replaced.
+    /// Continue an interrupted fetch from its hidden partial file (OUT/.NAME.minitls-partial),
+    /// or with -r from the partial tree a cut left there and the tree already in place (files
+    /// held whole are not sent again); the whole file or tree is still verified. Without it, a
+    /// partial is replaced.
     #[arg(long)]
     pub resume: bool,
 
@@ -574,8 +578,9 @@ pub struct FetchArgs {
     pub limit_rate: Option<u64>,
 
     /// When the connection is cut (or cannot be made: exit status 3), try again up to N
-    /// times, waiting 1, 2, 4... s (at most 30 s) in between; a file continues from what
-    /// already arrived, a tree starts over.
+    /// times, waiting 1, 2, 4... s (at most 30 s) in between; a file or tree continues from
+    /// what already arrived. With several PATHs, only the one that was cut and those not yet
+    /// fetched are asked for again.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub retry: u32,
 }

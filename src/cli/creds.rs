@@ -65,8 +65,29 @@ impl Credentials {
                 path.display()
             ));
         }
+        for line in unanchored_warnings(&crl, path, &self.identity.chain) {
+            note(&line);
+        }
         Ok(Some(Arc::new(crl)))
     }
+}
+
+/// One warning per list of the CRL file `path` whose issuer is neither a trust anchor nor an
+/// intermediate of `own_chain`: such a list counts only if a peer's chain holds a CA of that
+/// name (and then only if that CA's key signed it), so it is said rather than silently kept.
+pub fn unanchored_warnings(crl: &Crl, path: &Path, own_chain: &[Vec<u8>]) -> Vec<String> {
+    crl.unanchored_issuers(own_chain)
+        .into_iter()
+        .map(|issuer| {
+            format!(
+                "warning: {}: the list of \"{}\" is from no CA we know (not a trust anchor, not in \
+                 our own chain); it counts only for a peer whose chain holds that CA, and only if \
+                 that CA's key signed it (for another CA's list, pass the right one with --crl)",
+                path.display(),
+                super::error::printable(&issuer)
+            )
+        })
+        .collect()
 }
 
 /// Where credentials come from, which decides the fix a PKI error calls for: the library says

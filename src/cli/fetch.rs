@@ -25,7 +25,7 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
         return run_many(args, global);
     }
     // Check everything we can before touching credentials or the network.
-    check_paths_and_out(args, global)?;
+    check_paths_and_out(args)?;
     // -o FILE: that directory and name; -o -: a private directory, then stdout.
     let to_stdout = args.output.as_deref() == Some(std::path::Path::new("-"));
     if to_stdout && args.json {
@@ -72,30 +72,39 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
 
     let creds = creds::load(&args.creds, Role::Client, global.quiet)?;
     // The name the library reports the receiving phase under (see Bars).
-    let local_name = save_as.clone().unwrap_or_else(|| {
-        args.path()
+    let root = wanted_root_name(args)?;
+    let local_name = match (&save_as, &root) {
+        (Some(n), _) => n.clone(),
+        (None, Some(r)) if is_served_root(args.path()) => r.clone(),
+        _ => args
+            .path()
             .rsplit('/')
             .find(|c| !c.is_empty())
             .unwrap_or(args.path())
-            .to_string()
-    });
+            .to_string(),
+    };
     let mut opts = transfer::FetchOptions {
         recursive: args.recursive,
         resume: args.resume,
         save_as,
+        root_name: root,
         ..Default::default()
     };
     // Ctrl-C: nothing half-received is left behind (a single file's data is kept for
     // --resume, as after a cut), then exit 128 + the signal's number.
-    let partial = (!args.recursive && !to_stdout).then(|| {
+    let partial = (!to_stdout).then(|| {
         out_dir.join(minitls::transfer::land::fit_name(
             ".",
             &local_name,
             minitls::transfer::land::PARTIAL_SUFFIX,
         ))
     });
+    // An interrupted tree's staging is removed (only a network cut keeps a tree).
     on_interrupt(
-        partial.clone().map(|p| (p, resume_command(args))),
+        partial
+            .clone()
+            .filter(|_| !args.recursive)
+            .map(|p| (p, resume_command(args))),
         stdout_dir.as_ref().map(|d| d.path().to_path_buf()),
     );
     let mut retries = 0u32;
@@ -108,9 +117,8 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
             retries += 1;
             let wait = backoff(retries);
             if !global.quiet {
-                let from = match (failure, args.recursive) {
-                    (Failure::Cut, true) => ", the tree from the start",
-                    (Failure::Cut, false) => ", from what arrived",
+                let from = match failure {
+                    Failure::Cut => ", from what arrived",
                     _ => "",
                 };
                 note(&format!(
@@ -121,16 +129,17 @@ pub fn run(args: &FetchArgs, global: Global) -> CliResult<()> {
             }
             std::thread::sleep(wait);
             if failure == Failure::Cut {
-                // A single file continues from its partial file: ours, from the cut attempt.
-                opts.resume = !args.recursive;
+                // A file continues from its partial file, a tree from its kept partial tree:
+                // ours, from the cut attempt.
+                opts.resume = true;
             }
             continue;
         }
-        // A single file cut off by the network keeps what arrived (not -o -, whose private
+        // A file or tree cut off by the network keeps what arrived (not -o -, whose private
         // directory is removed on exit): say how to continue.
-        let kept = partial
-            .as_ref()
-            .is_some_and(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() > 0));
+        let kept = partial.as_ref().is_some_and(|p| {
+            std::fs::metadata(p).is_ok_and(|m| (m.is_file() && m.len() > 0) || m.is_dir())
+        });
         if failure == Failure::Cut && kept {
             return Err(CliError::with_code(
                 err.exit_status(),
@@ -359,7 +368,11 @@ fn after_retries(n: u32) -> String {
 /// The command that continues this fetch, with the flags that say where to and from whom
 /// (given on the command line, in the environment or in the config file alike).
 fn resume_command(args: &FetchArgs) -> String {
-    let mut words = vec!["minitls".to_string(), "fetch".into(), "--resume".into()];
+    let mut words = vec!["minitls".to_string(), "fetch".into()];
+    if args.recursive {
+        words.push("-r".into());
+    }
+    words.push("--resume".into());
     words.push(shell_word(args.path()));
     if args.server.server != DEFAULT_SERVER {
         words.push(format!("--server {}", shell_word(&args.server.server)));
@@ -437,15 +450,27 @@ fn file_summary(remote: &str, f: &transfer::Fetched, elapsed: Duration) -> Strin
     line
 }
 
-/// `docs: 12 files, 3 directories, 1.5 MiB in 0.20 s, 7.5 MiB/s`.
+/// `docs: 12 files, 3 directories, 1.5 MiB in 0.20 s, 7.5 MiB/s`, and after a resumed
+/// fetch what was here already: ` (2 files were already here, 1.0 MiB not sent again)`.
 fn tree_summary(remote: &str, t: &transfer::TreeFetched, elapsed: Duration) -> String {
-    format!(
+    let mut line = format!(
         "{}: {}, {}, {}",
         printable(remote),
         count(t.files, "file", "files"),
         count(t.dirs, "directory", "directories"),
-        size_time_rate(t.bytes, t.bytes, elapsed)
-    )
+        size_time_rate(t.bytes, t.bytes - t.resumed_bytes, elapsed)
+    );
+    if t.resumed_bytes > 0 {
+        line.push_str(&format!(
+            " ({} already here, {} not sent again)",
+            match t.already_here {
+                1 => "1 file was".to_string(),
+                n => format!("{n} files were"),
+            },
+            human_bytes(t.resumed_bytes)
+        ));
+    }
+    line
 }
 
 /// `1 file`, `2 files`.
@@ -489,15 +514,16 @@ fn tree_json(remote: &str, t: &transfer::TreeFetched, signer: &str, elapsed: Dur
         .collect();
     format!(
         "{{\"remote\":{},\"type\":\"tree\",\"path\":{},\"manifest\":{},\"files\":{},\
-         \"dirs\":{},\"bytes\":{},\"network_bytes\":{},\"skipped\":[{}],\"signer\":{},\
-         \"ms\":{}}}",
+         \"dirs\":{},\"bytes\":{},\"network_bytes\":{},\"already_here\":{},\"skipped\":[{}],\
+         \"signer\":{},\"ms\":{}}}",
         json_string(remote),
         path_json(&t.dir),
         path_json(&t.manifest_path),
         t.files,
         t.dirs,
         t.bytes,
-        t.bytes,
+        t.bytes - t.resumed_bytes,
+        t.already_here,
         skipped.join(","),
         json_string(signer),
         elapsed.as_millis()
@@ -506,13 +532,19 @@ fn tree_json(remote: &str, t: &transfer::TreeFetched, signer: &str, elapsed: Dur
 
 /// The checks every fetch makes before touching credentials or the network: each PATH, and
 /// `--out`.
-fn check_paths_and_out(args: &FetchArgs, global: Global) -> CliResult<()> {
+fn check_paths_and_out(args: &FetchArgs) -> CliResult<()> {
     for path in &args.paths {
-        if args.recursive && paths::parse_relative(path, true).is_ok_and(|p| p.is_empty()) {
-            return Err(CliError::usage(format!(
-                "'{path}' is the served directory itself, which cannot be fetched as one tree; \
-                 name a directory in it (`minitls ls` lists them), e.g. `minitls fetch -r docs`"
-            )));
+        if is_served_root(path) {
+            if !args.recursive {
+                return Err(CliError::usage(format!(
+                    "'{path}' is the served directory itself; fetch it with -r (it lands in \
+                     {}/{}), or name a file in it (`minitls ls` lists them)",
+                    args.out.display(),
+                    root_name(args)?
+                )));
+            }
+            root_name(args)?;
+            continue;
         }
         paths::parse_relative(path, false).map_err(|e| {
             let like = if args.recursive {
@@ -530,13 +562,6 @@ fn check_paths_and_out(args: &FetchArgs, global: Global) -> CliResult<()> {
             "--out names a directory to write into; to write the file to stdout, use -o -",
         ));
     }
-    if args.recursive && args.resume && !global.quiet {
-        // Said, not silently done: the tree is fetched whole.
-        note(
-            "--resume continues single files; a tree is fetched whole (what an interrupted \
-             tree fetch left is removed)",
-        );
-    }
     if std::fs::metadata(&args.out).is_ok_and(|m| !m.is_dir()) {
         return Err(CliError::usage(format!(
             "--out {} exists and is not a directory; name a directory",
@@ -544,6 +569,35 @@ fn check_paths_and_out(args: &FetchArgs, global: Global) -> CliResult<()> {
         )));
     }
     Ok(())
+}
+
+/// True for `.` (or an empty PATH): the served directory itself.
+fn is_served_root(path: &str) -> bool {
+    paths::parse_relative(path, true).is_ok_and(|p| p.is_empty())
+}
+
+/// The local name of the served directory itself (`fetch -r .`): it has no name on the wire,
+/// so it is named after the server, as `wget -r` names a site's copy after its host:
+/// `OUT/<name the server's certificate was checked for>`, its manifest beside it as for any
+/// tree. Never the contents spilled into OUT: they would mix with what else is there, and the
+/// manifest would have to go outside OUT.
+fn root_name(args: &FetchArgs) -> CliResult<String> {
+    let name = args.server.expected_name();
+    paths::check_component(&name).map_err(|e| {
+        CliError::usage(format!(
+            "the served directory is saved under the server's name, but '{name}' cannot name \
+             a directory ({e}); pass --server-name with a plain host name"
+        ))
+    })?;
+    Ok(name)
+}
+
+/// [`root_name`] when `-r` and a PATH is the served directory itself.
+fn wanted_root_name(args: &FetchArgs) -> CliResult<Option<String>> {
+    if args.recursive && args.paths.iter().any(|p| is_served_root(p)) {
+        return root_name(args).map(Some);
+    }
+    Ok(None)
 }
 
 /// `fetch PATH PATH...`: every path over one connection, the requests pipelined
@@ -556,22 +610,14 @@ fn run_many(args: &FetchArgs, global: Global) -> CliResult<()> {
             "-o names one file; with several PATHs, --out DIR receives them all",
         ));
     }
-    if args.retry > 0 {
-        return Err(CliError::usage(
-            "--retry works with one PATH; fetch the paths one command each to retry them",
-        ));
-    }
-    check_paths_and_out(args, global)?;
+    check_paths_and_out(args)?;
     let creds = creds::load(&args.creds, Role::Client, global.quiet)?;
-    let mut chan = connect(&args.server, creds, global)?;
-    let opts = transfer::FetchOptions {
+    let mut opts = transfer::FetchOptions {
         recursive: args.recursive,
         resume: args.resume,
+        root_name: wanted_root_name(args)?,
         ..Default::default()
     };
-    // The subject of the certificate validated in the hello; no answer is used before the
-    // server proved it holds its key.
-    let signer = printable(&chan.peer().subject);
     let mut bars = Bars::new(
         global.quiet,
         super::progress::ANY_NAME,
@@ -582,60 +628,119 @@ fn run_many(args: &FetchArgs, global: Global) -> CliResult<()> {
     let mut failed: Vec<String> = Vec::new();
     let mut partial = false;
     let mut stdout_closed = false;
-    let mut last = Instant::now();
-    let mut each = |remote: &str, r: Result<transfer::Fetch, transfer::TransferError>| {
-        let elapsed = last.elapsed();
-        last = Instant::now();
-        let line = match r {
-            Ok(transfer::Fetch::File(f)) => {
-                if !global.quiet {
-                    note(&file_summary(remote, &f, elapsed));
-                }
-                if args.json {
-                    file_json(remote, &f, &signer, elapsed)
-                } else {
-                    f.path.display().to_string()
-                }
+    // What is left to fetch: every path, then after a cut (--retry) the one that was cut and
+    // those not yet answered.
+    let mut pending: Vec<String> = args.paths.clone();
+    let mut retries = 0u32;
+    let retry_note = |err: &dyn std::fmt::Display, retries: u32, from: &str| {
+        let wait = backoff(retries);
+        if !global.quiet {
+            note(&format!(
+                "{err}; retrying in {} s (retry {retries} of {}){from}",
+                wait.as_secs(),
+                args.retry
+            ));
+        }
+        std::thread::sleep(wait);
+    };
+    let not_fetched = loop {
+        let mut chan = match connect(&args.server, creds.clone(), global) {
+            Ok(c) => c,
+            Err(e) if e.exit_status() == exit::UNREACHABLE && retries < args.retry => {
+                retries += 1;
+                retry_note(&e, retries, "");
+                continue;
             }
-            Ok(transfer::Fetch::Tree(t)) => {
-                if !global.quiet {
-                    note(&tree_summary(remote, &t, elapsed));
-                }
-                for (path, reason) in &t.skipped {
-                    note(&format!("skipped {path}: {reason}"));
-                }
-                partial |= !t.skipped.is_empty();
-                if args.json {
-                    tree_json(remote, &t, &signer, elapsed)
-                } else {
-                    t.dir.display().to_string()
-                }
-            }
+            // Nothing fetched yet: the one error says it all.
+            Err(e) if pending.len() == args.paths.len() && failed.is_empty() => return Err(e),
             Err(e) => {
-                let err = super::describe_transfer_error(
-                    format!("fetch '{}' from {}", printable(remote), args.server.server),
-                    e,
-                    &args.server,
-                );
-                // One line per failed path; the closing error line counts them.
-                note(&err.to_string());
-                status.get_or_insert(err.exit_status());
-                failed.push(printable(remote));
-                return;
+                note(&e.to_string());
+                status.get_or_insert(e.exit_status());
+                break pending.len();
             }
         };
-        if !stdout_closed && let Err(CliError::BrokenPipe) = out(&line) {
-            stdout_closed = true;
-        }
+        // The subject of the certificate validated in the hello; no answer is used before the
+        // server proved it holds its key.
+        let signer = printable(&chan.peer().subject);
+        let may_retry = retries < args.retry;
+        // Every path handed back this time, and the one a cut stopped (to be retried).
+        let mut answered: Vec<String> = Vec::new();
+        let mut cut: Option<CliError> = None;
+        let mut last = Instant::now();
+        let mut each = |remote: &str, r: Result<transfer::Fetch, transfer::TransferError>| {
+            let elapsed = last.elapsed();
+            last = Instant::now();
+            answered.push(remote.to_string());
+            let line = match r {
+                Ok(transfer::Fetch::File(f)) => {
+                    if !global.quiet {
+                        note(&file_summary(remote, &f, elapsed));
+                    }
+                    if args.json {
+                        file_json(remote, &f, &signer, elapsed)
+                    } else {
+                        f.path.display().to_string()
+                    }
+                }
+                Ok(transfer::Fetch::Tree(t)) => {
+                    if !global.quiet {
+                        note(&tree_summary(remote, &t, elapsed));
+                    }
+                    for (path, reason) in &t.skipped {
+                        note(&format!("skipped {path}: {reason}"));
+                    }
+                    partial |= !t.skipped.is_empty();
+                    if args.json {
+                        tree_json(remote, &t, &signer, elapsed)
+                    } else {
+                        t.dir.display().to_string()
+                    }
+                }
+                Err(e) => {
+                    let resumable = e.is_resumable();
+                    let err = super::describe_transfer_error(
+                        format!("fetch '{}' from {}", printable(remote), args.server.server),
+                        e,
+                        &args.server,
+                    );
+                    if resumable && may_retry {
+                        // The session ends here (fetch_all stops at a cut); retried below.
+                        cut = Some(err);
+                        return;
+                    }
+                    // One line per failed path; the closing error line counts them.
+                    note(&err.to_string());
+                    status.get_or_insert(err.exit_status());
+                    failed.push(printable(remote));
+                    return;
+                }
+            };
+            if !stdout_closed && let Err(CliError::BrokenPipe) = out(&line) {
+                stdout_closed = true;
+            }
+        };
+        let left = transfer::fetch_all(&mut chan, &pending, &args.out, &opts, &mut bars, &mut each);
+        let Some(err) = cut else {
+            let _ = transfer::close(&mut chan);
+            break left;
+        };
+        // The cut path was handed back last: it stays pending, with those never handed back.
+        answered.pop();
+        pending = not_answered(&pending, &answered);
+        retries += 1;
+        retry_note(
+            &format!(
+                "{err} ({} of {} paths left)",
+                pending.len(),
+                args.paths.len()
+            ),
+            retries,
+            ", from what arrived",
+        );
+        // A cut file continues from its partial file, a tree from its kept partial tree:
+        // ours, from the cut attempt.
+        opts.resume = true;
     };
-    let not_fetched = transfer::fetch_all(
-        &mut chan,
-        &args.paths,
-        &args.out,
-        &opts,
-        &mut bars,
-        &mut each,
-    );
     drop(bars);
     if not_fetched > 0 {
         note(&format!(
@@ -643,21 +748,47 @@ fn run_many(args: &FetchArgs, global: Global) -> CliResult<()> {
             args.paths.len()
         ));
     }
-    let _ = transfer::close(&mut chan);
     match (status, partial) {
         // The last line says it all, for scripts that read only that.
         (Some(code), _) => Err(CliError::with_code(
             code,
             format!(
-                "{} of {} paths failed ({}); the others are verified and in place",
+                "{} of {} paths failed ({}){}; the others are verified and in place",
                 failed.len() + not_fetched,
                 args.paths.len(),
-                failed.join(", ")
+                failed.join(", "),
+                after_retries(retries)
             ),
         )),
         (None, true) => Err(CliError::Reported(exit::PARTIAL)),
-        (None, false) => Ok(()),
+        (None, false) => {
+            if retries > 0 && !global.quiet {
+                note(&format!(
+                    "all {} paths fetched{}",
+                    args.paths.len(),
+                    after_retries(retries)
+                ));
+            }
+            Ok(())
+        }
     }
+}
+
+/// `pending` without one occurrence of each of `answered`, in order (a PATH given twice is
+/// fetched twice).
+fn not_answered(pending: &[String], answered: &[String]) -> Vec<String> {
+    let mut answered: Vec<&String> = answered.iter().collect();
+    pending
+        .iter()
+        .filter(|p| match answered.iter().position(|a| a == p) {
+            Some(i) => {
+                answered.swap_remove(i);
+                false
+            }
+            None => true,
+        })
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -672,6 +803,17 @@ mod tests {
         assert_eq!(shell_word("my file"), "'my file'");
         assert_eq!(shell_word("it's"), "'it'\\''s'");
         assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn after_a_cut_the_paths_not_answered_stay_pending_in_order_duplicates_too() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            not_answered(&v(&["a", "b", "c", "b", "d"]), &v(&["b", "a"])),
+            v(&["c", "b", "d"])
+        );
+        assert_eq!(not_answered(&v(&["a", "b"]), &[]), v(&["a", "b"]));
+        assert!(not_answered(&v(&["a"]), &v(&["a"])).is_empty());
     }
 
     #[test]

@@ -243,6 +243,13 @@ fn conn_hint(e: &ConnError, server: &ServerArgs) -> String {
             } => "the server's certificate is on the CA's revocation list (--crl / ca/crl.pem); \
                   the server needs a new certificate"
                 .to_string(),
+            HandshakeError::PeerCertificate {
+                role: Role::Server,
+                source:
+                    CertError::CrlSignatureInvalid { .. } | CertError::IssuerCannotSignCrl { .. },
+            } => "replace that list in the CRL file (--crl / ca/crl.pem) with the one the \
+                  intermediate CA signed, or remove it"
+                .to_string(),
             HandshakeError::PeerAlert(Alert::BadCertificate) => {
                 "the server rejected our client certificate (its log says why): is it a client \
                  certificate issued by the server's CA? (--ca-dir / --cert)"

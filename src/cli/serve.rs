@@ -119,6 +119,9 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
             crl.path().display(),
             list.len()
         ));
+        for line in creds::unanchored_warnings(&list, crl.path(), &config.identity.chain) {
+            note(&line);
+        }
     }
     note(&format!("serving {} on {local}", root.path().display()));
     if global.verbose {

@@ -182,7 +182,12 @@ fn tree(dir: &Path, anchor: &TrustAnchor, json: bool) -> CliResult<bool> {
          the tree)",
         count(t.files, "file", "files"),
         count(t.dirs, "directory", "directories"),
-        printable(&t.root),
+        // The served directory itself is the root "" (fetched as `.`).
+        if t.root.is_empty() {
+            ".".to_string()
+        } else {
+            printable(&t.root)
+        },
         parent.display()
     )));
     Ok(false)

@@ -2,7 +2,10 @@
 //!
 //! A CRL is only used after its signature verified with the CA's key and its issuer name is
 //! the CA's subject: a list anyone could write would let anyone un-revoke a certificate (by
-//! handing over an empty list) or revoke the server for everybody. Parsing is x509-parser's;
+//! handing over an empty list) or revoke the server for everybody. A file may hold several
+//! lists (a root's and its intermediates'): a trust anchor's is checked when read; an
+//! intermediate's, whose certificate only a peer's chain brings, when a verified path holds
+//! that CA, with that CA's key. Parsing is x509-parser's;
 //! the signature is checked with the same code as certificate signatures, over the exact
 //! received to-be-signed bytes. rcgen writes the CRLs `ca revoke` makes.
 //!
@@ -24,8 +27,10 @@ use super::error::{CertError, CrlError, PkiError};
 use super::issue::CaKeyPair;
 use super::pem::{X509_CRL_LABEL, decode_blocks, is_one_der_sequence};
 use super::verify::{
-    TrustAnchor, VerifiedCert, name_to_string, normalize_serial, parse_single, sig_alg, sig_valid,
+    TrustAnchor, VerifiedCert, issuer_key, name_to_string, names_equal, normalize_serial,
+    parse_single, sig_alg, sig_valid,
 };
+use x509_parser::certificate::X509Certificate;
 
 /// Largest CRL accepted, DER or PEM: about 40,000 entries, far beyond a small private CA, and
 /// a bound on what a file can make us allocate and hash.
@@ -38,17 +43,36 @@ const OID_AUTHORITY_KEY_IDENTIFIER: &str = "2.5.29.35";
 const OID_REASON_CODE: &str = "2.5.29.21";
 const OID_INVALIDITY_DATE: &str = "2.5.29.24";
 
-/// A CRL whose signature verified with a trust anchor: which serials that CA revoked.
+/// The revocation lists of a CRL file: one per CA that issued one, each read and checked on
+/// its own. A list signed by a trust anchor is checked when it is read; a list whose issuer is
+/// no trust anchor is taken for an intermediate CA's and checked when a peer's verified path
+/// holds a CA of that name: its signature with that certificate's key ([`Crl::check`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Crl {
+    lists: Vec<List>,
+}
+
+/// One CRL of a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct List {
     issuer: String,
-    /// SHA-256 of the CA certificate that signed the list: it speaks only for what that
-    /// certificate issued.
-    issuer_fingerprint: [u8; 32],
+    signer: Signer,
     this_update_unix: i64,
     next_update_unix: Option<i64>,
     /// Serial (big-endian, without leading zero bytes) -> revocation time (Unix seconds).
     revoked: HashMap<Vec<u8>, i64>,
+}
+
+/// What vouches for a list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Signer {
+    /// This trust anchor (SHA-256 of its certificate) signed it: checked when it was read. It
+    /// speaks only for what that certificate issued.
+    Anchor([u8; 32]),
+    /// Its issuer is no trust anchor: an intermediate CA's list, the whole CRL kept (DER) so
+    /// that its signature can be checked with the key of the intermediate a peer's verified
+    /// path holds under that name. Until then it vouches for nothing.
+    Intermediate { der: Vec<u8> },
 }
 
 impl Crl {
@@ -59,8 +83,11 @@ impl Crl {
         Crl::from_bytes_any(bytes, &[anchor])
     }
 
-    /// [`Crl::from_bytes`] for a CRL issued by whichever of `anchors` its issuer names (the
-    /// CAs of a `--ca-cert` bundle).
+    /// Reads every CRL of `bytes`: one DER CRL, or PEM text with one or more `X509 CRL` blocks
+    /// (the lists of a root and of its intermediates, concatenated). A list whose issuer is one
+    /// of `anchors` must verify with its key; a list of any other issuer is kept for an
+    /// intermediate CA (see [`Crl::unanchored_issuers`]), but at least one list must be an
+    /// anchor's. Each is checked for critical extensions we do not understand.
     pub fn from_bytes_any(bytes: &[u8], anchors: &[&TrustAnchor]) -> Result<Crl, CrlError> {
         if bytes.len() > MAX_CRL_BYTES {
             return Err(CrlError::Malformed(format!(
@@ -69,28 +96,52 @@ impl Crl {
             )));
         }
         // Binary DER is one SEQUENCE covering the input; anything else is read as PEM text.
-        let der = if !is_one_der_sequence(bytes) {
-            let text = std::str::from_utf8(bytes)
-                .map_err(|_| CrlError::Malformed("PEM text that is not UTF-8".into()))?;
-            let mut blocks = decode_blocks(text, X509_CRL_LABEL)
-                .map_err(|e| CrlError::Malformed(e.to_string()))?;
-            match blocks.len() {
-                1 => blocks.remove(0),
-                0 => {
-                    return Err(CrlError::Malformed(
-                        "no X509 CRL block found in the PEM text".into(),
-                    ));
+        if is_one_der_sequence(bytes) {
+            return Crl::from_der_any(bytes, anchors);
+        }
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| CrlError::Malformed("PEM text that is not UTF-8".into()))?;
+        let blocks =
+            decode_blocks(text, X509_CRL_LABEL).map_err(|e| CrlError::Malformed(e.to_string()))?;
+        if blocks.is_empty() {
+            return Err(CrlError::Malformed(
+                "no X509 CRL block found in the PEM text".into(),
+            ));
+        }
+        let count = blocks.len();
+        let mut lists = Vec::with_capacity(count);
+        for (i, der) in blocks.iter().enumerate() {
+            let list = List::read(der, anchors).map_err(|e| {
+                if count == 1 {
+                    e
+                } else {
+                    CrlError::InList {
+                        index: i + 1,
+                        count,
+                        source: Box::new(e),
+                    }
                 }
-                n => {
-                    return Err(CrlError::Malformed(format!(
-                        "found {n} X509 CRL blocks, expected exactly one"
-                    )));
-                }
-            }
-        } else {
-            bytes.to_vec()
-        };
-        Crl::from_der_any(&der, anchors)
+            })?;
+            lists.push(list);
+        }
+        Crl::with_anchor_list(lists, anchors)
+    }
+
+    /// The lists, if a trust anchor issued at least one of them. A file of other CAs' lists
+    /// only is refused: it may be another CA's file put in the wrong place, and taking it
+    /// would drop the anchor's own revocations (a server re-reading its file would go from
+    /// "these are revoked" to "nothing we know of is"). A root that revokes nothing still
+    /// signs an empty list to go with its intermediates'.
+    fn with_anchor_list(lists: Vec<List>, anchors: &[&TrustAnchor]) -> Result<Crl, CrlError> {
+        if lists.iter().any(|l| matches!(l.signer, Signer::Anchor(_))) {
+            return Ok(Crl { lists });
+        }
+        let issuers: Vec<&str> = lists.iter().map(|l| l.issuer.as_str()).collect();
+        let names: Vec<&str> = anchors.iter().map(|a| a.subject()).collect();
+        Err(CrlError::WrongIssuer {
+            issuer: issuers.join("\", \""),
+            ca: names.join("\", \""),
+        })
     }
 
     /// [`Crl::from_bytes`] for DER input.
@@ -98,35 +149,147 @@ impl Crl {
         Crl::from_der_any(der, &[anchor])
     }
 
-    /// [`Crl::from_bytes_any`] for DER input.
+    /// [`Crl::from_bytes_any`] for one DER CRL.
     pub fn from_der_any(der: &[u8], anchors: &[&TrustAnchor]) -> Result<Crl, CrlError> {
-        let crl = match CertificateRevocationList::from_der(der) {
-            Ok(([], crl)) => crl,
-            Ok((rest, _)) => {
-                return Err(CrlError::Malformed(format!(
-                    "{} trailing bytes after the CRL",
-                    rest.len()
-                )));
+        Crl::with_anchor_list(vec![List::read(der, anchors)?], anchors)
+    }
+
+    /// Whether every list is current at `now_unix`: thisUpdate not in the future (with
+    /// `CLOCK_SKEW_SECS` of tolerance) and nextUpdate, when given, not passed. The first list
+    /// that is not is the error.
+    pub fn check_current(&self, now_unix: i64) -> Result<(), CrlError> {
+        self.lists
+            .iter()
+            .try_for_each(|l| l.check_current(now_unix))
+    }
+
+    /// When the certificate with this serial (raw DER INTEGER bytes) was revoked, if one of the
+    /// lists names it (whoever issued it).
+    pub fn revoked_at(&self, raw_serial: &[u8]) -> Option<i64> {
+        let serial = normalize_serial(raw_serial);
+        self.lists
+            .iter()
+            .find_map(|l| l.revoked.get(&serial).copied())
+    }
+
+    /// Refuses a verified certificate if a list revokes it or an intermediate of its path,
+    /// each list speaking only for what its CA issued (a serial means nothing under another
+    /// issuer): a trust anchor's list for the link the anchor issued, an intermediate's list
+    /// for the link that intermediate issued. An intermediate's list is used only once its
+    /// signature verified with the key of the intermediate in `cert`'s path (whose own
+    /// signature the path check verified); one that claims the intermediate's name but does
+    /// not verify, or that a CA without cRLSign would have signed, is an error rather than
+    /// ignored: the certificate cannot be shown not to be revoked.
+    pub fn check(&self, cert: &VerifiedCert) -> Result<(), CertError> {
+        for (i, link) in cert.path.iter().enumerate() {
+            let issued_by_intermediate = cert.chain.get(i);
+            for list in &self.lists {
+                let speaks = match (&list.signer, issued_by_intermediate) {
+                    (Signer::Anchor(fp), _) => *fp == link.issuer_fingerprint,
+                    (Signer::Intermediate { .. }, None) => false,
+                    (Signer::Intermediate { der }, Some(issuer)) => {
+                        check_intermediate_list(der, issuer)?
+                    }
+                };
+                if !speaks {
+                    continue;
+                }
+                if let Some(&revoked_at) = list.revoked.get(&link.serial) {
+                    return Err(CertError::Revoked {
+                        serial: link.serial.iter().map(|b| format!("{b:02X}")).collect(),
+                        revoked_at,
+                    });
+                }
             }
-            Err(e) => return Err(CrlError::Malformed(e.to_string())),
-        };
+        }
+        Ok(())
+    }
+
+    /// The issuers of the lists no trust anchor signed (intermediate CAs' lists, checked only
+    /// against a peer's path that holds a CA of that name), except those whose issuer is the
+    /// subject of one of `known` (DER certificates: our own chain's intermediates). What is
+    /// left names a CA in no chain this end knows of: worth reporting, since such a list
+    /// counts only if a peer ever presents its CA.
+    pub fn unanchored_issuers(&self, known: &[Vec<u8>]) -> Vec<String> {
+        let known: Vec<X509Certificate<'_>> =
+            known.iter().filter_map(|d| parse_single(d).ok()).collect();
+        self.lists
+            .iter()
+            .filter_map(|l| match &l.signer {
+                Signer::Anchor(_) => None,
+                Signer::Intermediate { der } => {
+                    let named =
+                        CertificateRevocationList::from_der(der)
+                            .ok()
+                            .is_some_and(|(_, crl)| {
+                                known
+                                    .iter()
+                                    .any(|c| names_equal(c.subject(), &crl.tbs_cert_list.issuer))
+                            });
+                    (!named).then(|| l.issuer.clone())
+                }
+            })
+            .collect()
+    }
+
+    /// How many certificates the lists revoke.
+    pub fn len(&self) -> usize {
+        self.lists.iter().map(|l| l.revoked.len()).sum()
+    }
+
+    /// Whether the lists revoke nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many lists were read.
+    pub fn lists(&self) -> usize {
+        self.lists.len()
+    }
+
+    /// The issuers' names, human readable, one per list.
+    pub fn issuers(&self) -> Vec<&str> {
+        self.lists.iter().map(|l| l.issuer.as_str()).collect()
+    }
+
+    /// The latest thisUpdate of the lists (Unix seconds).
+    pub fn this_update_unix(&self) -> i64 {
+        self.lists
+            .iter()
+            .map(|l| l.this_update_unix)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The earliest nextUpdate (Unix seconds) of the lists that have one: when the file must
+    /// be replaced.
+    pub fn next_update_unix(&self) -> Option<i64> {
+        self.lists.iter().filter_map(|l| l.next_update_unix).min()
+    }
+}
+
+impl List {
+    /// Reads one DER CRL: structure, extensions, and if an anchor is its issuer, the
+    /// signature with that anchor's key.
+    fn read(der: &[u8], anchors: &[&TrustAnchor]) -> Result<List, CrlError> {
+        let crl = parse_crl(der)?;
         let tbs = &crl.tbs_cert_list;
 
-        // 1. Issued by one of our CAs: the name, then the signature with its key.
-        let Some(anchor) = anchors.iter().find(|a| a.is_subject(&tbs.issuer)) else {
-            let names: Vec<&str> = anchors.iter().map(|a| a.subject()).collect();
-            return Err(CrlError::WrongIssuer {
-                issuer: name_to_string(&tbs.issuer),
-                ca: names.join("\", \""),
-            });
+        // 1. Issued by one of our CAs: the name, then the signature with its key. A list of
+        //    another issuer waits for an intermediate of that name (see `Signer`).
+        let signer = match anchors.iter().find(|a| a.is_subject(&tbs.issuer)) {
+            Some(anchor) => {
+                let alg = sig_alg(&crl.signature_algorithm, &tbs.signature)
+                    .map_err(|e| CrlError::Malformed(e.to_string()))?;
+                if !sig_valid(tbs.as_ref(), &crl.signature_value, alg, anchor.public_key()) {
+                    return Err(CrlError::BadSignature {
+                        ca: anchor.subject().to_string(),
+                    });
+                }
+                Signer::Anchor(anchor.fingerprint())
+            }
+            None => Signer::Intermediate { der: der.to_vec() },
         };
-        let alg = sig_alg(&crl.signature_algorithm, &tbs.signature)
-            .map_err(|e| CrlError::Malformed(e.to_string()))?;
-        if !sig_valid(tbs.as_ref(), &crl.signature_value, alg, anchor.public_key()) {
-            return Err(CrlError::BadSignature {
-                ca: anchor.subject().to_string(),
-            });
-        }
 
         // 2. Nothing that would change the meaning of the list without our noticing.
         for ext in tbs.extensions() {
@@ -148,18 +311,16 @@ impl Crl {
                 entry.revocation_date.timestamp(),
             );
         }
-        Ok(Crl {
+        Ok(List {
             issuer: name_to_string(&tbs.issuer),
-            issuer_fingerprint: anchor.fingerprint(),
+            signer,
             this_update_unix: tbs.this_update.timestamp(),
             next_update_unix: tbs.next_update.map(|t| t.timestamp()),
             revoked,
         })
     }
 
-    /// Whether the list is current at `now_unix`: thisUpdate not in the future (with
-    /// `CLOCK_SKEW_SECS` of tolerance) and nextUpdate, when given, not passed.
-    pub fn check_current(&self, now_unix: i64) -> Result<(), CrlError> {
+    fn check_current(&self, now_unix: i64) -> Result<(), CrlError> {
         if self.this_update_unix > now_unix.saturating_add(CLOCK_SKEW_SECS) {
             return Err(CrlError::NotYetValid {
                 this_update: self.this_update_unix,
@@ -170,52 +331,45 @@ impl Crl {
             _ => Ok(()),
         }
     }
+}
 
-    /// When the certificate with this serial (raw DER INTEGER bytes) was revoked, if it was.
-    pub fn revoked_at(&self, raw_serial: &[u8]) -> Option<i64> {
-        self.revoked.get(&normalize_serial(raw_serial)).copied()
+/// One DER CRL, with nothing after it.
+fn parse_crl(der: &[u8]) -> Result<CertificateRevocationList<'_>, CrlError> {
+    match CertificateRevocationList::from_der(der) {
+        Ok(([], crl)) => Ok(crl),
+        Ok((rest, _)) => Err(CrlError::Malformed(format!(
+            "{} trailing bytes after the CRL",
+            rest.len()
+        ))),
+        Err(e) => Err(CrlError::Malformed(e.to_string())),
     }
+}
 
-    /// Refuses a verified certificate if the list revokes it or an intermediate of its path,
-    /// among those this list's CA issued (a serial means nothing under another issuer).
-    pub fn check(&self, cert: &VerifiedCert) -> Result<(), CertError> {
-        for link in &cert.path {
-            if link.issuer_fingerprint != self.issuer_fingerprint {
-                continue;
-            }
-            if let Some(revoked_at) = self.revoked_at(&link.serial) {
-                return Err(CertError::Revoked {
-                    serial: link.serial.iter().map(|b| format!("{b:02X}")).collect(),
-                    revoked_at,
-                });
-            }
-        }
-        Ok(())
+/// Whether the intermediate `issuer_der` (verified as part of a peer's path) issued the list
+/// `crl_der`: `false` if the list names another issuer; an error if it names this one but its
+/// signature does not verify with this one's key, or this CA may not sign CRLs.
+fn check_intermediate_list(crl_der: &[u8], issuer_der: &[u8]) -> Result<bool, CertError> {
+    // Both were parsed before (the list when read, the certificate by the path check).
+    let crl = parse_crl(crl_der).map_err(|e| CertError::Malformed(e.to_string()))?;
+    let issuer = parse_single(issuer_der)?;
+    let tbs = &crl.tbs_cert_list;
+    if !names_equal(issuer.subject(), &tbs.issuer) {
+        return Ok(false);
     }
-
-    /// How many certificates the list revokes.
-    pub fn len(&self) -> usize {
-        self.revoked.len()
+    let subject = name_to_string(issuer.subject());
+    let forged = || CertError::CrlSignatureInvalid {
+        issuer: subject.clone(),
+    };
+    let alg = sig_alg(&crl.signature_algorithm, &tbs.signature).map_err(|_| forged())?;
+    let key = issuer_key(issuer.public_key()).map_err(|_| forged())?;
+    if !sig_valid(tbs.as_ref(), &crl.signature_value, alg, &key) {
+        return Err(forged());
     }
-
-    /// Whether the list revokes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.revoked.is_empty()
-    }
-
-    /// The issuer's name, human readable.
-    pub fn issuer(&self) -> &str {
-        &self.issuer
-    }
-
-    /// thisUpdate (Unix seconds).
-    pub fn this_update_unix(&self) -> i64 {
-        self.this_update_unix
-    }
-
-    /// nextUpdate (Unix seconds), if the list has one.
-    pub fn next_update_unix(&self) -> Option<i64> {
-        self.next_update_unix
+    // RFC 5280 §4.2.1.3: a CA whose keyUsage is present signs CRLs only with cRLSign.
+    match issuer.key_usage() {
+        Ok(Some(ku)) if !ku.value.crl_sign() => Err(CertError::IssuerCannotSignCrl { subject }),
+        Ok(_) => Ok(true),
+        Err(e) => Err(CertError::Malformed(format!("keyUsage: {e}"))),
     }
 }
 

@@ -222,6 +222,24 @@ pub enum CertError {
         /// When it was revoked (Unix seconds).
         revoked_at: i64,
     },
+    /// A revocation list in the CRL file names an intermediate CA of the path as its issuer,
+    /// but its signature does not verify with that CA's key: forged, altered or misfiled.
+    #[error(
+        "the CRL that names intermediate CA \"{issuer}\" as its issuer is not signed by that CA's \
+         key (forged, altered, or another CA's of the same name), so revocation cannot be checked"
+    )]
+    CrlSignatureInvalid {
+        /// The intermediate the list claims to come from.
+        issuer: String,
+    },
+    /// An intermediate CA's revocation list, but the CA's keyUsage lacks cRLSign.
+    #[error(
+        "intermediate CA \"{subject}\" may not sign CRLs (keyUsage lacks cRLSign), yet a CRL names it"
+    )]
+    IssuerCannotSignCrl {
+        /// The intermediate.
+        subject: String,
+    },
 }
 
 impl CertError {
@@ -265,13 +283,23 @@ pub enum CrlError {
     /// Not a DER or PEM X.509 CRL.
     #[error("not a valid CRL: {0}")]
     Malformed(String),
-    /// Issued by another CA than the configured one.
+    /// No list of the file was issued by a configured CA (a trust anchor).
     #[error("the CRL was issued by \"{issuer}\", not by the configured CA \"{ca}\"")]
     WrongIssuer {
-        /// Issuer named in the CRL.
+        /// Issuer named in the CRL (the issuers of a file of several lists).
         issuer: String,
         /// Subject of the configured CA.
         ca: String,
+    },
+    /// One list of a file of several was refused.
+    #[error("CRL {index} of {count} in the file: {source}")]
+    InList {
+        /// Which list, from 1.
+        index: usize,
+        /// How many the file holds.
+        count: usize,
+        /// Why it was refused.
+        source: Box<CrlError>,
     },
     /// The signature does not verify with the CA's key.
     #[error(

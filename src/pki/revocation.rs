@@ -354,8 +354,18 @@ impl CrlFile {
         let anchors: Vec<&TrustAnchor> = self.anchors.iter().collect();
         match load_crl_file_any(&self.path, &anchors) {
             Ok(crl) => {
+                let unanchored = crl.unanchored_issuers(&[]);
+                let intermediates = if unanchored.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; lists of CAs that are no trust anchor, used only for peers whose \
+                         chain holds that CA: \"{}\"",
+                        unanchored.join("\", \"")
+                    )
+                };
                 notes.push(format!(
-                    "reloaded the CRL {} ({} revoked certificate(s))",
+                    "reloaded the CRL {} ({} revoked certificate(s){intermediates})",
                     self.path.display(),
                     crl.len()
                 ));

@@ -1157,7 +1157,8 @@ fn crl_signed_by_a_same_named_other_ca_fails_the_signature_check() {
 }
 
 #[test]
-fn crl_of_a_differently_named_ca_fails_the_issuer_check() {
+fn crl_of_a_differently_named_ca_is_refused_alone_and_beside_ours_reported_and_revokes_nothing_ours_issued()
+ {
     let other = new_ca(
         "another CA",
         KEYS.other_ca.clone(),
@@ -1165,9 +1166,29 @@ fn crl_of_a_differently_named_ca_fails_the_issuer_check() {
         now() + DAY,
     )
     .unwrap();
-    let der = crl_revoking(&other, &[], now() - HOUR, now() + DAY);
+    let client = leaf(Role::Client);
+    let der = crl_revoking(&other, &[serial_of(&client)], now() - HOUR, now() + DAY);
+    // Alone, it is not our CA's list: refused (it would stand for ours, revoking nothing).
     let err = Crl::from_bytes(&der, &anchor()).unwrap_err();
     assert!(matches!(err, CrlError::WrongIssuer { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("not by the configured CA"),
+        "{err}"
+    );
+    // With our CA's list, it is kept for an intermediate of that name, which no chain we know
+    // holds: reported.
+    let ours = crl_revoking(&CA, &[], now() - HOUR, now() + DAY);
+    let pem = format!(
+        "{}{}",
+        encode_pem("X509 CRL", &ours),
+        encode_pem("X509 CRL", &der)
+    );
+    let crl = Crl::from_bytes(pem.as_bytes(), &anchor()).unwrap();
+    assert_eq!(crl.lists(), 2);
+    assert_eq!(crl.unanchored_issuers(&[]), ["CN=another CA"]);
+    // It lists our client's serial, but speaks only for what "another CA" issued.
+    let c = verify(&client, Role::Client, None).unwrap();
+    crl.check(&c).unwrap();
 }
 
 #[test]

@@ -201,6 +201,11 @@ pub struct VerifiedCert {
     pub path: Vec<PathLink>,
     /// The subject of the trust anchor the path ends at.
     pub anchor_subject: String,
+    /// The intermediate CA certificates of the verified path (DER, as received), the leaf's
+    /// issuer first; empty when an anchor issued the leaf. `path[i]` was issued by `chain[i]`
+    /// for every `i < chain.len()`, the last link by the anchor. Kept beside received files so
+    /// that `minitls verify` can check the same path offline.
+    pub chain: Vec<Vec<u8>>,
 }
 
 /// The anchors' subjects for a message: `"CN=a"` or `"CN=a" or "CN=b"`.
@@ -278,6 +283,7 @@ pub fn verify_chain(
 
     // 2. The path from the leaf to an anchor.
     let mut path = Vec::with_capacity(intermediates.len() + 1);
+    let mut chain = Vec::with_capacity(intermediates.len());
     let mut used = [false; MAX_INTERMEDIATES];
     let mut child = &cert;
     let mut depth = 0; // intermediates between the leaf and `child`'s issuer
@@ -390,6 +396,7 @@ pub fn verify_chain(
             serial: normalize_serial(child.raw_serial()),
             issuer_fingerprint: sha256_fingerprint(&intermediates[i]),
         });
+        chain.push(intermediates[i].clone());
         child = issuer;
         depth += 1;
     }
@@ -459,6 +466,7 @@ pub fn verify_chain(
         serial: normalize_serial(cert.raw_serial()),
         path,
         anchor_subject,
+        chain,
     })
 }
 

@@ -3,8 +3,9 @@
 //! Nothing reaches a final path before it is verified. A single file streams into a hidden
 //! partial file `.NAME.minitls-partial` beside its destination; a tree streams into one hidden
 //! staging directory ([`super::stage`]). Integrity or protocol failures remove them; only a
-//! single-file transfer cut off by the network keeps its partial file, for `--resume`. Every
-//! file operation is relative to a held directory handle ([`super::land`]).
+//! transfer cut off by the network keeps its partial file (or a tree its partial directory),
+//! for `--resume`. Every file operation is relative to a held directory handle
+//! ([`super::land`]).
 
 use std::fs::File;
 use std::io;
@@ -21,8 +22,8 @@ use crate::crypto::{self, FILE_SIGNATURE_CONTEXT, MANIFEST_SIGNATURE_CONTEXT};
 use crate::paths::{self, PathError};
 use crate::sigfile::{self, ManifestHasher, SignedManifest, SignedStatement};
 use crate::wire::{
-    AppMessage, AppType, EntryKind, FileStart, ListEntry, ManifestEntry, Request, RequestKind,
-    SkippedMsg, TreeEnd, TreeStart,
+    AppMessage, AppType, EntryKind, FileStart, HaveEntry, ListEntry, MAX_HAVE_ENTRIES_PER_MSG,
+    ManifestEntry, Request, RequestKind, SkippedMsg, TreeEnd, TreeHave, TreeStart,
 };
 
 /// A hostile server cannot make a client hold more listing entries than this.
@@ -36,11 +37,17 @@ pub struct FetchOptions {
     /// Fetch a directory as a tree (`-r`).
     pub recursive: bool,
     /// Continue from `.NAME.minitls-partial` if one is there (`--resume`); otherwise any
-    /// partial file is replaced.
+    /// partial file is replaced. For a tree, `.NAME.minitls-partial` is the directory a cut
+    /// fetch kept: its files are offered to the server (`TreeHave`), which sends only what
+    /// they lack.
     pub resume: bool,
     /// The local name in `out_dir` instead of the remote path's last component (`-o FILE`);
     /// one plain name, checked like a name from the network.
     pub save_as: Option<String>,
+    /// The local name of the served directory itself, fetched recursively as `.` (it has no
+    /// name of its own on the wire); one plain name, checked like `save_as`. Without it, a
+    /// recursive fetch of `.` is refused.
+    pub root_name: Option<String>,
     /// Called at each landing step; only tests set it (see [`land::LandStep`]).
     pub hook: LandHook,
 }
@@ -66,6 +73,12 @@ pub struct TreeFetched {
     pub bytes: u64,
     /// Entries the server did not send, with its reason (symlinks, unreadable files).
     pub skipped: Vec<(String, String)>,
+    /// Files that were here whole already (kept from a cut fetch, `--resume`): checked
+    /// against the signed manifest, not sent again.
+    pub already_here: u64,
+    /// Bytes of `bytes` that were here already (whole files and the start of partial ones)
+    /// and did not cross the network.
+    pub resumed_bytes: u64,
 }
 
 /// What a fetch produced.
@@ -130,7 +143,9 @@ pub fn fetch<S: Transport>(
     progress: &mut dyn Progress,
 ) -> Result<Fetch, TransferError> {
     let wanted = prepare(remote, out_dir, opts, progress)?;
-    chan.send_app(&wanted.request(opts))?;
+    for m in wanted.messages(opts) {
+        chan.send_app(&m)?;
+    }
     chan.flush()?;
     wanted.receive(chan, opts, progress)
 }
@@ -186,9 +201,9 @@ pub fn fetch_all<S: Transport>(
                     return not_fetched(i + 1) + queue.len();
                 }
             };
-            let request = wanted.request(opts);
-            let len = request_len(&request);
-            if let Err(e) = chan.send_app(&request) {
+            let messages = wanted.messages(opts);
+            let len = messages.iter().map(request_len).sum();
+            if let Err(e) = messages.iter().try_for_each(|m| chan.send_app(m)) {
                 each(remote, Err(e.into()));
                 return not_fetched(i + 1) + queue.len();
             }
@@ -232,6 +247,94 @@ struct Wanted {
     out: Dir,
     partial_name: String,
     prefix: Option<(u64, Sha256)>,
+    /// For a tree with `--resume`: the files of the kept partial tree, by path.
+    have: Held,
+}
+
+/// The files a resumed tree fetch holds, by path: what a cut fetch kept, and the files of the
+/// tree already in place (`OUT/NAME` from an earlier fetch).
+type Held = std::collections::HashMap<String, HeldFile>;
+
+/// One file a resumed tree fetch holds.
+struct HeldFile {
+    /// Bytes held (the whole file, or its start).
+    len: u64,
+    /// SHA-256 state of those bytes.
+    hasher: Sha256,
+    /// In the tree in place rather than in the kept partial tree: copied into the staging
+    /// directory (and checked again) when the server says it holds the right bytes, so that
+    /// nothing in place changes before the tree is verified.
+    in_place: bool,
+}
+
+/// Hashes the regular files below `top` in `out` (the kept partial tree, or the tree in
+/// place), adding those not in `held` yet (symlinks and anything else are not offered; the
+/// server sends those entries whole), while `budget` (of
+/// [`super::server::MAX_HAVE_BYTES`]) lasts.
+fn held_files(
+    out: &Dir,
+    top: &str,
+    in_place: bool,
+    held: &mut Held,
+    budget: &mut usize,
+    progress: &mut dyn Progress,
+) -> Result<(), TransferError> {
+    if out.kind(top).ok().flatten() != Some(land::Kind::Dir) {
+        return Ok(());
+    }
+    let root = out.display(top);
+    progress.begin(&format!("checking {top}"), 0);
+    let walker = walkdir::WalkDir::new(&root)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name();
+    for entry in walker.into_iter().filter_map(Result::ok) {
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let Some(rel) = entry
+            .path()
+            .strip_prefix(&root)
+            .ok()
+            .and_then(Path::to_str)
+            .map(|r| r.replace(std::path::MAIN_SEPARATOR, "/"))
+        else {
+            continue;
+        };
+        let cost = super::server::have_cost(&rel);
+        if paths::parse_relative(&rel, false).is_err() || cost > *budget || held.contains_key(&rel)
+        {
+            continue;
+        }
+        // Opened without following a link put in the file's place meanwhile.
+        let f = match walk_open(out, top, &rel) {
+            Ok(f) => f,
+            Err(_) => continue,
+        };
+        let (len, hasher) = hash_prefix(f, entry.path(), progress)?;
+        if len == 0 {
+            continue;
+        }
+        *budget -= cost;
+        held.insert(
+            rel,
+            HeldFile {
+                len,
+                hasher,
+                in_place,
+            },
+        );
+    }
+    progress.end();
+    Ok(())
+}
+
+/// Opens `rel` below `top` in `out` for reading, one component at a time, no links followed.
+fn walk_open(out: &Dir, top: &str, rel: &str) -> io::Result<File> {
+    let mut parts: Vec<&str> = vec![top];
+    parts.extend(rel.split('/'));
+    let (last, dirs) = parts.split_last().expect("at least the top");
+    land::walk(out, dirs)?.open_read(last)
 }
 
 /// Checks `remote`, opens the output directory and, with `--resume`, hashes a partial file.
@@ -241,24 +344,30 @@ fn prepare(
     opts: &FetchOptions,
     progress: &mut dyn Progress,
 ) -> Result<Wanted, TransferError> {
-    let parts =
-        paths::parse_relative(remote, false).map_err(|source| TransferError::BadRequestPath {
+    // `.` (the served directory itself) only as a tree: it has no bytes of its own.
+    let parts = paths::parse_relative(remote, opts.recursive).map_err(|source| {
+        TransferError::BadRequestPath {
             path: remote.to_string(),
             source,
-        })?;
-    let requested = parts.join("/");
-    let name = match &opts.save_as {
-        Some(n) => {
-            paths::check_component(n).map_err(|source| TransferError::BadRequestPath {
-                path: n.clone(),
-                source,
-            })?;
-            n.clone()
         }
-        None => parts
-            .last()
-            .expect("parse_relative(.., false) returns at least one component")
-            .to_string(),
+    })?;
+    let requested = parts.join("/");
+    let checked = |n: &String| {
+        paths::check_component(n).map_err(|source| TransferError::BadRequestPath {
+            path: n.clone(),
+            source,
+        })?;
+        Ok::<_, TransferError>(n.clone())
+    };
+    let name = match (&opts.save_as, parts.last(), &opts.root_name) {
+        (Some(n), _, _) => checked(n)?,
+        (None, Some(last), _) => last.to_string(),
+        (None, None, Some(n)) => checked(n)?,
+        (None, None, None) => {
+            return Err(TransferError::Refused(
+                "the served directory itself has no name: give its local copy one".into(),
+            ));
+        }
     };
     let out = Dir::create_all(out_dir).map_err(io_err(out_dir))?;
     let partial_name = land::fit_name(".", &name, land::PARTIAL_SUFFIX);
@@ -276,28 +385,66 @@ fn prepare(
         progress.end();
         prefix = Some((len, hasher));
     }
+    // A tree kept from a cut fetch, then the tree in place: what they hold, to be offered to
+    // the server (what a cut fetch kept first: it is the newer).
+    let mut have = Held::new();
+    if opts.resume && opts.recursive {
+        let mut budget = super::server::MAX_HAVE_BYTES;
+        held_files(&out, &partial_name, false, &mut have, &mut budget, progress)?;
+        held_files(&out, &name, true, &mut have, &mut budget, progress)?;
+    }
     Ok(Wanted {
         requested,
         name,
         out,
         partial_name,
         prefix,
+        have,
     })
 }
 
+/// Have batches this large (encoded) at most, well inside one record.
+const HAVE_BATCH_BYTES: usize = 128 * 1024;
+
 impl Wanted {
-    fn request(&self, opts: &FetchOptions) -> AppMessage<'static> {
+    /// What goes to the server for this path: any `TreeHave` batches, then the request.
+    fn messages(&self, opts: &FetchOptions) -> Vec<AppMessage<'static>> {
+        let mut messages = Vec::new();
+        let mut batch: Vec<HaveEntry> = Vec::new();
+        let mut batch_bytes = 0;
+        let mut held: Vec<(&String, &HeldFile)> = self.have.iter().collect();
+        held.sort_by(|a, b| a.0.cmp(b.0));
+        for (path, HeldFile { len, hasher: h, .. }) in held {
+            if batch.len() == MAX_HAVE_ENTRIES_PER_MSG
+                || batch_bytes + path.len() > HAVE_BATCH_BYTES
+            {
+                messages.push(AppMessage::TreeHave(TreeHave {
+                    entries: std::mem::take(&mut batch),
+                }));
+                batch_bytes = 0;
+            }
+            batch_bytes += path.len() + 42;
+            batch.push(HaveEntry {
+                path: path.clone(),
+                size: *len,
+                sha256: h.clone().finalize().into(),
+            });
+        }
+        if !batch.is_empty() {
+            messages.push(AppMessage::TreeHave(TreeHave { entries: batch }));
+        }
         let (offset, prefix_sha256) = match &self.prefix {
             Some((len, h)) => (*len, h.clone().finalize().into()),
             None => (0, [0; 32]),
         };
-        AppMessage::Request(Request {
+        messages.push(AppMessage::Request(Request {
             kind: RequestKind::Get,
             recursive: opts.recursive,
             offset,
             prefix_sha256,
             path: self.requested.clone(),
-        })
+        }));
+        messages
     }
 
     /// Receives the answer to this path's request.
@@ -325,6 +472,8 @@ impl Wanted {
                 &self.requested,
                 &self.out,
                 &self.name,
+                &self.partial_name,
+                self.have,
                 opts,
                 progress,
             )
@@ -384,8 +533,11 @@ fn receive_single<S: Transport>(
             (h, len, f)
         }
         _ => {
-            // Start over: a stale partial (or anything else at that name) is replaced,
-            // never written through.
+            // Start over: a stale partial (or anything else at that name, a tree a cut fetch
+            // of a directory of this name kept too) is replaced, never written through.
+            if out.kind(partial_name).ok().flatten() == Some(land::Kind::Dir) {
+                out.remove_tree(partial_name);
+            }
             out.remove_file(partial_name)
                 .map_err(io_err(&partial_path))?;
             let f = out
@@ -457,6 +609,7 @@ fn receive_single<S: Transport>(
         statement: end.statement.clone(),
         signature: end.signature,
         signer_der: chan.peer_der().to_vec(),
+        signer_chain: chan.peer().chain.clone(),
         signer_role: crate::pki::Role::Server,
     };
     let sig_name = sigfile::sidecar_name(name);
@@ -507,12 +660,15 @@ fn unsafe_name(name: &str, source: PathError) -> TransferError {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn receive_tree<S: Transport>(
     chan: &mut Channel<S>,
     start: TreeStart,
     requested: &str,
     out: &Dir,
     name: &str,
+    partial_name: &str,
+    have: Held,
     opts: &FetchOptions,
     progress: &mut dyn Progress,
 ) -> Result<TreeFetched, TransferError> {
@@ -527,12 +683,92 @@ fn receive_tree<S: Transport>(
             "tree has more than {MAX_TREE_ENTRIES} entries"
         )));
     }
-    let mut stage = TreeStage::begin(out, name, opts.hook.clone())?;
-    let mut manifest = ManifestHasher::new(&start.root);
-    let mut entries: Vec<ManifestEntry> = Vec::new();
-    let mut skipped = Vec::new();
-    let (mut files, mut dirs, mut bytes) = (0u64, 0u64, 0u64);
+    let mut stage = if opts.resume {
+        TreeStage::resume(out, name, partial_name, opts.hook.clone())?
+    } else {
+        // A plain fetch replaces what a cut one kept.
+        if out.kind(partial_name).ok().flatten() == Some(land::Kind::Dir) {
+            out.remove_tree(partial_name);
+        }
+        TreeStage::begin(out, name, opts.hook.clone())?
+    };
     progress.begin(name, start.bytes);
+    let received = receive_entries(chan, &start, &mut stage, have, progress);
+    progress.end();
+    let (end, got) = match received {
+        Ok(v) => v,
+        Err(e) => {
+            // Only a network cut keeps what arrived, for --resume; anything else removes it.
+            if e.is_resumable() {
+                stage.keep_as_partial(partial_name);
+            }
+            return Err(e);
+        }
+    };
+    // One signature covers the whole manifest: every path, size and digest, in order.
+    if !crypto::verify(
+        &chan.peer().public_key,
+        MANIFEST_SIGNATURE_CONTEXT,
+        &got.manifest.finish(end.signed_at),
+        &end.signature,
+    ) {
+        return Err(TransferError::Integrity(
+            "the server's signature over the tree's manifest does not verify".into(),
+        ));
+    }
+    let signed = SignedManifest {
+        root: start.root,
+        signed_at: end.signed_at,
+        entries: got.entries,
+        signature: end.signature,
+        signer_der: chan.peer_der().to_vec(),
+        signer_chain: chan.peer().chain.clone(),
+    };
+    let manifest_name = sigfile::manifest_name(name);
+    stage.commit(&signed.entries, &manifest_name, signed.to_text().as_bytes())?;
+    Ok(TreeFetched {
+        dir: out.display(name),
+        manifest_path: out.display(&manifest_name),
+        files: got.files,
+        dirs: got.dirs,
+        bytes: got.bytes,
+        skipped: got.skipped,
+        already_here: got.already_here,
+        resumed_bytes: got.resumed_bytes,
+    })
+}
+
+/// What the entries of a tree added up to, before its signature is checked.
+struct Entries {
+    manifest: ManifestHasher,
+    entries: Vec<ManifestEntry>,
+    skipped: Vec<(String, String)>,
+    files: u64,
+    dirs: u64,
+    bytes: u64,
+    already_here: u64,
+    resumed_bytes: u64,
+}
+
+/// Receives the entries of a tree into `stage` up to its TreeEnd. A file the server continues
+/// (`offset` > 0) must be one of `have`, from exactly the bytes we hold of it.
+fn receive_entries<S: Transport>(
+    chan: &mut Channel<S>,
+    start: &TreeStart,
+    stage: &mut TreeStage<'_>,
+    mut have: Held,
+    progress: &mut dyn Progress,
+) -> Result<(TreeEnd, Entries), TransferError> {
+    let mut got = Entries {
+        manifest: ManifestHasher::new(&start.root),
+        entries: Vec::new(),
+        skipped: Vec::new(),
+        files: 0,
+        dirs: 0,
+        bytes: 0,
+        already_here: 0,
+        resumed_bytes: 0,
+    };
     let end: TreeEnd = loop {
         match chan.recv_app()? {
             AppMessage::TreeDir(m) => {
@@ -543,18 +779,51 @@ fn receive_tree<S: Transport>(
                     size: 0,
                     sha256: [0; 32],
                 };
-                manifest.add(&e);
-                entries.push(e);
-                dirs += 1;
+                got.manifest.add(&e);
+                got.entries.push(e);
+                got.dirs += 1;
             }
             AppMessage::FileStart(fs_msg) => {
-                if fs_msg.offset != 0 {
-                    return Err(TransferError::Protocol("tree file with an offset".into()));
+                // From the start, or from the end of what we hold of it (all of it: no data).
+                let held = have.remove(&fs_msg.path);
+                let (mut hasher, mut received, in_place) = match (fs_msg.offset, held) {
+                    (0, _) => (Sha256::new(), 0, false),
+                    (offset, Some(h)) if offset == h.len && offset <= fs_msg.size => {
+                        (h.hasher, h.len, h.in_place)
+                    }
+                    (offset, _) => {
+                        return Err(TransferError::Protocol(format!(
+                            "server continued '{}' from offset {offset}, which is not what we \
+                             hold of it",
+                            fs_msg.path.escape_debug()
+                        )));
+                    }
+                };
+                let resumed_from = received;
+                let mut tmp = stage.add_file(&fs_msg.path, resumed_from > 0 && !in_place)?;
+                if in_place {
+                    // The file in place holds the bytes: a copy of them starts the staged one
+                    // (they must still be the bytes offered).
+                    let offered: [u8; 32] = hasher.clone().finalize().into();
+                    stage.copy_in_place(&fs_msg.path, &mut tmp, resumed_from, &offered)?;
+                    progress.advance(resumed_from);
+                } else if resumed_from > 0 {
+                    // The bytes hashed when we offered them must be those still there.
+                    let len = tmp
+                        .file
+                        .as_ref()
+                        .and_then(|f| f.metadata().ok())
+                        .map(|m| m.len());
+                    if len != Some(resumed_from) {
+                        return Err(TransferError::Refused(format!(
+                            "{} changed while the fetch resumed; fetch the tree again without \
+                             --resume",
+                            tmp.path().display()
+                        )));
+                    }
+                    progress.advance(resumed_from);
                 }
-                let mut tmp = stage.add_file(&fs_msg.path)?;
-                let mut hasher = Sha256::new();
-                let mut received = 0u64;
-                let (t, p) = receive_data(
+                let data = receive_data(
                     chan,
                     &mut tmp,
                     &mut hasher,
@@ -562,7 +831,15 @@ fn receive_tree<S: Transport>(
                     fs_msg.size,
                     false,
                     progress,
-                )?;
+                );
+                let (t, p) = match data {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // A cut keeps what arrived of this file too, for --resume.
+                        tmp.set_keep(e.is_resumable() && received > 0);
+                        return Err(e);
+                    }
+                };
                 match after_data(t, &p)? {
                     AppMessage::FileDone(done) => {
                         let sha256: [u8; 32] = hasher.finalize().into();
@@ -580,11 +857,15 @@ fn receive_tree<S: Transport>(
                             size: received,
                             sha256,
                         };
-                        manifest.add(&e);
-                        entries.push(e);
-                        files += 1;
-                        bytes += received;
-                        progress.file_done(files, start.files);
+                        got.manifest.add(&e);
+                        got.entries.push(e);
+                        got.files += 1;
+                        got.bytes += received;
+                        got.resumed_bytes += resumed_from;
+                        if resumed_from > 0 && resumed_from == received {
+                            got.already_here += 1;
+                        }
+                        progress.file_done(got.files, start.files);
                     }
                     AppMessage::Skipped(s) => {
                         // The server could not finish reading it: what came is dropped (with
@@ -596,50 +877,22 @@ fn receive_tree<S: Transport>(
                                 s.path.escape_debug()
                             )));
                         }
-                        skipped.push(checked_skip(s)?);
+                        got.skipped.push(checked_skip(s)?);
                     }
                     other => return remote_or_protocol(other, "the end of a file"),
                 }
             }
-            AppMessage::Skipped(s) => skipped.push(checked_skip(s)?),
+            AppMessage::Skipped(s) => got.skipped.push(checked_skip(s)?),
             AppMessage::TreeEnd(end) => break end,
             other => return remote_or_protocol(other, "the tree"),
         }
-        if files + dirs > MAX_TREE_ENTRIES || skipped.len() as u64 > MAX_TREE_ENTRIES {
+        if got.files + got.dirs > MAX_TREE_ENTRIES || got.skipped.len() as u64 > MAX_TREE_ENTRIES {
             return Err(TransferError::Protocol(format!(
                 "tree has more than {MAX_TREE_ENTRIES} entries"
             )));
         }
     };
-    progress.end();
-    // One signature covers the whole manifest: every path, size and digest, in order.
-    if !crypto::verify(
-        &chan.peer().public_key,
-        MANIFEST_SIGNATURE_CONTEXT,
-        &manifest.finish(end.signed_at),
-        &end.signature,
-    ) {
-        return Err(TransferError::Integrity(
-            "the server's signature over the tree's manifest does not verify".into(),
-        ));
-    }
-    let signed = SignedManifest {
-        root: start.root,
-        signed_at: end.signed_at,
-        entries,
-        signature: end.signature,
-        signer_der: chan.peer_der().to_vec(),
-    };
-    let manifest_name = sigfile::manifest_name(name);
-    stage.commit(&signed.entries, &manifest_name, signed.to_text().as_bytes())?;
-    Ok(TreeFetched {
-        dir: out.display(name),
-        manifest_path: out.display(&manifest_name),
-        files,
-        dirs,
-        bytes,
-        skipped,
-    })
+    Ok((end, got))
 }
 
 /// A skipped entry is only reported, but its name is still checked: it will be printed.

@@ -113,6 +113,11 @@ impl Dir {
         &self.path
     }
 
+    /// The same handle, named `path` from now on (after the directory was renamed).
+    pub fn renamed(self, path: PathBuf) -> Self {
+        Self { fd: self.fd, path }
+    }
+
     /// The path of `name` in this directory, for messages.
     pub fn display(&self, name: &str) -> PathBuf {
         self.path.join(name)

@@ -85,18 +85,47 @@ impl Outcome {
     }
 }
 
+/// The most a client may tell of the files it holds before one recursive Get (`TreeHave`
+/// batches, counted as their paths' bytes plus 40 per entry): a bound on what one connection
+/// makes the server keep (about 10,000 files of a tree with 60-byte names). A client that
+/// holds more tells only that much; the rest is sent again.
+pub const MAX_HAVE_BYTES: usize = 1 << 20;
+
+/// What the client holds of a tree, from its `TreeHave` batches: path -> (size, SHA-256).
+pub(super) type Have = std::collections::HashMap<String, (u64, [u8; 32])>;
+
+/// The bytes an entry counts for against [`MAX_HAVE_BYTES`].
+pub fn have_cost(path: &str) -> usize {
+    path.len() + 40
+}
+
 /// Serves requests on an established channel until the client's Close.
 pub fn serve_requests<S: Transport>(
     chan: &mut Channel<S>,
     opts: &ServeOptions<'_>,
 ) -> Result<(), ConnError> {
     let mut buf = vec![0u8; MAX_RECORD_PAYLOAD];
+    let mut have = Have::new();
+    let mut have_bytes = 0usize;
     loop {
         chan.set_deadline(Some(Instant::now() + opts.idle_timeout))?;
         let incoming = match chan.recv_app()? {
             // The client's goodbye after its last answer verified: nothing more to say (the
             // client does not wait for an answer; since version 2 Close is one-way).
             AppMessage::Close => return Ok(()),
+            // What the client holds of the tree it asks for next: kept for that request.
+            AppMessage::TreeHave(h) => {
+                for e in h.entries {
+                    have_bytes = have_bytes.saturating_add(have_cost(&e.path));
+                    if have_bytes > MAX_HAVE_BYTES {
+                        return Err(ConnError::Protocol(format!(
+                            "client listed more than {MAX_HAVE_BYTES} bytes of files it holds"
+                        )));
+                    }
+                    have.insert(e.path, (e.size, e.sha256));
+                }
+                continue;
+            }
             AppMessage::Request(req) => Incoming::Request(req),
             AppMessage::Put(put) => Incoming::Put(put),
             other => {
@@ -116,10 +145,15 @@ pub fn serve_requests<S: Transport>(
         chan.set_deadline(None)?;
         let started = Instant::now();
         let mut out = Outcome::new();
+        // The list applies to this request only.
+        let have = std::mem::take(&mut have);
+        have_bytes = 0;
         let (op, path, answered) = match incoming {
             Incoming::Request(req) => {
                 let (op, answered) = match req.kind {
-                    RequestKind::Get => ("get", send_get(chan, opts, &req, &mut buf, &mut out)),
+                    RequestKind::Get => {
+                        ("get", send_get(chan, opts, &req, &have, &mut buf, &mut out))
+                    }
                     RequestKind::List => ("list", send_listing(chan, opts, &req, &mut out)),
                 };
                 (op, req.path, answered)
@@ -262,6 +296,7 @@ fn send_get<S: Transport>(
     chan: &mut Channel<S>,
     opts: &ServeOptions<'_>,
     req: &Request,
+    have: &Have,
     buf: &mut [u8],
     out: &mut Outcome,
 ) -> Result<(), ConnError> {
@@ -273,7 +308,7 @@ fn send_get<S: Transport>(
     };
     if meta.is_dir() {
         if req.recursive {
-            return send_tree(chan, opts, &path, &rel, out);
+            return send_tree(chan, opts, &path, &rel, have, buf, out);
         }
         return send_error(
             chan,
@@ -316,7 +351,14 @@ fn send_get<S: Transport>(
     let mut hasher = Sha256::new();
     // Resume only if our file starts with exactly the bytes the client holds; otherwise
     // start over (the source changed since the interrupted transfer).
-    let offset = match resume_offset(&mut file, req, size, &mut hasher, buf) {
+    let offset = match resume_offset(
+        &mut file,
+        req.offset,
+        &req.prefix_sha256,
+        size,
+        &mut hasher,
+        buf,
+    ) {
         Ok(o) => o,
         Err(e) => {
             return send_error(
@@ -457,20 +499,21 @@ fn sign(opts: &ServeOptions<'_>, context: &[u8], digest: &[u8; 32]) -> Result<Ve
         .map_err(|e| ConnError::Protocol(format!("signing failed: {e}")))
 }
 
-/// Hashes the first `req.offset` bytes into `hasher` and returns the offset to resume from:
-/// `req.offset` if they match the client's prefix digest, else 0 (with the hasher and file
+/// Hashes the first `offset` bytes into `hasher` and returns the offset to resume from:
+/// `offset` if they match the client's prefix digest, else 0 (with the hasher and file
 /// rewound).
 fn resume_offset(
     file: &mut File,
-    req: &Request,
+    offset: u64,
+    prefix_sha256: &[u8; 32],
     size: u64,
     hasher: &mut Sha256,
     buf: &mut [u8],
 ) -> io::Result<u64> {
-    if req.offset == 0 || req.offset > size {
+    if offset == 0 || offset > size {
         return Ok(0);
     }
-    let mut left = req.offset;
+    let mut left = offset;
     while left > 0 {
         let want = left.min(buf.len() as u64) as usize;
         let n = file.read(&mut buf[..want])?;
@@ -480,8 +523,8 @@ fn resume_offset(
         hasher.update(&buf[..n]);
         left -= n as u64;
     }
-    if left == 0 && <[u8; 32]>::from(hasher.clone().finalize()) == req.prefix_sha256 {
-        return Ok(req.offset);
+    if left == 0 && <[u8; 32]>::from(hasher.clone().finalize()) == *prefix_sha256 {
+        return Ok(offset);
     }
     *hasher = Sha256::new();
     file.seek(SeekFrom::Start(0))?;
@@ -547,12 +590,18 @@ fn tree_rel(rel: &str, dir: &Path, path: &Path) -> Option<String> {
 }
 
 /// Walks `dir` (no symlinks followed, sorted by name), then sends every directory and
-/// regular file, and one signature over the manifest of all of them.
+/// regular file, and one signature over the manifest of all of them. A file the client holds
+/// (`have`) is sent from the end of what it holds when our file starts with exactly those
+/// bytes: nothing but its FileStart and FileDone when it holds all of it. The manifest is the
+/// same either way: every file's whole size and digest, hashed here from our own bytes.
+#[allow(clippy::too_many_arguments)]
 fn send_tree<S: Transport>(
     chan: &mut Channel<S>,
     opts: &ServeOptions<'_>,
     dir: &Path,
     rel: &str,
+    have: &Have,
+    buf: &mut [u8],
     out: &mut Outcome,
 ) -> Result<(), ConnError> {
     let mut planned = Vec::new();
@@ -659,23 +708,39 @@ fn send_tree<S: Transport>(
                         continue;
                     }
                 };
+                let mut hasher = Sha256::new();
+                let offset = match have.get(&path) {
+                    Some((held, prefix)) => {
+                        match resume_offset(&mut file, *held, prefix, size, &mut hasher, buf) {
+                            Ok(o) => o,
+                            Err(e) => {
+                                chan.send_app(&AppMessage::Skipped(SkippedMsg {
+                                    path,
+                                    reason: format!("read failed: {}", plain_io(&e)),
+                                }))?;
+                                continue;
+                            }
+                        }
+                    }
+                    None => 0,
+                };
                 chan.send_app(&AppMessage::FileStart(FileStart {
                     path: path.clone(),
                     size,
                     mtime: file.metadata().map_or(0, |m| mtime(&m)),
-                    offset: 0,
+                    offset,
                 }))?;
-                let mut hasher = Sha256::new();
                 match stream_file(
                     chan,
                     &mut file,
-                    0,
+                    offset,
                     size,
                     Some(&mut hasher),
                     &mut super::NoProgress,
                 )? {
                     Ok(n) => {
-                        out.bytes += n;
+                        // Only what crossed the network.
+                        out.bytes += n - offset;
                         let sha256 = hasher.finalize().into();
                         chan.send_app(&AppMessage::FileDone(FileDone { sha256 }))?;
                         manifest.add(&ManifestEntry {

@@ -12,8 +12,11 @@
 //!   every step taken, in reverse, so the tree is as it was before.
 //!
 //! On any failure before or during the commit, nothing remains at the final paths and both
-//! hidden directories are removed. All of it goes through held directory handles (see
-//! [`super::land`]).
+//! hidden directories are removed, except after a network cut: then the staging directory is
+//! kept as `OUT/.NAME.minitls-partial` ([`TreeStage::keep_as_partial`]), and `fetch -r
+//! --resume` takes it back as its staging directory ([`TreeStage::resume`]), continuing the
+//! files the server sends from where they stopped and removing what the tree no longer lists
+//! before the commit. All of it goes through held directory handles (see [`super::land`]).
 //!
 //! Leftovers of a fetch that could not clean up are removed too:
 //! - each hidden directory is held under an exclusive `flock` while in use, which the kernel
@@ -182,6 +185,10 @@ pub struct TreeStage<'a> {
     last_dir: Option<(String, Dir)>,
     hook: LandHook,
     committed: bool,
+    /// The staging directory is a tree kept from a cut fetch (`--resume`): it may hold
+    /// entries already, and anything in it that the tree does not list is removed before the
+    /// commit.
+    adopted: bool,
 }
 
 impl Drop for TreeStage<'_> {
@@ -226,7 +233,62 @@ impl<'a> TreeStage<'a> {
             last_dir: None,
             hook,
             committed: false,
+            adopted: false,
         })
+    }
+
+    /// [`TreeStage::begin`], continuing in the directory `partial_name` in OUT that a cut
+    /// fetch of this tree kept (see [`TreeStage::keep_as_partial`]): it is renamed to a fresh
+    /// staging name first (and locked as in use), so that it is ours alone. Without such a
+    /// directory, a fresh one.
+    pub fn resume(
+        out: &'a Dir,
+        root_name: &str,
+        partial_name: &str,
+        hook: LandHook,
+    ) -> Result<Self, TransferError> {
+        let mut stage = Self::begin(out, root_name, hook)?;
+        if out.kind(partial_name).ok().flatten() != Some(Kind::Dir) {
+            return Ok(stage);
+        }
+        // Swap the fresh (empty) staging directory for the kept one, under the same name.
+        let kept = super::land::temp_name();
+        let taken = out
+            .rename_noreplace(partial_name, out, &kept)
+            .and_then(|()| out.open_child(&kept))
+            .map_err(io_err(out.display(partial_name)))?;
+        let Some(dir) = taken else {
+            return Ok(stage);
+        };
+        if !try_lock(&dir).unwrap_or(true) || !out.still_holds(&kept, &dir) {
+            // Another fetch holds it: leave it and start afresh.
+            return Ok(stage);
+        }
+        out.remove_tree(&stage.stage_name);
+        out.rename(&kept, out, &stage.stage_name)
+            .map_err(io_err(out.display(&stage.stage_name)))?;
+        stage.stage = dir.renamed(out.display(&stage.stage_name));
+        stage.adopted = true;
+        Ok(stage)
+    }
+
+    /// After a network cut: keeps what arrived as `partial_name` in OUT (replacing an older
+    /// one), for `fetch -r --resume`. What is there was each checked against the server's
+    /// digest as it arrived (but not yet against a signature); the file being received when
+    /// the connection was cut holds what arrived of it. Best effort: on failure the staging
+    /// directory is removed as usual.
+    pub fn keep_as_partial(mut self, partial_name: &str) {
+        let out = self.out;
+        if out.kind(partial_name).ok().flatten() == Some(Kind::Dir) {
+            out.remove_tree(partial_name);
+        }
+        if out.still_holds(&self.stage_name, &self.stage)
+            && out
+                .rename_noreplace(&self.stage_name, out, partial_name)
+                .is_ok()
+        {
+            self.committed = true;
+        }
     }
 
     /// The final path of the tree.
@@ -285,23 +347,140 @@ impl<'a> TreeStage<'a> {
     pub fn add_dir(&mut self, name: &str) -> Result<(), TransferError> {
         let parts = self.admit(name, EntryKind::Dir)?;
         let (last, parent) = parts.split_last().expect("split gives a name");
+        let adopted = self.adopted;
         let dir = self.staging_dir(parent)?;
+        if adopted {
+            match dir.kind(last).map_err(io_err(dir.display(last)))? {
+                Some(Kind::Dir) => return Ok(()),
+                Some(Kind::File | Kind::Symlink | Kind::Other) => dir.remove_tree(last),
+                None => {}
+            }
+        }
         dir.create_child(last).map_err(io_err(dir.display(last)))?;
         Ok(())
     }
 
     /// A file entry of the tree: a new file in the staging directory, removed if dropped.
-    pub fn add_file(&mut self, name: &str) -> Result<Staged, TransferError> {
+    /// With `append` (a tree kept from a cut fetch, whose file the server continues), the
+    /// file already there is opened to be continued instead.
+    pub fn add_file(&mut self, name: &str, append: bool) -> Result<Staged, TransferError> {
         let parts = self.admit(name, EntryKind::File)?;
         let (last, parent) = parts.split_last().expect("split gives a name");
         let hook = self.hook.clone();
+        let adopted = self.adopted;
         let dir = self.staging_dir(parent)?;
         hook.call(LandStep::Create {
             dir: dir.path(),
             name: last,
         });
+        if append && adopted && dir.kind(last).ok().flatten() == Some(Kind::File) {
+            let file = dir.open_append(last).map_err(io_err(dir.display(last)))?;
+            return Staged::new(dir, last.to_string(), file).map_err(io_err(dir.display(last)));
+        }
+        if adopted {
+            // What a cut fetch left under this name is replaced, never written through.
+            match dir.kind(last).map_err(io_err(dir.display(last)))? {
+                Some(Kind::Dir) => dir.remove_tree(last),
+                Some(_) => dir.remove_file(last).map_err(io_err(dir.display(last)))?,
+                None => {}
+            }
+        }
         let file = dir.create_file(last).map_err(io_err(dir.display(last)))?;
         Staged::new(dir, last.to_string(), file).map_err(io_err(dir.display(last)))
+    }
+
+    /// Copies the first `len` bytes of the file `name` of the tree in place (`OUT/NAME`) into
+    /// `into` (its new staged file), refusing if their SHA-256 is not `digest` (the file
+    /// changed since it was offered to the server). Never through a symbolic link.
+    pub fn copy_in_place(
+        &self,
+        name: &str,
+        into: &mut Staged,
+        len: u64,
+        digest: &[u8; 32],
+    ) -> Result<(), TransferError> {
+        use sha2::{Digest, Sha256};
+        use std::io::Read;
+        let parts = split(name)?;
+        let (last, parent) = parts.split_last().expect("split gives a name");
+        let Some(existing) = &self.existing else {
+            return Err(TransferError::Refused(format!(
+                "{} is gone since the fetch began; fetch the tree again",
+                self.root().display()
+            )));
+        };
+        let shown = self.root().join(name);
+        let file = walk(existing, parent)
+            .and_then(|d| d.open_read(last))
+            .map_err(io_err(shown.clone()))?;
+        let mut h = Sha256::new();
+        let mut left = len;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut file = file.take(len);
+        while left > 0 {
+            let n = file.read(&mut buf).map_err(io_err(shown.clone()))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            into.write_all(&buf[..n]).map_err(io_err(into.path()))?;
+            left -= n as u64;
+        }
+        if left > 0 || <[u8; 32]>::from(h.finalize()) != *digest {
+            return Err(TransferError::Refused(format!(
+                "{} changed while the fetch resumed; fetch the tree again",
+                shown.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// In a tree kept from a cut fetch, removes what the tree does not list (entries the
+    /// server no longer has), so that only the signed entries are put in place.
+    fn prune_unlisted(&self) -> Result<(), TransferError> {
+        let mut walk = walkdir::WalkDir::new(self.stage.path())
+            .min_depth(1)
+            .follow_links(false)
+            .into_iter();
+        let mut unlisted = Vec::new();
+        while let Some(entry) = walk.next() {
+            let entry = entry.map_err(|e| TransferError::Io {
+                path: self.stage.path().to_path_buf(),
+                source: e
+                    .into_io_error()
+                    .unwrap_or_else(|| io::Error::other("a loop")),
+            })?;
+            let rel = entry
+                .path()
+                .strip_prefix(self.stage.path())
+                .ok()
+                .and_then(Path::to_str)
+                .map(|r| r.replace(std::path::MAIN_SEPARATOR, "/"));
+            let listed = rel.as_ref().and_then(|r| self.names.get(r));
+            let keep = matches!(
+                (
+                    listed,
+                    entry.file_type().is_dir(),
+                    entry.file_type().is_file()
+                ),
+                (Some(EntryKind::Dir), true, _) | (Some(EntryKind::File), _, true)
+            );
+            if !keep {
+                unlisted.push(entry.path().to_path_buf());
+                if entry.file_type().is_dir() {
+                    walk.skip_current_dir();
+                }
+            }
+        }
+        for p in unlisted {
+            let gone = match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
+                Ok(_) => std::fs::remove_file(&p),
+                Err(e) => Err(e),
+            };
+            gone.map_err(io_err(p))?;
+        }
+        Ok(())
     }
 
     /// Puts the verified tree in place with its manifest (`manifest_name` in OUT, written from
@@ -313,6 +492,9 @@ impl<'a> TreeStage<'a> {
         manifest_text: &[u8],
     ) -> Result<(), TransferError> {
         let _committing = lock(&COMMITTING);
+        if self.adopted {
+            self.prune_unlisted()?;
+        }
         let out = self.out;
         let (m_name, m_file) = out
             .create_temp_file()

@@ -284,6 +284,7 @@ pub(super) fn receive_put<S: Transport>(
         statement: end.statement.clone(),
         signature: end.signature,
         signer_der: chan.peer_der().to_vec(),
+        signer_chain: chan.peer().chain.clone(),
         signer_role: Role::Client,
     };
     if let Err(text) = put_in_place(&dir, &rel, &name, staged, &signed, put.force) {
