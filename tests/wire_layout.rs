@@ -120,15 +120,15 @@ fn a_frame_header_is_a_type_byte_and_a_big_endian_u32_length() {
 #[test]
 fn client_hello_is_version_random_and_key_share() {
     let mut b = vec![];
-    b.extend(2u16.to_be_bytes()); // version u16 (=2)
+    b.extend(3u16.to_be_bytes()); // version u16 (=3)
     b.extend([0x11; 32]); // random_c [32]
     b.extend([0x22; 32]); // x25519_c [32]
     assert_eq!(b.len(), 66);
-    assert_eq!(PROTOCOL_VERSION, 2);
+    assert_eq!(PROTOCOL_VERSION, 3);
     layout(
         &b,
         ClientHello {
-            version: 2,
+            version: 3,
             random: [0x11; 32],
             x25519: [0x22; 32],
         },
@@ -232,7 +232,7 @@ fn certificate_verify_is_a_signature_and_finished_is_32_bytes() {
 }
 
 #[test]
-fn alerts_are_one_byte_codes_1_to_10() {
+fn alerts_are_one_byte_codes_1_to_12() {
     let codes = [
         (1, Alert::BadCertificate),
         (2, Alert::HandshakeFailure),
@@ -244,11 +244,13 @@ fn alerts_are_one_byte_codes_1_to_10() {
         (8, Alert::CertificateRevoked),
         (9, Alert::CertificateWrongRole),
         (10, Alert::UnknownCa),
+        (11, Alert::DroppedByOperator),
+        (12, Alert::SessionTimeLimit),
     ];
     for (code, alert) in codes {
         layout(&[code], alert); // code u8
     }
-    for bad in [0u8, 11, 0x15, 0xff] {
+    for bad in [0u8, 13, 0x15, 0xff] {
         assert_eq!(
             Alert::decode(&[bad]),
             Err(DecodeError::InvalidValue("alert"))
@@ -280,6 +282,11 @@ fn application_message_types_are_numbered_as_documented() {
         (14, AppType::Put),
         (15, AppType::PutReady),
         (16, AppType::PutDone),
+        (17, AppType::Say),
+        (18, AppType::Ping),
+        (19, AppType::Pong),
+        (20, AppType::Notice),
+        (21, AppType::Goodbye),
     ];
     for b in 0..=255u8 {
         let want = table.iter().find(|(t, _)| *t == b).map(|(_, a)| *a);
@@ -529,6 +536,42 @@ fn put_is_kind_force_path_size_mtime_and_its_answers_are_empty_or_a_digest() {
     assert_eq!(
         AppMessage::decode(AppType::PutDone, &[7; 32]),
         Ok(AppMessage::PutDone(FileDone { sha256: [7; 32] }))
+    );
+}
+
+#[test]
+fn say_and_notice_are_text_ping_and_pong_are_empty_goodbye_is_an_alert_code() {
+    use minitls::wire::{AppMessage, MAX_SAY_LEN, TextMsg};
+    let mut b = vec![];
+    vec16(&mut b, "hi \u{1b}[2J".as_bytes()); // vec16<text> (UTF-8, ≤ MAX_SAY_LEN)
+    let text = TextMsg {
+        text: "hi \u{1b}[2J".into(),
+    };
+    layout(&b, text.clone());
+    assert_eq!(
+        AppMessage::decode(AppType::Say, &b),
+        Ok(AppMessage::Say(text.clone()))
+    );
+    assert_eq!(
+        AppMessage::decode(AppType::Notice, &b),
+        Ok(AppMessage::Notice(text))
+    );
+    assert_eq!(MAX_SAY_LEN, 1024);
+    let mut long = vec![];
+    vec16(&mut long, &[b'a'; 1025]);
+    assert!(matches!(
+        TextMsg::decode(&long),
+        Err(DecodeError::TooLong { .. })
+    ));
+    assert_eq!(AppMessage::decode(AppType::Ping, &[]), Ok(AppMessage::Ping));
+    assert_eq!(AppMessage::decode(AppType::Pong, &[]), Ok(AppMessage::Pong));
+    assert_eq!(
+        AppMessage::decode(AppType::Goodbye, &[11]), // alert u8
+        Ok(AppMessage::Goodbye(Alert::DroppedByOperator))
+    );
+    assert_eq!(
+        AppMessage::decode(AppType::Goodbye, &[12]),
+        Ok(AppMessage::Goodbye(Alert::SessionTimeLimit))
     );
 }
 
@@ -857,7 +900,7 @@ fn a_handshake_follows_the_documented_flights_transcript_and_signatures() {
 
     // Bodies decode as documented.
     let ch = ClientHello::decode(&f1[0].1).unwrap();
-    assert_eq!(ch.version, 2);
+    assert_eq!(ch.version, 3);
     let sh = ServerHello::decode(&f2[0].1).unwrap();
     assert_eq!(sh.certificate, p.server.cert_der);
     let cc = ClientCertificate::decode(&f3[0].1).unwrap();

@@ -12,7 +12,7 @@ use minitls::wire::{
     Alert, AppMessage, AppType, CertificateVerify, ClientCertificate, ClientHello, Codec, ErrorMsg,
     FRAME_HEADER_LEN, FileDone, FileEnd, FileStart, FileStatement, Finished, FrameHeader,
     FrameType, ListEnd, ListEntry, Listing, ManifestEntry, PathMsg, PutStart, Request, ServerHello,
-    SkippedMsg, TreeEnd, TreeStart,
+    SkippedMsg, TextMsg, TreeEnd, TreeStart,
 };
 
 fn canonical<T: Codec + PartialEq + Debug>(data: &[u8]) {
@@ -50,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
     canonical::<ErrorMsg>(data);
     canonical::<PutStart>(data);
     canonical::<ListEnd>(data);
+    canonical::<TextMsg>(data);
 
     // The typed message enum: type byte, then body. Whatever decodes carries that type and
     // re-encodes to the same body.
