@@ -420,7 +420,7 @@ pub(super) fn size_time_rate(size: u64, network_bytes: u64, elapsed: Duration) -
 }
 
 /// The line left on stderr after a file arrived: `hello.txt: 62 B in 0.01 s, 6.1 KiB/s`.
-fn file_summary(remote: &str, f: &transfer::Fetched, elapsed: Duration) -> String {
+pub(super) fn file_summary(remote: &str, f: &transfer::Fetched, elapsed: Duration) -> String {
     let network = f.size - f.resumed_from;
     let mut line = format!(
         "{}: {}",
@@ -438,7 +438,7 @@ fn file_summary(remote: &str, f: &transfer::Fetched, elapsed: Duration) -> Strin
 }
 
 /// `docs: 12 files, 3 directories, 1.5 MiB in 0.20 s, 7.5 MiB/s`.
-fn tree_summary(remote: &str, t: &transfer::TreeFetched, elapsed: Duration) -> String {
+pub(super) fn tree_summary(remote: &str, t: &transfer::TreeFetched, elapsed: Duration) -> String {
     format!(
         "{}: {}, {}, {}",
         printable(remote),

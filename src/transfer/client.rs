@@ -93,6 +93,9 @@ pub(super) fn remote_or_protocol<T>(
             code: e.code,
             text: e.text,
         }),
+        // The server ended the connection, and said why (the operator dropped it, or it
+        // reached the server's --max-session).
+        AppMessage::Goodbye(alert) => Err(TransferError::Ended(alert)),
         other => Err(TransferError::Protocol(format!(
             "got {:?} while waiting for {waiting_for}",
             other.typ()
