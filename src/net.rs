@@ -862,7 +862,6 @@ fn handle_connection(
             return Err(e);
         }
     };
-    log(&format!("client '{}' authenticated", chan.peer().subject));
     let access = settings.access_for(chan.peer_der());
     let client = Peer {
         subject: chan.peer().subject.clone(),
@@ -881,6 +880,8 @@ fn handle_connection(
         r.authenticated(c, client.clone());
         Listed(r, conn_id)
     });
+    // Said once the operator can see it (`clients` lists it from here on).
+    log(&format!("client '{}' authenticated", chan.peer().subject));
     #[cfg(unix)]
     let session = control
         .as_ref()

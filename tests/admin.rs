@@ -287,3 +287,79 @@ fn a_stale_socket_is_replaced_and_anything_else_is_refused() {
     assert!(line.contains("exists and is not a socket"), "{line}");
     assert_eq!(fs::read_to_string(w.join("notes.txt")).unwrap(), "mine");
 }
+
+/// `serve` on a terminal reads the same commands on its standard input: the console.
+#[test]
+fn on_a_terminal_serve_takes_console_commands() {
+    let w = Workspace::new();
+    issue(&w, "alice");
+    let mut cmd = minitls(w.path());
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .env("TERM", "dumb");
+    let mut console = rexpect::session::spawn_command(cmd, Some(30_000)).unwrap();
+    let (_, addr) = console
+        .exp_regex(r"127\.0\.0\.1:[0-9]+")
+        .expect("the serving line");
+    console.exp_string("console: type `help`").unwrap();
+    // A message from the shell shows on the console, escaped, with the sender's identity.
+    let mut said = minitls(w.path())
+        .args(["shell", "--server", &addr, "--ca-cert", "ca/ca.crt"])
+        .args(["--cert", "alice.crt", "--key", "alice.key"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut said.stdin.take().unwrap(), b"say ready \x1b[2J\n").unwrap();
+    assert!(said.wait().unwrap().success());
+    console.exp_string("'CN=alice' (serial ").unwrap();
+    console.exp_string("says: ready \\x1b[2J").unwrap();
+    let alice = IdleShell::start(&w, &addr, "alice");
+    console
+        .exp_string("client 'CN=alice' authenticated")
+        .unwrap();
+    // clients, then a message to the idle shell, then drop it.
+    console.send_line("clients").unwrap();
+    console.exp_string("ID   CLIENT").unwrap();
+    let (_, id) = console.exp_regex(r"\n[0-9]+ +CN=alice").unwrap();
+    let id = id.split_whitespace().next().unwrap().to_string();
+    // Known as a shell from its first poll, which may still be on its way: ask again until
+    // the server takes the message (generously bounded).
+    let mut queued = false;
+    for _ in 0..200 {
+        console
+            .send_line(&format!("say {id} hello from the console"))
+            .unwrap();
+        let (_, answer) = console
+            .exp_regex("message queued for connection|is not a shell")
+            .unwrap();
+        if answer.starts_with("message queued") {
+            queued = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(queued, "the console never queued the message");
+    assert!(
+        alice.wait_for("message from the server's operator: hello from the console"),
+        "{}",
+        alice.stderr()
+    );
+    console.send_line("frobnicate").unwrap();
+    console.exp_string("unknown command 'frobnicate'").unwrap();
+    console.send_line(&format!("drop {id}")).unwrap();
+    console
+        .exp_string(&format!("connection {id} dropped"))
+        .unwrap();
+    assert!(
+        alice.wait_for("dropped by the operator"),
+        "{}",
+        alice.stderr()
+    );
+    console.send_line("stop").unwrap();
+    console.exp_string("stopping").unwrap();
+    console.exp_eof().unwrap();
+}

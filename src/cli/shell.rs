@@ -310,8 +310,8 @@ impl Shell {
             printable(me)
         ));
         loop {
-            if let Some((code, _)) = self.shared.ended() {
-                return Err(CliError::Reported(code));
+            if let Some((code, why)) = self.shared.ended() {
+                return Err(CliError::with_code(code, why));
             }
             let prompt = format!(
                 "minitls {}@{host}:/{}> ",
@@ -320,16 +320,16 @@ impl Shell {
             );
             match rl.readline(&prompt) {
                 Ok(line) => {
-                    if let Some((code, _)) = self.shared.ended() {
-                        return Err(CliError::Reported(code));
+                    if let Some((code, why)) = self.shared.ended() {
+                        return Err(CliError::with_code(code, why));
                     }
                     match self.exec(line.trim()) {
                         Ok(Next::Continue) => {}
                         Ok(Next::Exit) => return Ok(()),
                         Err(e) => {
                             super::error::report(&e);
-                            if let Some((code, _)) = self.shared.ended() {
-                                return Err(CliError::Reported(code));
+                            if self.shared.ended().is_some() {
+                                return Err(CliError::Reported(e.exit_status()));
                             }
                         }
                     }
