@@ -38,6 +38,9 @@ pub const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 /// (and its authentication, which a revocation would otherwise only reach at reconnect)
 /// forever.
 pub const DEFAULT_MAX_SESSION: Duration = Duration::from_secs(8 * 3600);
+/// How long a Goodbye (with whatever records were still queued before it) may wait for a
+/// client that does not read before the connection is cut instead.
+pub const GOODBYE_WRITE_BUDGET: Duration = Duration::from_secs(2);
 /// Most operator messages waiting for one connection; more are refused until it polls.
 pub const MAX_MAILBOX: usize = 32;
 /// Longest command line the control socket reads.
@@ -113,6 +116,9 @@ pub struct ConnControl {
     mailbox: Mutex<VecDeque<String>>,
     /// Who it is, once the handshake authenticated it.
     client: OnceLock<Peer>,
+    /// A write to the client was abandoned in the middle of a record (it was ending while
+    /// the client did not read): no Goodbye can follow.
+    torn: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -145,6 +151,22 @@ impl ConnControl {
         let why = self.ending()?;
         self.end.store(END_SAYING_GOODBYE, Ordering::SeqCst);
         Some(why)
+    }
+
+    /// The thread is sending its Goodbye: its writes get only [`GOODBYE_WRITE_BUDGET`]
+    /// without progress, not the whole idle timeout.
+    pub fn saying_goodbye(&self) -> bool {
+        self.end.load(Ordering::SeqCst) == END_SAYING_GOODBYE
+    }
+
+    /// See [`ConnControl::is_torn`].
+    pub fn mark_torn(&self) {
+        self.torn.store(true, Ordering::SeqCst);
+    }
+
+    /// A write was abandoned mid-record: the connection can only be cut.
+    pub fn is_torn(&self) -> bool {
+        self.torn.load(Ordering::SeqCst)
     }
 
     pub fn count_in(&self, n: usize) {
@@ -278,6 +300,7 @@ impl Registry {
             op: Mutex::new(None),
             mailbox: Mutex::new(VecDeque::new()),
             client: OnceLock::new(),
+            torn: AtomicBool::new(false),
         })
     }
 

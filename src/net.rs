@@ -105,6 +105,10 @@ impl TcpTransport {
         watch: Arc<crate::control::ConnControl>,
     ) -> io::Result<Self> {
         let mut t = Self::new(stream, idle)?;
+        // Writes too wait in slices, so that a thread blocked sending to a client that does
+        // not read notices the operator (see write_all).
+        t.stream
+            .set_write_timeout(Some(crate::control::WATCH_INTERVAL))?;
         t.watch = Some(watch);
         Ok(t)
     }
@@ -197,18 +201,48 @@ impl Write for TcpTransport {
 
     /// A channel writes whole records with one `write_all`: a connection the operator ends
     /// is stopped here, before a buffer starts, so that the stream stays record-aligned and
-    /// the Goodbye that follows can still be read by the client.
+    /// the Goodbye that follows can still be read by the client. A write stuck in the middle
+    /// of a buffer (the client does not read) is abandoned once the connection is to end,
+    /// and marked torn: no Goodbye can follow it, the connection is cut.
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         #[cfg(unix)]
         if let Some(why) = self.watch.as_ref().and_then(|w| w.ending()) {
             return Err(io::Error::other(why.to_string()));
         }
         let mut rest = buf;
+        let mut progress = Instant::now();
         while !rest.is_empty() {
             match self.write(rest) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => rest = &rest[n..],
+                Ok(n) => {
+                    rest = &rest[n..];
+                    progress = Instant::now();
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Only a watched transport writes in slices: still within the idle timeout?
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) && self.watched_slice() =>
+                {
+                    #[cfg(unix)]
+                    if let Some(w) = &self.watch
+                        && let Some(why) = w.ending()
+                    {
+                        w.mark_torn();
+                        return Err(io::Error::other(why.to_string()));
+                    }
+                    #[cfg(unix)]
+                    if self.watch.as_ref().is_some_and(|w| w.saying_goodbye())
+                        && progress.elapsed() >= crate::control::GOODBYE_WRITE_BUDGET
+                    {
+                        return Err(e);
+                    }
+                    if progress.elapsed() >= self.idle {
+                        return Err(e);
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -217,6 +251,17 @@ impl Write for TcpTransport {
 
     fn flush(&mut self) -> io::Result<()> {
         self.stream.flush()
+    }
+}
+
+impl TcpTransport {
+    /// Whether writes time out in slices (a watched transport) rather than after the whole
+    /// idle timeout.
+    fn watched_slice(&self) -> bool {
+        #[cfg(unix)]
+        return self.watch.is_some();
+        #[cfg(not(unix))]
+        return false;
     }
 }
 
@@ -909,8 +954,13 @@ fn handle_connection(
         && let Some(why) = conn.begin_goodbye()
     {
         log(&format!(
-            "conn {conn_id} client '{}': {why}",
-            crate::wire::escape_text(&client.subject)
+            "conn {conn_id} client '{}': {why}{}",
+            crate::wire::escape_text(&client.subject),
+            if conn.is_torn() {
+                " (cut in the middle of a transfer it was not reading)"
+            } else {
+                ""
+            }
         ));
         (settings.audit)(&event(
             Some(client.clone()),
@@ -918,7 +968,9 @@ fn handle_connection(
             None,
             RequestResult::Ok,
         ));
-        say_goodbye(chan, why);
+        // Not listed while it says goodbye: it is no longer served.
+        drop(_listed);
+        say_goodbye(chan, why, conn.is_torn());
         return Ok(());
     }
     chan.into_inner().shutdown();
@@ -964,10 +1016,16 @@ impl transfer::Session for ConnSession<'_> {
 const GOODBYE_DRAIN: Duration = Duration::from_secs(1);
 
 /// Sends the Goodbye for `why` (a stop: the authenticated Close), then half-closes and
-/// drains briefly before closing.
+/// drains briefly before closing. A `torn` stream (a write abandoned mid-record) is only
+/// cut: the client sees a cut connection, and a fetch can be resumed.
 #[cfg(unix)]
-fn say_goodbye(mut chan: Channel<TcpTransport>, why: crate::control::EndReason) {
+fn say_goodbye(mut chan: Channel<TcpTransport>, why: crate::control::EndReason, torn: bool) {
     use crate::wire::AppMessage;
+    if torn {
+        // Cut in the middle of a record: nothing more can be read after it.
+        chan.into_inner().shutdown();
+        return;
+    }
     let sent = match why.alert() {
         Some(alert) => chan.send_app(&AppMessage::Goodbye(alert)),
         None => chan.send_app(&AppMessage::Close),

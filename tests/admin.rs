@@ -363,3 +363,49 @@ fn on_a_terminal_serve_takes_console_commands() {
     console.exp_string("stopping").unwrap();
     console.exp_eof().unwrap();
 }
+
+/// `drop` also ends a connection in the middle of a transfer to a client that reads slowly,
+/// within moments, whether its thread is between records or blocked inside one (then the
+/// connection is cut: a fetch keeps what arrived, for --resume).
+#[test]
+fn drop_ends_a_connection_blocked_in_a_transfer() {
+    let w = Workspace::new();
+    fs::write(w.join("server_public/big.bin"), vec![7u8; 32 << 20]).unwrap();
+    let server = w.serve(&["--control", "ctl.sock"]);
+    let mut fetch = minitls(w.path())
+        .args([
+            "fetch",
+            "big.bin",
+            "--limit-rate",
+            "8K",
+            "--server",
+            &server.addr,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Listed while it sends (generously waited for), then dropped.
+    let end = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let out = ok(&admin(&w, &["clients", "--json"]));
+        if let Some(l) = out.lines().find(|l| l.contains("\"op\":\"get big.bin\"")) {
+            let rest = l.strip_prefix("{\"id\":").unwrap();
+            break rest[..rest.find(',').unwrap()].to_string();
+        }
+        assert!(Instant::now() < end, "never listed as sending: {out}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    ok(&admin(&w, &["drop", &id]));
+    // At a record boundary the Goodbye follows what was queued; stuck in the middle of a
+    // record, the connection is cut ("cut in the middle of a transfer"). Either way it ends.
+    assert!(
+        server.wait_for_log("conn 1 client 'CN=client': dropped by the operator"),
+        "{}",
+        server.log()
+    );
+    assert!(server.wait_for_log("op=drop"));
+    assert!(clients(&w, 0).is_empty());
+    let _ = fetch.kill();
+    let _ = fetch.wait();
+}
