@@ -181,8 +181,10 @@ impl TcpTransport {
 impl Read for TcpTransport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         #[cfg(unix)]
-        if let Some(watch) = self.watch.clone() {
-            return self.read_watched(&watch, buf);
+        if let Some(watch) = self.watch.take() {
+            let read = self.read_watched(&watch, buf);
+            self.watch = Some(watch);
+            return read;
         }
         self.arm()?;
         self.stream.read(buf)
