@@ -134,10 +134,20 @@ pub fn serve_requests<S: Transport>(
         let started = Instant::now();
         let mut out = Outcome::new();
         if let Some(session) = opts.session {
+            // The top of the served directory is "." (as `ls` shows it).
+            let shown = |p: &str| {
+                if p.is_empty() {
+                    ".".to_string()
+                } else {
+                    p.to_string()
+                }
+            };
             session.activity(Some(match &incoming {
-                Incoming::Request(r) if r.kind == RequestKind::Get => format!("get {}", r.path),
-                Incoming::Request(r) => format!("list {}", r.path),
-                Incoming::Put(p) => format!("put {}", p.path),
+                Incoming::Request(r) if r.kind == RequestKind::Get => {
+                    format!("get {}", shown(&r.path))
+                }
+                Incoming::Request(r) => format!("list {}", shown(&r.path)),
+                Incoming::Put(p) => format!("put {}", shown(&p.path)),
             }));
         }
         let (op, path, answered) = match incoming {
