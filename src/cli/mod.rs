@@ -120,7 +120,7 @@ fn transfer_status(e: &TransferError) -> u8 {
         TransferError::Conn(ConnError::Record(_) | ConnError::Truncated) => exit::INTEGRITY,
         // The operator dropped us, or the session reached the server's --max-session: the
         // server is there, we are no longer served (as with Busy).
-        TransferError::Ended(_) => exit::UNREACHABLE,
+        TransferError::Ended(_) | TransferError::Closed => exit::UNREACHABLE,
         TransferError::Conn(_) | TransferError::Protocol(_) => exit::OTHER,
     }
 }

@@ -70,6 +70,10 @@ pub enum TransferError {
     /// The server ended the connection and said why, in an authenticated Goodbye.
     #[error("the server ended the connection: {0}")]
     Ended(crate::wire::Alert),
+    /// The server closed the session (its authenticated Close) instead of answering: it is
+    /// stopping.
+    #[error("the server closed the session (it is stopping)")]
+    Closed,
 }
 
 impl TransferError {
