@@ -79,6 +79,7 @@ pub enum Command {
     /// An interactive session on one connection, like sftp: ls, cd, get, put, say... with
     /// line editing, history and tab completion; or commands from a file (-b) or a pipe,
     /// stopping at the first that fails.
+    #[command(after_help = super::shell::HELP_AFTER)]
     Shell(ShellArgs),
     /// Talk to a running server's control socket (`serve --control SOCKET`): list its
     /// clients, drop one, send one a message, stop it.

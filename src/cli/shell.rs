@@ -36,6 +36,15 @@ use super::{Global, connect, creds, describe_transfer_error, iso_utc};
 /// How often the keeper polls the server while the shell waits.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// `minitls shell --help` ends with the commands.
+pub const HELP_AFTER: &str = concat!(
+    "Commands at the prompt (or in a batch):\n",
+    "ls [-l] [PATH]  cd [PATH]  pwd  get [-r] [-a] PATH [LOCAL]  put [-r] [-f] LOCAL [REMOTE_DIR]\n",
+    "lcd [DIR]  lls [-l] [DIR]  lpwd  say TEXT  help  exit\n",
+    "`help` at the prompt says more. A batch stops at the first command that fails, with its\n",
+    "exit status (see `minitls --help`)."
+);
+
 /// The help text of the shell's commands.
 const HELP: &str = "\
 ls [-l] [PATH]            list a remote directory (-l: type, size, time)
