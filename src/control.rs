@@ -465,6 +465,14 @@ impl Registry {
     }
 }
 
+/// Whether standard input is a terminal of which this process is the foreground job. A
+/// background job (`minitls serve &`) that reads its terminal is stopped by SIGTTIN, the whole
+/// server with it: the console reads only while this holds.
+pub fn stdin_is_foreground_terminal() -> bool {
+    let stdin = io::stdin();
+    rustix::termios::tcgetpgrp(&stdin).is_ok_and(|pg| pg == rustix::process::getpgrp())
+}
+
 /// A `say` text is one line of at most [`MAX_SAY_LEN`] bytes, checked where it is typed.
 pub fn check_say_text(text: &str) -> Result<(), String> {
     if text.is_empty() {

@@ -409,3 +409,56 @@ fn drop_ends_a_connection_blocked_in_a_transfer() {
     let _ = fetch.kill();
     let _ = fetch.wait();
 }
+
+/// `minitls serve &` from an interactive shell (the README's first example, typed at a
+/// terminal): a background job that read its terminal would be stopped by SIGTTIN, the whole
+/// server with it. The console waits instead, and works once `fg` brings the server back.
+#[test]
+fn a_server_started_in_the_background_of_a_terminal_keeps_serving() {
+    let w = Workspace::new();
+    let mut bash = rexpect::spawn_bash(Some(30_000)).unwrap();
+    bash.send_line(&format!(
+        "cd {} && export XDG_CONFIG_HOME=$PWD/.config && unset ${{!MINITLS_@}}",
+        w.path().display()
+    ))
+    .unwrap();
+    bash.wait_for_prompt().unwrap();
+    bash.send_line(&format!(
+        "{} serve --listen 127.0.0.1:0 2>serve.log &",
+        common::bin()
+    ))
+    .unwrap();
+    bash.wait_for_prompt().unwrap();
+    // Its address, once it listens (generously waited for).
+    let end = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        let log = fs::read_to_string(w.join("serve.log")).unwrap_or_default();
+        if let Some(a) = log
+            .lines()
+            .find_map(|l| l.strip_prefix("minitls: serving "))
+            .and_then(|r| r.rsplit_once(" on "))
+        {
+            break a.1.to_string();
+        }
+        assert!(Instant::now() < end, "no serving line: {log}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Served while in the background: not stopped by its console.
+    bash.send_line(&format!(
+        "{} ls --server {addr}; echo ls-exit=$?",
+        common::bin()
+    ))
+    .unwrap();
+    bash.exp_string("hello.txt").unwrap();
+    bash.exp_string("ls-exit=0").unwrap();
+    bash.wait_for_prompt().unwrap();
+    // In the foreground, the console answers.
+    bash.send_line("fg").unwrap();
+    bash.exp_string("serve").unwrap();
+    bash.send_line("clients").unwrap();
+    bash.exp_string("ID   CLIENT").unwrap();
+    bash.send_line("stop").unwrap();
+    bash.exp_string("stopping").unwrap();
+    bash.wait_for_prompt().unwrap();
+    bash.send_line("exit").unwrap();
+}

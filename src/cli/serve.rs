@@ -184,15 +184,28 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
 }
 
 /// The server's console: operator commands read from its terminal, answers on stdout (the
-/// log stays on stderr). Ctrl-D ends the console, not the server.
+/// log stays on stderr). Ctrl-D ends the console, not the server. Started in the background
+/// (`minitls serve &`), it waits until `fg` brings the server to the foreground: reading the
+/// terminal from the background would stop the server (SIGTTIN).
 fn console(registry: Arc<Registry>) {
-    note("console: type `help` for the commands (clients, drop ID, say ID TEXT, stop)");
+    if control::stdin_is_foreground_terminal() {
+        note("console: type `help` for the commands (clients, drop ID, say ID TEXT, stop)");
+    }
     let spawned = std::thread::Builder::new()
         .name("console".into())
         .spawn(move || {
             let stdin = std::io::stdin();
-            for line in stdin.lock().lines().map_while(Result::ok) {
-                match registry.command(&line) {
+            loop {
+                if !control::stdin_is_foreground_terminal() {
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    continue;
+                }
+                let mut line = String::new();
+                match stdin.lock().read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                match registry.command(line.trim_end_matches(['\n', '\r'])) {
                     Ok(lines) => {
                         for l in lines {
                             // A closed stdout ends nothing but this answer.
