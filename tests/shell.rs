@@ -255,3 +255,45 @@ fn on_a_terminal_the_shell_completes_remote_names_and_keeps_a_history() {
     p.exp_eof().unwrap();
     assert!(server.wait_for_log("op=get path=hello.txt"));
 }
+
+/// Ctrl-C during a `get -r` on a terminal: as with fetch, the tree half-received is removed
+/// (nothing is left but what was there), and the shell exits 130. At the prompt, Ctrl-C only
+/// clears the line.
+#[test]
+fn ctrl_c_during_a_get_removes_the_half_received_tree() {
+    let w = workspace();
+    let many = w.join("server_public/many");
+    fs::create_dir(&many).unwrap();
+    for i in 0..5000 {
+        fs::write(many.join(format!("f{i}.txt")), [b'x'; 4096]).unwrap();
+    }
+    let server = w.serve(&[]);
+    fs::create_dir(w.join("dl")).unwrap();
+    let mut cmd: Command = minitls(&w.join("dl"));
+    cmd.args(["shell", "--server", &server.addr, "--ca-dir", "../ca"])
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .env("TERM", "xterm");
+    let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).unwrap();
+    let prompt = "minitls client@127.0.0.1:/> ";
+    p.exp_string(prompt).unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string(prompt).unwrap();
+    p.send_line("get -r many").unwrap();
+    // The progress bar of the tree: the transfer is under way.
+    p.exp_string("many").unwrap();
+    p.exp_string("/5000").unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("interrupted; the tree's staging directory was removed")
+        .unwrap();
+    p.exp_eof().unwrap();
+    // rexpect reports nix's WaitStatus: Exited(pid, 130).
+    let status = format!("{:?}", p.process_mut().wait().unwrap());
+    assert!(
+        status.starts_with("Exited(") && status.ends_with(", 130)"),
+        "{status}"
+    );
+    let left: Vec<_> = fs::read_dir(w.join("dl")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -297,7 +297,7 @@ fn attempt(
 /// a commit under way finished) and the private directory of `-o -`, says what is left, and
 /// exits with 128 + the signal's number. `partial` is the hidden file a single file streams
 /// into, with the command that continues it.
-fn on_interrupt(partial: Option<(PathBuf, String)>, private_dir: Option<PathBuf>) {
+pub(super) fn on_interrupt(partial: Option<(PathBuf, String)>, private_dir: Option<PathBuf>) {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
         // Without a handler the default stays: the next fetch of a tree removes its staging.

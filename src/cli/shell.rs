@@ -252,6 +252,9 @@ pub fn run(args: &ShellArgs, global: Global) -> CliResult<()> {
         },
         global,
     };
+    // Ctrl-C during a get (the prompt itself reads Ctrl-C as a key): as with fetch, a tree
+    // half-received is removed and a single file's data kept for `get -a`, then exit 130.
+    super::fetch::on_interrupt(None, None);
     let host = super::args::split_host_port(&args.server.server).0;
     let result = match batch {
         Some(lines) => {
