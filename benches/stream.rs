@@ -94,6 +94,7 @@ fn main() {
             access: &minitls::policy::Access::default_read_all(),
             audit: &|_| {},
             max_upload: minitls::transfer::upload::DEFAULT_MAX_UPLOAD,
+            session: None,
         };
         transfer::serve_requests(&mut chan, &opts).unwrap();
     });

@@ -5,7 +5,8 @@
 //! application data then travels in AES-256-GCM records ([`record`]); files are streamed and
 //! signed by the server ([`transfer`]) and the signature is kept beside each received file for
 //! later offline checks ([`sigfile`]). [`wire`] holds every byte encoding; [`net`] the TCP
-//! parts. The binary (`src/main.rs`) is a thin CLI over this library.
+//! parts; [`control`] the server operator's registry of connections and its control socket.
+//! The binary (`src/main.rs`) is a thin CLI over this library.
 //!
 //! Security properties (PROTOCOL.md gives the details and the attack each check stops):
 //! 1. Both certificates are validated against the CA: chain signature, validity, EKU, CA flag,
@@ -26,6 +27,8 @@
 
 pub mod audit;
 pub mod conn;
+#[cfg(unix)]
+pub mod control;
 pub mod crypto;
 pub mod handshake;
 pub mod mem;

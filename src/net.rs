@@ -74,6 +74,10 @@ pub struct TcpTransport {
     idle: Duration,
     deadline: Option<Instant>,
     current_timeout: Option<Duration>,
+    /// On a server with an operator: the connection's entry, which counts its bytes and may
+    /// ask it to end (see [`crate::control`]).
+    #[cfg(unix)]
+    watch: Option<Arc<crate::control::ConnControl>>,
 }
 
 impl TcpTransport {
@@ -86,7 +90,69 @@ impl TcpTransport {
             idle,
             deadline: None,
             current_timeout: Some(idle),
+            #[cfg(unix)]
+            watch: None,
         })
+    }
+
+    /// A server's transport that counts its bytes in `watch` and fails its reads (within
+    /// [`crate::control::WATCH_INTERVAL`]) and its writes (before a buffer starts) once
+    /// `watch` says the connection is to end.
+    #[cfg(unix)]
+    pub fn watched(
+        stream: TcpStream,
+        idle: Duration,
+        watch: Arc<crate::control::ConnControl>,
+    ) -> io::Result<Self> {
+        let mut t = Self::new(stream, idle)?;
+        // Writes too wait in slices, so that a thread blocked sending to a client that does
+        // not read notices the operator (see write_all).
+        t.stream
+            .set_write_timeout(Some(crate::control::WATCH_INTERVAL))?;
+        t.watch = Some(watch);
+        Ok(t)
+    }
+
+    /// A read in slices of WATCH_INTERVAL, so that a thread blocked waiting for its client
+    /// notices the operator's `drop`; the idle timeout and the deadline still count from
+    /// the start of the read, as one long read would.
+    #[cfg(unix)]
+    fn read_watched(
+        &mut self,
+        watch: &crate::control::ConnControl,
+        buf: &mut [u8],
+    ) -> io::Result<usize> {
+        let began = Instant::now();
+        loop {
+            if let Some(why) = watch.ending() {
+                return Err(io::Error::other(why.to_string()));
+            }
+            let now = Instant::now();
+            let mut left = self.idle.saturating_sub(now - began);
+            if let Some(d) = self.deadline {
+                left = left.min(d.saturating_duration_since(now));
+            }
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+            }
+            let slice = left.min(crate::control::WATCH_INTERVAL);
+            if self.current_timeout != Some(slice) {
+                self.stream.set_read_timeout(Some(slice))?;
+                self.current_timeout = Some(slice);
+            }
+            match self.stream.read(buf) {
+                Ok(n) => {
+                    watch.count_in(n);
+                    return Ok(n);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn arm(&mut self) -> io::Result<()> {
@@ -114,6 +180,12 @@ impl TcpTransport {
 
 impl Read for TcpTransport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(unix)]
+        if let Some(watch) = self.watch.take() {
+            let read = self.read_watched(&watch, buf);
+            self.watch = Some(watch);
+            return read;
+        }
         self.arm()?;
         self.stream.read(buf)
     }
@@ -121,10 +193,77 @@ impl Read for TcpTransport {
 
 impl Write for TcpTransport {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.write(buf)
+        let n = self.stream.write(buf)?;
+        #[cfg(unix)]
+        if let Some(watch) = &self.watch {
+            watch.count_out(n);
+        }
+        Ok(n)
     }
+
+    /// A channel writes whole records with one `write_all`: a connection the operator ends
+    /// is stopped here, before a buffer starts, so that the stream stays record-aligned and
+    /// the Goodbye that follows can still be read by the client. A write stuck in the middle
+    /// of a buffer (the client does not read) is abandoned once the connection is to end,
+    /// and marked torn: no Goodbye can follow it, the connection is cut.
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        #[cfg(unix)]
+        if let Some(why) = self.watch.as_ref().and_then(|w| w.ending()) {
+            return Err(io::Error::other(why.to_string()));
+        }
+        let mut rest = buf;
+        let mut progress = Instant::now();
+        while !rest.is_empty() {
+            match self.write(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    rest = &rest[n..];
+                    progress = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Only a watched transport writes in slices: still within the idle timeout?
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) && self.watched_slice() =>
+                {
+                    #[cfg(unix)]
+                    if let Some(w) = &self.watch
+                        && let Some(why) = w.ending()
+                    {
+                        w.mark_torn();
+                        return Err(io::Error::other(why.to_string()));
+                    }
+                    #[cfg(unix)]
+                    if self.watch.as_ref().is_some_and(|w| w.saying_goodbye())
+                        && progress.elapsed() >= crate::control::GOODBYE_WRITE_BUDGET
+                    {
+                        return Err(e);
+                    }
+                    if progress.elapsed() >= self.idle {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         self.stream.flush()
+    }
+}
+
+impl TcpTransport {
+    /// Whether writes time out in slices (a watched transport) rather than after the whole
+    /// idle timeout.
+    fn watched_slice(&self) -> bool {
+        #[cfg(unix)]
+        return self.watch.is_some();
+        #[cfg(not(unix))]
+        return false;
     }
 }
 
@@ -196,6 +335,10 @@ pub struct ServerSettings {
     /// The CA's revocation list, re-read when its file changes: each connection's handshake
     /// uses the list current when it was accepted (`config.crl` is replaced by it).
     pub crl: Option<Arc<crate::pki::CrlFile>>,
+    /// The operator's registry of connections (`serve --control`, the console), which also
+    /// applies `--max-session`. `None`: no operator (tests, embedders).
+    #[cfg(unix)]
+    pub registry: Option<Arc<crate::control::Registry>>,
 }
 
 impl ServerSettings {
@@ -701,6 +844,10 @@ pub fn serve(
     }
     drop(listener);
     handshakes.cut_all();
+    #[cfg(unix)]
+    if let Some(registry) = &settings.registry {
+        registry.end_idle_shells();
+    }
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     let mut announced = false;
     while threads.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
@@ -740,6 +887,19 @@ fn handle_connection(
     let peer = stream
         .peer_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    // The operator's entry for this connection: counts its bytes, and may end it.
+    #[cfg(unix)]
+    let control = settings
+        .registry
+        .as_ref()
+        .map(|r| (r.as_ref(), r.open(conn_id, peer)));
+    #[cfg(unix)]
+    let transport = match &control {
+        Some((_, c)) => TcpTransport::watched(stream, settings.idle_timeout, c.clone()),
+        None => TcpTransport::new(stream, settings.idle_timeout),
+    }
+    .map_err(ConnError::Io)?;
+    #[cfg(not(unix))]
     let transport = TcpTransport::new(stream, settings.idle_timeout).map_err(ConnError::Io)?;
     let started = Instant::now();
     let first_flight = started + settings.first_flight_timeout;
@@ -783,14 +943,6 @@ fn handle_connection(
             return Err(e);
         }
     };
-    if chan.resumed() {
-        log(&format!(
-            "client '{}' resumed a session (ticket; certificate verified again)",
-            chan.peer().subject
-        ));
-    } else {
-        log(&format!("client '{}' authenticated", chan.peer().subject));
-    }
     let access = settings.access_for(chan.peer_der());
     let client = Peer {
         subject: chan.peer().subject.clone(),
@@ -804,6 +956,24 @@ fn handle_connection(
             r.result.clone(),
         ));
     };
+    #[cfg(unix)]
+    let _listed = control.as_ref().map(|(r, c)| {
+        r.authenticated(c, client.clone());
+        Listed(r, conn_id)
+    });
+    // Said once the operator can see it (`clients` lists it from here on).
+    if chan.resumed() {
+        log(&format!(
+            "client '{}' resumed a session (ticket; certificate verified again)",
+            chan.peer().subject
+        ));
+    } else {
+        log(&format!("client '{}' authenticated", chan.peer().subject));
+    }
+    #[cfg(unix)]
+    let session = control
+        .as_ref()
+        .map(|(registry, conn)| ConnSession { registry, conn });
     let opts = ServeOptions {
         access: &access,
         audit: &audit,
@@ -813,8 +983,110 @@ fn handle_connection(
         cache: Some(cache),
         log,
         max_upload: settings.max_upload,
+        #[cfg(unix)]
+        session: session.as_ref().map(|s| s as &dyn transfer::Session),
+        #[cfg(not(unix))]
+        session: None,
     };
     let result = transfer::serve_requests(&mut chan, &opts);
+    // A request loop cut short by the operator (or --max-session, or a stop) ends with the
+    // client told why.
+    #[cfg(unix)]
+    if result.is_err()
+        && let Some((_, conn)) = &control
+        && let Some(why) = conn.begin_goodbye()
+    {
+        log(&format!(
+            "conn {conn_id} client '{}': {why}{}",
+            crate::wire::escape_text(&client.subject),
+            if conn.is_torn() {
+                " (cut in the middle of a transfer it was not reading)"
+            } else {
+                ""
+            }
+        ));
+        (settings.audit)(&event(
+            Some(client.clone()),
+            why.op(),
+            None,
+            RequestResult::Ok,
+        ));
+        // Not listed while it says goodbye: it is no longer served.
+        drop(_listed);
+        say_goodbye(chan, why, conn.is_torn());
+        return Ok(());
+    }
     chan.into_inner().shutdown();
     result
+}
+
+/// Unlists a connection from the operator's registry when its thread ends.
+#[cfg(unix)]
+struct Listed<'a>(&'a crate::control::Registry, u64);
+
+#[cfg(unix)]
+impl Drop for Listed<'_> {
+    fn drop(&mut self) {
+        self.0.close(self.1);
+    }
+}
+
+/// The operator's view of one connection, as the request loop reports to it.
+#[cfg(unix)]
+struct ConnSession<'a> {
+    registry: &'a crate::control::Registry,
+    conn: &'a crate::control::ConnControl,
+}
+
+#[cfg(unix)]
+impl transfer::Session for ConnSession<'_> {
+    fn activity(&self, op: Option<String>) {
+        self.conn.set_op(op);
+    }
+    fn interactive(&self) {
+        self.conn.mark_interactive();
+    }
+    fn said(&self, text: &str) {
+        self.registry.show_said(self.conn, text);
+    }
+    fn take_notices(&self) -> Vec<String> {
+        self.conn.take_notices()
+    }
+}
+
+/// How long a server that said Goodbye reads what the client still sends, so that closing
+/// with unread bytes does not reset the connection before the client read why.
+const GOODBYE_DRAIN: Duration = Duration::from_secs(1);
+
+/// Sends the Goodbye for `why` (a stop: the authenticated Close), then half-closes and
+/// drains briefly before closing. A `torn` stream (a write abandoned mid-record) is only
+/// cut: the client sees a cut connection, and a fetch can be resumed.
+#[cfg(unix)]
+fn say_goodbye(mut chan: Channel<TcpTransport>, why: crate::control::EndReason, torn: bool) {
+    use crate::wire::AppMessage;
+    if torn {
+        // Cut in the middle of a record: nothing more can be read after it.
+        chan.into_inner().shutdown();
+        return;
+    }
+    let sent = match why.alert() {
+        Some(alert) => chan.send_app(&AppMessage::Goodbye(alert)),
+        None => chan.send_app(&AppMessage::Close),
+    };
+    if sent.and_then(|()| chan.flush()).is_err() {
+        chan.into_inner().shutdown();
+        return;
+    }
+    let mut t = chan.into_inner();
+    let _ = t.stream.shutdown(Shutdown::Write);
+    let _ = t.stream.set_read_timeout(Some(GOODBYE_DRAIN));
+    let end = Instant::now() + GOODBYE_DRAIN;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end {
+        match t.stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    t.shutdown();
 }

@@ -44,6 +44,9 @@ pub const MAX_PATH_LEN: usize = 4096;
 pub const MAX_ERROR_TEXT: usize = 1024;
 /// Most entries in one listing message.
 pub const MAX_LIST_ENTRIES_PER_MSG: usize = 1024;
+/// Longest message a person may send the other end (`say`), in bytes of UTF-8. Both ends
+/// refuse a longer one before it is sent; the codec refuses it on arrival.
+pub const MAX_SAY_LEN: usize = 1024;
 
 /// Frame types. Handshake messages travel in the clear, each in its own frame; after the
 /// handshake everything is a [`FrameType::Record`].
@@ -522,6 +525,12 @@ pub enum Alert {
     CertificateWrongRole = 9,
     /// The peer's certificate was not issued by a CA this end trusts.
     UnknownCa = 10,
+    /// The server's operator ended the connection (`drop`). Sent only inside the channel, in
+    /// a [`AppMessage::Goodbye`].
+    DroppedByOperator = 11,
+    /// The connection reached the server's `--max-session` age. Sent only inside the channel,
+    /// in a [`AppMessage::Goodbye`].
+    SessionTimeLimit = 12,
 }
 
 impl Alert {
@@ -537,6 +546,8 @@ impl Alert {
             8 => Self::CertificateRevoked,
             9 => Self::CertificateWrongRole,
             10 => Self::UnknownCa,
+            11 => Self::DroppedByOperator,
+            12 => Self::SessionTimeLimit,
             _ => return None,
         })
     }
@@ -555,6 +566,8 @@ impl std::fmt::Display for Alert {
             Self::CertificateRevoked => "certificate revoked",
             Self::CertificateWrongRole => "certificate not allowed for this role",
             Self::UnknownCa => "certificate not issued by a trusted CA",
+            Self::DroppedByOperator => "dropped by the operator",
+            Self::SessionTimeLimit => "session time limit reached (the server's --max-session)",
         })
     }
 }
@@ -601,6 +614,19 @@ pub enum AppType {
     PutReady = 15,
     /// Server -> client: the upload is verified and in place.
     PutDone = 16,
+    /// Client -> server: a line of text for the server's operator (`say`); answered by Pong.
+    Say = 17,
+    /// Client -> server: an interactive session is still there (keep-alive), and asks for
+    /// the operator's messages waiting for it; answered by Notice... then Pong.
+    Ping = 18,
+    /// Server -> client: the answer to Ping or Say.
+    Pong = 19,
+    /// Server -> client: a line of text from the server's operator (`say ID TEXT`), sent only
+    /// before a Pong.
+    Notice = 20,
+    /// Server -> client: the server ends the connection, and why (an [`Alert`] code). Nothing
+    /// follows it.
+    Goodbye = 21,
     /// Client -> server, before a recursive Get (`fetch -r --resume`): files of the tree the
     /// client already holds, whole or in part (version 3).
     TreeHave = 24,
@@ -628,6 +654,11 @@ impl AppType {
             14 => Self::Put,
             15 => Self::PutReady,
             16 => Self::PutDone,
+            17 => Self::Say,
+            18 => Self::Ping,
+            19 => Self::Pong,
+            20 => Self::Notice,
+            21 => Self::Goodbye,
             24 => Self::TreeHave,
             27 => Self::NewTicket,
             _ => return None,
@@ -1153,6 +1184,44 @@ impl Codec for PutStart {
     }
 }
 
+/// A line of text between people (Say, Notice): at most [`MAX_SAY_LEN`] bytes of UTF-8. It
+/// may hold any characters; whoever shows it escapes the control characters (see
+/// [`escape_text`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextMsg {
+    pub text: String,
+}
+
+impl Codec for TextMsg {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_vec_u16(out, truncate_utf8(&self.text, MAX_SAY_LEN));
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            text: r.string(MAX_SAY_LEN, "message text")?,
+        })
+    }
+}
+
+/// Text from a peer made harmless for a terminal or a log: every control character (C0
+/// including newline and tab, DEL, C1, and so ESC) becomes `\xNN`, the bidirectional
+/// overrides and isolates (which reorder what a terminal shows) `\u{NNNN}`, and a backslash
+/// `\\`, so that what is shown cannot be mistaken for an escape. Nothing is dropped.
+pub fn escape_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                out.push_str(&format!("\\u{{{:04x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Every application message, each carrying its own type byte: what a peer sends is one of
 /// these, encoded by [`AppMessage::encode`] after its [`AppMessage::typ`], and what arrives is
 /// decoded by [`AppMessage::decode`] from the type byte and the payload together, so a call
@@ -1177,6 +1246,11 @@ pub enum AppMessage<'a> {
     PutReady,
     /// The server's digest of what it stored (zeros for a directory).
     PutDone(FileDone),
+    Say(TextMsg),
+    Ping,
+    Pong,
+    Notice(TextMsg),
+    Goodbye(Alert),
     TreeHave(TreeHave),
 }
 
@@ -1199,6 +1273,11 @@ impl<'a> AppMessage<'a> {
             Self::Put(_) => AppType::Put,
             Self::PutReady => AppType::PutReady,
             Self::PutDone(_) => AppType::PutDone,
+            Self::Say(_) => AppType::Say,
+            Self::Ping => AppType::Ping,
+            Self::Pong => AppType::Pong,
+            Self::Notice(_) => AppType::Notice,
+            Self::Goodbye(_) => AppType::Goodbye,
             Self::TreeHave(_) => AppType::TreeHave,
         }
     }
@@ -1211,7 +1290,9 @@ impl<'a> AppMessage<'a> {
             Self::Data(d) => out.extend_from_slice(d),
             Self::FileEnd(m) => m.encode(out),
             Self::Listing(m) => m.encode(out),
-            Self::Close | Self::PutReady => {}
+            Self::Close | Self::PutReady | Self::Ping | Self::Pong => {}
+            Self::Say(m) | Self::Notice(m) => m.encode(out),
+            Self::Goodbye(a) => a.encode(out),
             Self::ListEnd(m) => m.encode(out),
             Self::Error(m) => m.encode(out),
             Self::TreeStart(m) => m.encode(out),
@@ -1256,6 +1337,17 @@ impl<'a> AppMessage<'a> {
                 Self::PutReady
             }
             AppType::PutDone => Self::PutDone(FileDone::decode(payload)?),
+            AppType::Say => Self::Say(TextMsg::decode(payload)?),
+            AppType::Ping => {
+                empty(payload)?;
+                Self::Ping
+            }
+            AppType::Pong => {
+                empty(payload)?;
+                Self::Pong
+            }
+            AppType::Notice => Self::Notice(TextMsg::decode(payload)?),
+            AppType::Goodbye => Self::Goodbye(Alert::decode(payload)?),
             AppType::TreeHave => Self::TreeHave(TreeHave::decode(payload)?),
             // The channel consumes tickets (conn.rs); one reaching here is out of place.
             AppType::NewTicket => return Err(DecodeError::InvalidValue("session ticket")),
@@ -1393,6 +1485,14 @@ mod tests {
                 mtime: 0,
             }),
             AppMessage::TreeDir(PathMsg { path: "t".into() }),
+            AppMessage::Say(TextMsg {
+                text: "hello \u{1b}[2J".into(),
+            }),
+            AppMessage::Ping,
+            AppMessage::Pong,
+            AppMessage::Notice(TextMsg { text: "é".into() }),
+            AppMessage::Goodbye(Alert::DroppedByOperator),
+            AppMessage::Goodbye(Alert::SessionTimeLimit),
             AppMessage::TreeHave(TreeHave {
                 entries: vec![HaveEntry {
                     path: "a/b".into(),
@@ -1411,6 +1511,38 @@ mod tests {
             AppMessage::decode(AppType::PutReady, &[0]),
             Err(DecodeError::TrailingBytes(1))
         );
+    }
+
+    #[test]
+    fn a_message_text_longer_than_its_maximum_is_refused() {
+        let ok = TextMsg {
+            text: "x".repeat(MAX_SAY_LEN),
+        };
+        roundtrip(ok);
+        let mut b = Vec::new();
+        put_vec_u16(&mut b, &[b'x'; MAX_SAY_LEN + 1]);
+        assert!(matches!(
+            AppMessage::decode(AppType::Say, &b),
+            Err(DecodeError::TooLong { .. })
+        ));
+        assert!(matches!(
+            AppMessage::decode(AppType::Notice, &b),
+            Err(DecodeError::TooLong { .. })
+        ));
+        // A Goodbye carries exactly one known alert code.
+        assert!(AppMessage::decode(AppType::Goodbye, &[]).is_err());
+        assert!(AppMessage::decode(AppType::Goodbye, &[99]).is_err());
+        assert!(AppMessage::decode(AppType::Ping, &[0]).is_err());
+    }
+
+    #[test]
+    fn escaped_text_cannot_drive_a_terminal() {
+        assert_eq!(
+            escape_text("hi\u{1b}[2J\r\n\u{7f}\u{9b}\u{0}\\x"),
+            "hi\\x1b[2J\\x0d\\x0a\\x7f\\x9b\\x00\\\\x"
+        );
+        assert_eq!(escape_text("a\u{202e}b"), "a\\u{202e}b");
+        assert_eq!(escape_text("plain é ✓"), "plain é ✓");
     }
 
     #[test]

@@ -665,3 +665,64 @@ fn every_truncation_and_altered_byte_of_a_tree_have_batch_decodes_canonically_or
     // Sizes, digests and name bytes may take any value; counts and lengths may not.
     assert!(decoded > 0);
 }
+
+/// Issue 15's messages travel in records like every other application message: every bit
+/// flip and every 0xff of a sealed Say, Ping, Pong, Notice or Goodbye is refused (by the
+/// frame header check or by the AEAD tag), so nobody on the path can forge "dropped by the
+/// operator" or alter a message between people; the unaltered record opens to the same
+/// message.
+#[test]
+fn every_altered_byte_of_an_interactive_message_record_is_refused() {
+    use minitls::record::{DirectionKeys, Opener, Sealer};
+    use minitls::wire::{Alert, AppMessage, AppType, TextMsg};
+    let keys = DirectionKeys {
+        key: [0x5a; 32],
+        iv: [0xa5; 12],
+    };
+    let text = TextMsg {
+        text: "hi \u{1b}[2J".into(),
+    };
+    let messages = [
+        AppMessage::Say(text.clone()),
+        AppMessage::Ping,
+        AppMessage::Pong,
+        AppMessage::Notice(text),
+        AppMessage::Goodbye(Alert::DroppedByOperator),
+        AppMessage::Goodbye(Alert::SessionTimeLimit),
+    ];
+    let opens = |frame: &[u8]| -> Option<(u8, Vec<u8>)> {
+        let header: [u8; FRAME_HEADER_LEN] = frame[..FRAME_HEADER_LEN].try_into().unwrap();
+        let h = FrameHeader::parse(&header).ok()?;
+        if h.typ != FrameType::Record || h.len != frame.len() - FRAME_HEADER_LEN {
+            return None;
+        }
+        let mut body = frame[FRAME_HEADER_LEN..].to_vec();
+        let (inner, payload) = Opener::new(&keys).open(&header, &mut body).ok()?;
+        Some((inner, payload.to_vec()))
+    };
+    let mut refused = 0usize;
+    for m in &messages {
+        let mut payload = Vec::new();
+        m.encode(&mut payload);
+        let mut frame = Vec::new();
+        Sealer::new(&keys)
+            .seal(m.typ() as u8, &payload, &mut frame)
+            .unwrap();
+        let (inner, opened) = opens(&frame).expect("the unaltered record opens");
+        let typ = AppType::from_u8(inner).unwrap();
+        assert_eq!(&AppMessage::decode(typ, &opened).unwrap(), m);
+        for i in 0..frame.len() {
+            for pattern in [0x01u8, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xff] {
+                let mut altered = frame.clone();
+                altered[i] ^= pattern;
+                assert!(
+                    opens(&altered).is_none(),
+                    "{:?}: byte {i} ^ {pattern:#04x} was accepted",
+                    m.typ()
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0);
+}

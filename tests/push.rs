@@ -83,6 +83,7 @@ fn serve_hiding(
             access: &access,
             audit: &sink,
             max_upload,
+            session: None,
         };
         transfer::serve_requests(&mut server, &opts)
     });

@@ -339,6 +339,7 @@ fn early_data_that_tries_to_change_state_is_refused() {
         access: &everything,
         audit: &audit,
         max_upload: 1 << 20,
+        session: None,
     };
     let r = minitls::transfer::serve_requests(&mut chan, &opts);
     assert!(

@@ -194,6 +194,7 @@ fn served_with(setup: impl FnOnce(&Path), access: Access) -> Served {
             access: &access,
             audit: &|_| {},
             max_upload: minitls::transfer::upload::DEFAULT_MAX_UPLOAD,
+            session: None,
         };
         transfer::serve_requests(&mut server, &opts)
     });
@@ -1244,6 +1245,7 @@ fn clients_fetching_a_new_file_at_once_all_get_it_signed_and_whole() {
                 access: &Access::default_read_all(),
                 audit: &|_| {},
                 max_upload: minitls::transfer::upload::DEFAULT_MAX_UPLOAD,
+                session: None,
             };
             transfer::serve_requests(&mut server, &opts)
         });

@@ -235,7 +235,7 @@ fn certificate_verify_is_a_signature_and_finished_is_32_bytes() {
 }
 
 #[test]
-fn alerts_are_one_byte_codes_1_to_10() {
+fn alerts_are_one_byte_codes_1_to_12() {
     let codes = [
         (1, Alert::BadCertificate),
         (2, Alert::HandshakeFailure),
@@ -247,11 +247,13 @@ fn alerts_are_one_byte_codes_1_to_10() {
         (8, Alert::CertificateRevoked),
         (9, Alert::CertificateWrongRole),
         (10, Alert::UnknownCa),
+        (11, Alert::DroppedByOperator),
+        (12, Alert::SessionTimeLimit),
     ];
     for (code, alert) in codes {
         layout(&[code], alert); // code u8
     }
-    for bad in [0u8, 11, 0x15, 0xff] {
+    for bad in [0u8, 13, 0x15, 0xff] {
         assert_eq!(
             Alert::decode(&[bad]),
             Err(DecodeError::InvalidValue("alert"))
@@ -283,6 +285,11 @@ fn application_message_types_are_numbered_as_documented() {
         (14, AppType::Put),
         (15, AppType::PutReady),
         (16, AppType::PutDone),
+        (17, AppType::Say),
+        (18, AppType::Ping),
+        (19, AppType::Pong),
+        (20, AppType::Notice),
+        (21, AppType::Goodbye),
         (24, AppType::TreeHave),
         (27, AppType::NewTicket),
     ];
@@ -578,6 +585,42 @@ fn put_is_kind_force_path_size_mtime_and_its_answers_are_empty_or_a_digest() {
     assert_eq!(
         AppMessage::decode(AppType::PutDone, &[7; 32]),
         Ok(AppMessage::PutDone(FileDone { sha256: [7; 32] }))
+    );
+}
+
+#[test]
+fn say_and_notice_are_text_ping_and_pong_are_empty_goodbye_is_an_alert_code() {
+    use minitls::wire::{AppMessage, MAX_SAY_LEN, TextMsg};
+    let mut b = vec![];
+    vec16(&mut b, "hi \u{1b}[2J".as_bytes()); // vec16<text> (UTF-8, ≤ MAX_SAY_LEN)
+    let text = TextMsg {
+        text: "hi \u{1b}[2J".into(),
+    };
+    layout(&b, text.clone());
+    assert_eq!(
+        AppMessage::decode(AppType::Say, &b),
+        Ok(AppMessage::Say(text.clone()))
+    );
+    assert_eq!(
+        AppMessage::decode(AppType::Notice, &b),
+        Ok(AppMessage::Notice(text))
+    );
+    assert_eq!(MAX_SAY_LEN, 1024);
+    let mut long = vec![];
+    vec16(&mut long, &[b'a'; 1025]);
+    assert!(matches!(
+        TextMsg::decode(&long),
+        Err(DecodeError::TooLong { .. })
+    ));
+    assert_eq!(AppMessage::decode(AppType::Ping, &[]), Ok(AppMessage::Ping));
+    assert_eq!(AppMessage::decode(AppType::Pong, &[]), Ok(AppMessage::Pong));
+    assert_eq!(
+        AppMessage::decode(AppType::Goodbye, &[11]), // alert u8
+        Ok(AppMessage::Goodbye(Alert::DroppedByOperator))
+    );
+    assert_eq!(
+        AppMessage::decode(AppType::Goodbye, &[12]),
+        Ok(AppMessage::Goodbye(Alert::SessionTimeLimit))
     );
 }
 

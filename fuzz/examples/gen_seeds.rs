@@ -14,7 +14,7 @@ use minitls::wire::{
     Alert, AppType, CertificateVerify, ClientCertificate, Codec, EntryKind, ErrorCode, ErrorMsg,
     FRAME_HEADER_LEN, FileDone, FileEnd, FileStart, FileStatement, Finished, FrameType, ListEnd,
     ListEntry, Listing, ManifestEntry, NewTicket, PROTOCOL_VERSION, PathMsg, PutStart, Request,
-    RequestKind, ResumeHello, ServerResume, SkippedMsg, TreeEnd, TreeStart,
+    RequestKind, ResumeHello, ServerResume, SkippedMsg, TextMsg, TreeEnd, TreeStart,
 };
 use minitls_fuzz::{
     MODE_ROUND_TRIP, MODE_STREAM, REAL, put_piece, record_keys, run_client, run_server,
@@ -192,6 +192,33 @@ fn main() {
             .to_bytes(),
         ),
         ("list_end", ListEnd { hidden: 2 }.to_bytes()),
+        // Issue 15's messages, as the typed enum sees them: type byte, then body.
+        ("say", {
+            let mut b = vec![AppType::Say as u8];
+            TextMsg {
+                text: "hello \u{1b}[31mred".into(),
+            }
+            .encode(&mut b);
+            b
+        }),
+        ("ping", vec![AppType::Ping as u8]),
+        ("pong", vec![AppType::Pong as u8]),
+        ("notice", {
+            let mut b = vec![AppType::Notice as u8];
+            TextMsg {
+                text: "the server restarts at 18:00".into(),
+            }
+            .encode(&mut b);
+            b
+        }),
+        (
+            "goodbye_dropped",
+            vec![AppType::Goodbye as u8, Alert::DroppedByOperator as u8],
+        ),
+        (
+            "goodbye_session_limit",
+            vec![AppType::Goodbye as u8, Alert::SessionTimeLimit as u8],
+        ),
         (
             "put",
             PutStart {

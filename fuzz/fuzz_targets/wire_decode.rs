@@ -12,7 +12,7 @@ use minitls::wire::{
     Alert, AppMessage, AppType, CertificateVerify, ClientCertificate, ClientHello, Codec, ErrorMsg,
     FRAME_HEADER_LEN, FileDone, FileEnd, FileStart, FileStatement, Finished, FrameHeader,
     FrameType, HaveEntry, ListEnd, ListEntry, Listing, ManifestEntry, NewTicket, PathMsg,
-    PutStart, Request, ResumeHello, ServerHello, ServerResume, SkippedMsg, TreeEnd, TreeHave,
+    PutStart, Request, ResumeHello, ServerHello, ServerResume, SkippedMsg, TextMsg, TreeEnd, TreeHave,
     TreeStart,
 };
 
@@ -56,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
     canonical::<NewTicket>(data);
     canonical::<HaveEntry>(data);
     canonical::<TreeHave>(data);
+    canonical::<TextMsg>(data);
 
     // The typed message enum: type byte, then body. Whatever decodes carries that type and
     // re-encodes to the same body.

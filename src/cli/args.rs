@@ -76,6 +76,15 @@ pub enum Command {
     Push(PushArgs),
     /// List files on a server.
     Ls(LsArgs),
+    /// An interactive session on one connection, like sftp: ls, cd, get, put, say... with
+    /// line editing, history and tab completion; or commands from a file (-b) or a pipe,
+    /// stopping at the first that fails.
+    #[command(after_help = super::shell::HELP_AFTER)]
+    Shell(ShellArgs),
+    /// Talk to a running server's control socket (`serve --control SOCKET`): list its
+    /// clients, drop one, send one a message, stop it.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Check received files against their stored signatures, offline.
     Verify(VerifyArgs),
     /// Print a shell completion script on stdout, e.g.
@@ -430,6 +439,55 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=86_400)
     )]
     pub idle_timeout: u64,
+
+    /// The longest any connection may last, keep-alives or not: an older one is ended and its
+    /// client told "session time limit reached". Seconds, or with s, m, h or d (90m, 8h).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "8h",
+        env = "MINITLS_MAX_SESSION",
+        value_parser = parse_duration
+    )]
+    pub max_session: std::time::Duration,
+
+    /// Take operator commands on this Unix socket (made with mode 0600; only this user may
+    /// use it): `minitls admin clients|drop ID|say ID TEXT|stop --control SOCKET`. On a
+    /// terminal the same commands are read from standard input.
+    #[arg(
+        long,
+        value_name = "SOCKET",
+        env = "MINITLS_CONTROL",
+        value_hint = ValueHint::FilePath
+    )]
+    pub control: Option<PathBuf>,
+}
+
+/// `90`, `90s`, `30m`, `8h`, `2d`: at least one second, at most a year.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "'{text}': use seconds, or a number with s, m, h or d (8h)"
+            ));
+        }
+    };
+    let secs = num
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|s| (1..=366 * 86_400).contains(s))
+        .ok_or_else(|| format!("'{text}': give a duration from 1s to 366d, e.g. 8h"))?;
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// Which server to talk to.
@@ -642,6 +700,81 @@ pub struct LsArgs {
 
     #[command(flatten)]
     pub creds: CredentialArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// Run the commands in FILE (one per line; `#` starts a comment) instead of reading them
+    /// interactively, stopping at the first that fails with its exit status. Standard input
+    /// that is not a terminal is read the same way.
+    #[arg(short, long, value_name = "BATCH_FILE", value_hint = ValueHint::FilePath)]
+    pub batch: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    #[command(flatten)]
+    pub creds: CredentialArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// List the authenticated connections: id, client subject and serial, peer address,
+    /// since, bytes each way, current operation.
+    Clients(AdminClientsArgs),
+    /// End connection ID; its client is told it was dropped by the operator.
+    Drop(AdminDropArgs),
+    /// Show TEXT in the shell on connection ID (at most 1024 bytes).
+    Say(AdminSayArgs),
+    /// Stop the server, as SIGTERM does.
+    Stop(ControlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// The server's control socket (`serve --control SOCKET`).
+    #[arg(
+        long,
+        value_name = "SOCKET",
+        env = "MINITLS_CONTROL",
+        value_hint = ValueHint::FilePath
+    )]
+    pub control: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminClientsArgs {
+    /// One JSON object per line: id, client, serial, peer, since, bytes_in, bytes_out, op
+    /// (null when idle), shell.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminDropArgs {
+    /// The connection id (`admin clients` lists them; the audit log's conn=).
+    #[arg(value_name = "CONN_ID")]
+    pub id: u64,
+
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminSayArgs {
+    /// The connection id of a shell.
+    #[arg(value_name = "CONN_ID")]
+    pub id: u64,
+
+    /// The message (several words are joined with spaces).
+    #[arg(value_name = "TEXT", required = true, num_args = 1..)]
+    pub text: Vec<String>,
+
+    #[command(flatten)]
+    pub control: ControlArgs,
 }
 
 #[derive(Debug, Args)]

@@ -176,7 +176,11 @@ pub fn apply(
     };
     if !matches!(
         command,
-        Command::Fetch(_) | Command::Ls(_) | Command::Push(_) | Command::Verify(_)
+        Command::Fetch(_)
+            | Command::Ls(_)
+            | Command::Push(_)
+            | Command::Shell(_)
+            | Command::Verify(_)
     ) {
         return Ok(());
     }
@@ -208,6 +212,10 @@ pub fn apply(
             apply_creds(&mut a.creds, &config, &dir, sub).map_err(bad)?;
         }
         Command::Push(a) => {
+            apply_server(&mut a.server, &config, sub).map_err(bad)?;
+            apply_creds(&mut a.creds, &config, &dir, sub).map_err(bad)?;
+        }
+        Command::Shell(a) => {
             apply_server(&mut a.server, &config, sub).map_err(bad)?;
             apply_creds(&mut a.creds, &config, &dir, sub).map_err(bad)?;
         }

@@ -306,7 +306,7 @@ fn attempt(
 /// a commit under way finished) and the private directory of `-o -`, says what is left, and
 /// exits with 128 + the signal's number. `partial` is the hidden file a single file streams
 /// into, with the command that continues it.
-fn on_interrupt(partial: Option<(PathBuf, String)>, private_dir: Option<PathBuf>) {
+pub(super) fn on_interrupt(partial: Option<(PathBuf, String)>, private_dir: Option<PathBuf>) {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
         // Without a handler the default stays: the next fetch of a tree removes its staging.
@@ -433,7 +433,7 @@ pub(super) fn size_time_rate(size: u64, network_bytes: u64, elapsed: Duration) -
 }
 
 /// The line left on stderr after a file arrived: `hello.txt: 62 B in 0.01 s, 6.1 KiB/s`.
-fn file_summary(remote: &str, f: &transfer::Fetched, elapsed: Duration) -> String {
+pub(super) fn file_summary(remote: &str, f: &transfer::Fetched, elapsed: Duration) -> String {
     let network = f.size - f.resumed_from;
     let mut line = format!(
         "{}: {}",
@@ -452,7 +452,7 @@ fn file_summary(remote: &str, f: &transfer::Fetched, elapsed: Duration) -> Strin
 
 /// `docs: 12 files, 3 directories, 1.5 MiB in 0.20 s, 7.5 MiB/s`, and after a resumed
 /// fetch what was here already: ` (2 files were already here, 1.0 MiB not sent again)`.
-fn tree_summary(remote: &str, t: &transfer::TreeFetched, elapsed: Duration) -> String {
+pub(super) fn tree_summary(remote: &str, t: &transfer::TreeFetched, elapsed: Duration) -> String {
     let mut line = format!(
         "{}: {}, {}, {}",
         printable(remote),

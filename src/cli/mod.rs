@@ -2,6 +2,7 @@
 //! they share (connecting with helpful errors, time formatting). Only the library's public API
 //! is used, so everything here could be rewritten without touching the protocol.
 
+pub mod admin;
 pub mod args;
 pub mod ca;
 pub mod completions;
@@ -13,6 +14,7 @@ pub mod ls;
 pub mod progress;
 pub mod push;
 pub mod serve;
+pub mod shell;
 pub mod verify;
 
 use std::sync::Arc;
@@ -60,6 +62,8 @@ pub fn run(mut cli: Cli, matches: &clap::ArgMatches) -> CliResult<()> {
         Command::Fetch(a) => fetch::run(&a, global),
         Command::Push(a) => push::run(&a, global),
         Command::Ls(a) => ls::run(&a, global),
+        Command::Shell(a) => shell::run(&a, global),
+        Command::Admin(cmd) => admin::run(&cmd),
         Command::Verify(a) => verify::run(&a, global),
         Command::Completions(a) => completions::completions(&a),
         Command::Man(a) => completions::man(&a),
@@ -137,6 +141,9 @@ fn transfer_status(e: &TransferError) -> u8 {
         TransferError::Conn(c @ ConnError::Handshake(_)) => connect_status(c),
         // Altered or cut records: SPEC §1.1 counts truncated data as an integrity failure.
         TransferError::Conn(ConnError::Record(_) | ConnError::Truncated) => exit::INTEGRITY,
+        // The operator dropped us, or the session reached the server's --max-session: the
+        // server is there, we are no longer served (as with Busy).
+        TransferError::Ended(_) | TransferError::Closed => exit::UNREACHABLE,
         TransferError::Conn(_) | TransferError::Protocol(_) => exit::OTHER,
     }
 }

@@ -4,6 +4,7 @@
 //! (scripts and tests wait for it; with `--listen ...:0` it carries the port picked), then one
 //! line per connection outcome, and with `-v` every handshake step.
 
+use std::io::{BufRead, IsTerminal};
 use std::net::{TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use minitls::audit::AuditEvent;
+use minitls::control::{self, Registry};
 use minitls::handshake::{self, ServerConfig};
 use minitls::net::{self, ServerSettings};
 use minitls::paths::ServeRoot;
@@ -18,7 +20,7 @@ use minitls::pki::{self, Role};
 use minitls::policy::Policy;
 
 use super::args::{CredentialArgs, LogFormat, ServeArgs};
-use super::error::{CliError, CliResult, Context, note};
+use super::error::{CliError, CliResult, Context, note, out};
 use super::{Global, creds, iso_utc};
 
 pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
@@ -108,6 +110,34 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
     let local = listener
         .local_addr()
         .context(|| format!("listen on {}", args.listen))?;
+    // SIGTERM, Ctrl-C or the operator's `stop` stops accepting and lets transfers in flight
+    // finish (up to net::SHUTDOWN_GRACE); a second signal exits at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    let log: Arc<dyn Fn(&str) + Send + Sync> = if global.quiet || args.log_format == LogFormat::Json
+    {
+        Arc::new(|_: &str| {})
+    } else {
+        Arc::new(log_line)
+    };
+    // The operator's registry: the console, the control socket and --max-session.
+    let registry = Arc::new(Registry::new(
+        stop.clone(),
+        Some(args.max_session),
+        log.clone(),
+    ));
+    let control_socket = match &args.control {
+        Some(path) => {
+            let socket = control::listen(path, registry.clone())
+                .map_err(|e| CliError::new(format!("--control: {e}")))?;
+            note(&format!(
+                "control socket {} (mode 0600): minitls admin clients --control {}",
+                path.display(),
+                path.display()
+            ));
+            Some(socket)
+        }
+        None => None,
+    };
     if let Some(p) = &policy_note(args) {
         note(p);
     }
@@ -145,6 +175,7 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         audit: audit_sink(args.log_format, global.quiet),
         max_upload: args.max_upload_size,
         crl,
+        registry: Some(registry.clone()),
     });
     reload_on_sighup(
         settings.clone(),
@@ -152,17 +183,52 @@ pub fn run(args: &ServeArgs, global: Global) -> CliResult<()> {
         args.policy.clone(),
         global.verbose,
     )?;
-    // SIGTERM or Ctrl-C stops accepting and lets transfers in flight finish (up to
-    // net::SHUTDOWN_GRACE); a second signal exits at once.
-    let stop = Arc::new(AtomicBool::new(false));
     net::stop_on_signals(&stop).context(|| "install the SIGTERM/SIGINT handlers".to_string())?;
-    let log: Arc<dyn Fn(&str) + Send + Sync> = if global.quiet || args.log_format == LogFormat::Json
-    {
-        Arc::new(|_: &str| {})
-    } else {
-        Arc::new(log_line)
-    };
-    net::serve(listener, settings, stop, log).context(|| format!("serve on {local}"))
+    if std::io::stdin().is_terminal() {
+        console(registry);
+    }
+    let served = net::serve(listener, settings, stop, log).context(|| format!("serve on {local}"));
+    // The socket file goes with the server.
+    drop(control_socket);
+    served
+}
+
+/// The server's console: operator commands read from its terminal, answers on stdout (the
+/// log stays on stderr). Ctrl-D ends the console, not the server. Started in the background
+/// (`minitls serve &`), it waits until `fg` brings the server to the foreground: reading the
+/// terminal from the background would stop the server (SIGTTIN).
+fn console(registry: Arc<Registry>) {
+    if control::stdin_is_foreground_terminal() {
+        note("console: type `help` for the commands (clients, drop ID, say ID TEXT, stop)");
+    }
+    let spawned = std::thread::Builder::new()
+        .name("console".into())
+        .spawn(move || {
+            let stdin = std::io::stdin();
+            loop {
+                if !control::stdin_is_foreground_terminal() {
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    continue;
+                }
+                let mut line = String::new();
+                match stdin.lock().read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                match registry.command(line.trim_end_matches(['\n', '\r'])) {
+                    Ok(lines) => {
+                        for l in lines {
+                            // A closed stdout ends nothing but this answer.
+                            let _ = out(&l);
+                        }
+                    }
+                    Err(e) => note(&format!("error: {e}")),
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        note(&format!("warning: no console: {e}"));
+    }
 }
 
 /// What `serve` must never serve: the private key it loads, or with `--ca-dir` the whole CA

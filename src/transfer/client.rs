@@ -106,6 +106,12 @@ pub(super) fn remote_or_protocol<T>(
             code: e.code,
             text: e.text,
         }),
+        // The server ended the connection, and said why (the operator dropped it, or it
+        // reached the server's --max-session).
+        AppMessage::Goodbye(alert) => Err(TransferError::Ended(alert)),
+        // A stopping server closes the sessions of idle shells; a request that crossed it
+        // gets this instead of its answer.
+        AppMessage::Close => Err(TransferError::Closed),
         other => Err(TransferError::Protocol(format!(
             "got {:?} while waiting for {waiting_for}",
             other.typ()

@@ -33,7 +33,7 @@ pub use client::{
     fetch, fetch_all, fetch_file, list, list_counted,
 };
 pub use push::{PushOptions, Pushed, push};
-pub use server::{RequestRecord, RequestResult, ServeOptions, serve_requests};
+pub use server::{RequestRecord, RequestResult, ServeOptions, Session, serve_requests};
 pub use stage::remove_staging_in_progress;
 
 /// Why a fetch or listing failed on the client.
@@ -67,6 +67,13 @@ pub enum TransferError {
     Protocol(String),
     #[error("refusing to write: {0}")]
     Refused(String),
+    /// The server ended the connection and said why, in an authenticated Goodbye.
+    #[error("the server ended the connection: {0}")]
+    Ended(crate::wire::Alert),
+    /// The server closed the session (its authenticated Close) instead of answering: it is
+    /// stopping.
+    #[error("the server closed the session (it is stopping)")]
+    Closed,
 }
 
 impl TransferError {

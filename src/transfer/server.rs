@@ -40,6 +40,21 @@ pub struct ServeOptions<'a> {
     pub audit: &'a (dyn Fn(&RequestRecord) + Sync),
     /// The largest file a client may upload (`push`), checked before anything is written.
     pub max_upload: u64,
+    /// The operator's view of this connection (issue 15), if the server has one: what it is
+    /// doing, what its client says, the messages waiting for it.
+    pub session: Option<&'a dyn Session>,
+}
+
+/// An interactive session's side of a connection, as the server's operator sees it.
+pub trait Session: Sync {
+    /// A request started (`Some("get docs/a.txt")`) or was answered (`None`).
+    fn activity(&self, op: Option<String>);
+    /// The client sent a Ping or a Say: it is a shell that polls for messages.
+    fn interactive(&self);
+    /// The client said `text` (the audit log has it already): show it to the operator.
+    fn said(&self, text: &str);
+    /// The operator's messages waiting for this client, oldest first (taken).
+    fn take_notices(&self) -> Vec<String>;
 }
 
 /// What became of a request, for the audit log (SPEC §1.3).
@@ -128,6 +143,15 @@ pub fn serve_requests<S: Transport>(
             }
             AppMessage::Request(req) => Incoming::Request(req),
             AppMessage::Put(put) => Incoming::Put(put),
+            // A shell's keep-alive, and its poll for the operator's messages.
+            AppMessage::Ping => {
+                answer_ping(chan, opts, None)?;
+                continue;
+            }
+            AppMessage::Say(m) => {
+                answer_ping(chan, opts, Some(m.text))?;
+                continue;
+            }
             other => {
                 return Err(ConnError::Protocol(format!(
                     "client sent {:?} instead of a request",
@@ -148,6 +172,23 @@ pub fn serve_requests<S: Transport>(
         // The list applies to this request only.
         let have = std::mem::take(&mut have);
         have_bytes = 0;
+        if let Some(session) = opts.session {
+            // The top of the served directory is "." (as `ls` shows it).
+            let shown = |p: &str| {
+                if p.is_empty() {
+                    ".".to_string()
+                } else {
+                    p.to_string()
+                }
+            };
+            session.activity(Some(match &incoming {
+                Incoming::Request(r) if r.kind == RequestKind::Get => {
+                    format!("get {}", shown(&r.path))
+                }
+                Incoming::Request(r) => format!("list {}", shown(&r.path)),
+                Incoming::Put(p) => format!("put {}", shown(&p.path)),
+            }));
+        }
         let (op, path, answered) = match incoming {
             Incoming::Request(req) => {
                 let (op, answered) = match req.kind {
@@ -169,7 +210,52 @@ pub fn serve_requests<S: Transport>(
         audit(opts, op, path, out, started, &answered);
         answered?;
         chan.flush()?;
+        if let Some(session) = opts.session {
+            session.activity(None);
+        }
     }
+}
+
+/// Answers a Ping, or a Say carrying `said`: the message goes to the audit log (with the
+/// client's authenticated identity, like every request) and the operator, then the
+/// operator's messages waiting for this client are sent, each audited, then a Pong. The
+/// server sends Notices only here, in answer to the client, so that they can never cross a
+/// request on the wire.
+fn answer_ping<S: Transport>(
+    chan: &mut Channel<S>,
+    opts: &ServeOptions<'_>,
+    said: Option<String>,
+) -> Result<(), ConnError> {
+    let record = |op, text: String| RequestRecord {
+        op,
+        path: text,
+        bytes: 0,
+        sha256: None,
+        result: RequestResult::Ok,
+        duration: Duration::ZERO,
+    };
+    if let Some(session) = opts.session {
+        session.interactive();
+    }
+    if let Some(text) = said {
+        (opts.audit)(&record("say", text.clone()));
+        match opts.session {
+            Some(session) => session.said(&text),
+            None => (opts.log)(&format!(
+                "the client says: {}",
+                crate::wire::escape_text(&text)
+            )),
+        }
+    }
+    let notices = opts.session.map(|s| s.take_notices()).unwrap_or_default();
+    for text in notices {
+        chan.send_app(&AppMessage::Notice(crate::wire::TextMsg {
+            text: text.clone(),
+        }))?;
+        (opts.audit)(&record("notice", text));
+    }
+    chan.send_app(&AppMessage::Pong)?;
+    chan.flush()
 }
 
 /// A request that changes nothing (Get, List) or an upload.
