@@ -964,7 +964,7 @@ fn handle_connection(
     // Said once the operator can see it (`clients` lists it from here on).
     if chan.resumed() {
         log(&format!(
-            "client '{}' resumed a session (ticket; certificate verified again)",
+            "client '{}' authenticated (resumed a session: ticket, certificate verified again)",
             chan.peer().subject
         ));
     } else {

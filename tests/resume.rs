@@ -300,14 +300,9 @@ fn resume_hello(session: &ResumableSession) -> Vec<u8> {
 
 #[test]
 fn early_data_that_tries_to_change_state_is_refused() {
-    let tickets = Arc::new(TicketKeys::new(3600));
-    let session = full_session(test_pki().client_config(), server_config(&tickets));
-    // Our client never sends an upload early (it completes the handshake first); a hostile
-    // one seals a Put under the early keys, which the ticket's secret gives it.
-    let hello = resume_hello(&session);
-    let early =
-        minitls::handshake::key_schedule::early_keys(&session.resumption, &crypto::sha256(&hello));
-    let mut flight = hello;
+    // Our client never sends an upload or a message early (it completes the handshake
+    // first); a hostile one seals them under the early keys, which the ticket's secret gives
+    // it. A recorder could replay them, so the server refuses both.
     let put = PutStart {
         path: "uploads/x".into(),
         size: 1,
@@ -315,38 +310,56 @@ fn early_data_that_tries_to_change_state_is_refused() {
         kind: minitls::wire::EntryKind::File,
         mtime: 0,
     };
-    Sealer::early(&early)
-        .seal(AppType::Put as u8, &put.to_bytes(), &mut flight)
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("uploads")).unwrap();
-    let root = ServeRoot::new(dir.path()).unwrap();
-    let (attacker, b) = mem::pair();
-    attacker.outbox.put(&flight);
-    let mut chan = conn::server_handshake(b, server_config(&tickets), None).unwrap();
-    assert!(chan.resumed());
-    let audit = |_: &RequestRecord| {};
-    let everything =
-        Policy::parse("[[grant]]\nclients = [\"*\"]\nread = [\".\"]\nwrite = [\".\"]\n")
-            .unwrap()
-            .access_for(&ClientId::from_der(&test_pki().client.cert_der).unwrap());
-    let opts = ServeOptions {
-        root: &root,
-        identity: &test_pki().server,
-        idle_timeout: Duration::from_secs(5),
-        cache: None,
-        log: &|_| {},
-        access: &everything,
-        audit: &audit,
-        max_upload: 1 << 20,
-        session: None,
+    let say = minitls::wire::TextMsg {
+        text: "replayed".into(),
     };
-    let r = minitls::transfer::serve_requests(&mut chan, &opts);
-    assert!(
-        matches!(&r, Err(ConnError::Protocol(m)) if m.contains("early data")),
-        "{r:?}"
-    );
-    assert!(!dir.path().join("uploads/x").exists());
+    for (typ, payload) in [
+        (AppType::Put, put.to_bytes()),
+        (AppType::Say, say.to_bytes()),
+    ] {
+        let tickets = Arc::new(TicketKeys::new(3600));
+        let session = full_session(test_pki().client_config(), server_config(&tickets));
+        let hello = resume_hello(&session);
+        let early = minitls::handshake::key_schedule::early_keys(
+            &session.resumption,
+            &crypto::sha256(&hello),
+        );
+        let mut flight = hello;
+        Sealer::early(&early)
+            .seal(typ as u8, &payload, &mut flight)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("uploads")).unwrap();
+        let root = ServeRoot::new(dir.path()).unwrap();
+        let (attacker, b) = mem::pair();
+        attacker.outbox.put(&flight);
+        let mut chan = conn::server_handshake(b, server_config(&tickets), None).unwrap();
+        assert!(chan.resumed());
+        let audited = Mutex::new(Vec::new());
+        let audit = |r: &RequestRecord| audited.lock().unwrap().push(r.op);
+        let everything =
+            Policy::parse("[[grant]]\nclients = [\"*\"]\nread = [\".\"]\nwrite = [\".\"]\n")
+                .unwrap()
+                .access_for(&ClientId::from_der(&test_pki().client.cert_der).unwrap());
+        let opts = ServeOptions {
+            root: &root,
+            identity: &test_pki().server,
+            idle_timeout: Duration::from_secs(5),
+            cache: None,
+            log: &|_| {},
+            access: &everything,
+            audit: &audit,
+            max_upload: 1 << 20,
+            session: None,
+        };
+        let r = minitls::transfer::serve_requests(&mut chan, &opts);
+        assert!(
+            matches!(&r, Err(ConnError::Protocol(m)) if m.contains("early data")),
+            "{typ:?}: {r:?}"
+        );
+        assert!(!dir.path().join("uploads/x").exists());
+        assert!(audited.lock().unwrap().is_empty(), "{typ:?}");
+    }
 }
 
 #[test]

@@ -149,6 +149,13 @@ pub fn serve_requests<S: Transport>(
                 continue;
             }
             AppMessage::Say(m) => {
+                // A message is logged under the client's name: not from early data, which a
+                // recorder could replay (only read requests travel early).
+                if chan.in_early_data() {
+                    return Err(ConnError::Protocol(
+                        "a Say in early data, before the client's Finished".into(),
+                    ));
+                }
                 answer_ping(chan, opts, Some(m.text))?;
                 continue;
             }
