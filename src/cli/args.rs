@@ -42,7 +42,7 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
-    /// Read defaults for fetch, ls and verify from this file instead of
+    /// Read defaults for fetch, ls, push, shell and verify from this file instead of
     /// $XDG_CONFIG_HOME/minitls/config.toml (else ~/.config/minitls/config.toml); flags and
     /// MINITLS_* variables override it.
     #[arg(
