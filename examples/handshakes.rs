@@ -26,7 +26,14 @@ use minitls::wire::{AppMessage, Request, RequestKind};
 /// One request and its answer (a file that does not exist: an Error, as cheap as nginx's
 /// `return 200`), then the client's Close. The answer comes after the server's Finished, so
 /// the handshake completed on both sides; and after the session ticket, which is kept.
+/// With MINITLS_HS_REQUEST=0: the handshake completed (the server's Finished verified) and
+/// the Close, no request (the server's work per connection as in protocol version 2's
+/// figures, to compare full handshakes across versions).
 fn exchange(chan: &mut Channel<TcpTransport>) -> Result<(), ConnError> {
+    if std::env::var_os("MINITLS_HS_REQUEST").is_some_and(|v| v == "0") {
+        chan.complete_handshake()?;
+        return chan.send_close();
+    }
     chan.send_app(&AppMessage::Request(Request {
         kind: RequestKind::Get,
         recursive: false,
