@@ -294,17 +294,36 @@ pub struct ClientHello {
 
 impl Codec for ClientHello {
     fn encode(&self, out: &mut Vec<u8>) {
-        put_u16(out, self.version);
-        out.extend_from_slice(&self.random);
-        out.extend_from_slice(&self.x25519);
+        put_hello(out, self.version, &self.random, &self.x25519);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (version, random, x25519) = read_hello(r, "client random", "client key share")?;
         Ok(Self {
-            version: r.u16("version")?,
-            random: r.array("client random")?,
-            x25519: r.array("client key share")?,
+            version,
+            random,
+            x25519,
         })
     }
+}
+
+/// `version u16 | random [32] | x25519 [32]`: how ClientHello, ServerHello, ResumeHello and
+/// ServerResume begin.
+fn put_hello(out: &mut Vec<u8>, version: u16, random: &[u8; 32], x25519: &[u8; 32]) {
+    put_u16(out, version);
+    out.extend_from_slice(random);
+    out.extend_from_slice(x25519);
+}
+
+fn read_hello(
+    r: &mut Reader<'_>,
+    random_name: &'static str,
+    share_name: &'static str,
+) -> Result<(u16, [u8; 32], [u8; 32]), DecodeError> {
+    Ok((
+        r.u16("version")?,
+        r.array(random_name)?,
+        r.array(share_name)?,
+    ))
 }
 
 /// Flight 2, server -> client.
@@ -321,17 +340,16 @@ pub struct ServerHello {
 
 impl Codec for ServerHello {
     fn encode(&self, out: &mut Vec<u8>) {
-        put_u16(out, self.version);
-        out.extend_from_slice(&self.random);
-        out.extend_from_slice(&self.x25519);
+        put_hello(out, self.version, &self.random, &self.x25519);
         put_vec_u16(out, &self.certificate);
         put_chain(out, &self.chain);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (version, random, x25519) = read_hello(r, "server random", "server key share")?;
         Ok(Self {
-            version: r.u16("version")?,
-            random: r.array("server random")?,
-            x25519: r.array("server key share")?,
+            version,
+            random,
+            x25519,
             certificate: r.vec_u16(MAX_CERT_LEN, "server certificate")?.to_vec(),
             chain: read_chain(r, "server certificate chain")?,
         })
@@ -379,18 +397,17 @@ pub struct ResumeHello {
 
 impl Codec for ResumeHello {
     fn encode(&self, out: &mut Vec<u8>) {
-        put_u16(out, self.version);
-        out.extend_from_slice(&self.random);
-        out.extend_from_slice(&self.x25519);
+        put_hello(out, self.version, &self.random, &self.x25519);
         out.extend_from_slice(&self.client_fingerprint);
         put_vec_u16(out, &self.ticket);
         out.extend_from_slice(&self.binder);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (version, random, x25519) = read_hello(r, "client random", "client key share")?;
         Ok(Self {
-            version: r.u16("version")?,
-            random: r.array("client random")?,
-            x25519: r.array("client key share")?,
+            version,
+            random,
+            x25519,
             client_fingerprint: r.array("client fingerprint")?,
             ticket: r.vec_u16(MAX_TICKET_LEN, "ticket")?.to_vec(),
             binder: r.array("binder")?,
@@ -408,15 +425,14 @@ pub struct ServerResume {
 
 impl Codec for ServerResume {
     fn encode(&self, out: &mut Vec<u8>) {
-        put_u16(out, self.version);
-        out.extend_from_slice(&self.random);
-        out.extend_from_slice(&self.x25519);
+        put_hello(out, self.version, &self.random, &self.x25519);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (version, random, x25519) = read_hello(r, "server random", "server key share")?;
         Ok(Self {
-            version: r.u16("version")?,
-            random: r.array("server random")?,
-            x25519: r.array("server key share")?,
+            version,
+            random,
+            x25519,
         })
     }
 }
@@ -862,28 +878,42 @@ pub struct Listing {
 
 impl Codec for Listing {
     fn encode(&self, out: &mut Vec<u8>) {
-        let n = u16::try_from(self.entries.len()).expect("listing batches are bounded");
-        put_u16(out, n);
-        for e in &self.entries {
-            e.encode(out);
-        }
+        put_batch(out, &self.entries);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let n = r.u16("entry count")? as usize;
-        if n > MAX_LIST_ENTRIES_PER_MSG {
-            return Err(DecodeError::TooLong {
-                what: "listing",
-                len: n,
-                max: MAX_LIST_ENTRIES_PER_MSG,
-            });
-        }
-        // Grow as entries actually decode; never trust the count for the allocation.
-        let mut entries = Vec::new();
-        for _ in 0..n {
-            entries.push(ListEntry::read(r)?);
-        }
-        Ok(Self { entries })
+        Ok(Self {
+            entries: read_batch(r, MAX_LIST_ENTRIES_PER_MSG, "entry count", "listing")?,
+        })
     }
+}
+
+/// `count u16 | count x item`: a batch of entries (Listing, TreeHave). Encoders are given
+/// batches bounded below 65,536 by their senders.
+fn put_batch<T: Codec>(out: &mut Vec<u8>, items: &[T]) {
+    let n = u16::try_from(items.len()).expect("batches are bounded by their senders");
+    put_u16(out, n);
+    for item in items {
+        item.encode(out);
+    }
+}
+
+/// Reads a batch of at most `max` items; the count is checked first, and the vector grows as
+/// items actually decode (the count is never trusted for the allocation).
+fn read_batch<T: Codec>(
+    r: &mut Reader<'_>,
+    max: usize,
+    count_name: &'static str,
+    what: &'static str,
+) -> Result<Vec<T>, DecodeError> {
+    let n = r.u16(count_name)? as usize;
+    if n > max {
+        return Err(DecodeError::TooLong { what, len: n, max });
+    }
+    let mut items = Vec::new();
+    for _ in 0..n {
+        items.push(T::read(r)?);
+    }
+    Ok(items)
 }
 
 /// Most entries in one TreeHave message.
@@ -924,27 +954,12 @@ pub struct TreeHave {
 
 impl Codec for TreeHave {
     fn encode(&self, out: &mut Vec<u8>) {
-        let n = u16::try_from(self.entries.len()).expect("have batches are bounded");
-        put_u16(out, n);
-        for e in &self.entries {
-            e.encode(out);
-        }
+        put_batch(out, &self.entries);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let n = r.u16("have count")? as usize;
-        if n > MAX_HAVE_ENTRIES_PER_MSG {
-            return Err(DecodeError::TooLong {
-                what: "have batch",
-                len: n,
-                max: MAX_HAVE_ENTRIES_PER_MSG,
-            });
-        }
-        // Grow as entries actually decode; never trust the count for the allocation.
-        let mut entries = Vec::new();
-        for _ in 0..n {
-            entries.push(HaveEntry::read(r)?);
-        }
-        Ok(Self { entries })
+        Ok(Self {
+            entries: read_batch(r, MAX_HAVE_ENTRIES_PER_MSG, "have count", "have batch")?,
+        })
     }
 }
 
