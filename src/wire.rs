@@ -22,16 +22,18 @@ pub const MAX_CHAIN_LEN: usize = 3;
 pub const MAX_HANDSHAKE_BODY: usize = MAX_CERT_LEN + 2 * MAX_RSA_BLOB_LEN + 64;
 /// Largest body of the two frames that carry a certificate chain (ServerHello,
 /// ClientCertificate): a leaf and `MAX_CHAIN_LEN` intermediates of `MAX_CERT_LEN` each, with
-/// their length prefixes. Only these two may be this large, so a first flight (ClientHello)
-/// still costs a server at most `MAX_HANDSHAKE_BODY`.
+/// their length prefixes. Only these two may be this large, so a first flight (ClientHello,
+/// or ResumeHello) still costs a server at most `MAX_HANDSHAKE_BODY`.
 pub const MAX_CHAIN_MSG_BODY: usize =
     (1 + MAX_CHAIN_LEN) * (MAX_CERT_LEN + 2) + 2 * MAX_RSA_BLOB_LEN + 64;
-/// Largest session ticket (nonce, encrypted contents with the client's chain, tag). A client
-/// whose certificates would make a larger one gets no ticket.
-pub const MAX_TICKET_LEN: usize = 60 * 1024;
 /// The ResumeHello's bytes besides its ticket: version, random, key share, client
 /// fingerprint, ticket length, binder.
 pub const RESUME_HELLO_FIXED: usize = 2 + 32 + 32 + 32 + 2 + 32;
+/// Largest session ticket (nonce, encrypted contents with the client's chain, tag): what keeps
+/// a ResumeHello, a first flight like the ClientHello, within `MAX_HANDSHAKE_BODY`. A client
+/// whose certificates would make a larger ticket (over about 18 KB of chain) gets none and
+/// makes full handshakes.
+pub const MAX_TICKET_LEN: usize = MAX_HANDSHAKE_BODY - RESUME_HELLO_FIXED;
 /// Largest application payload carried by one record.
 pub const MAX_RECORD_PAYLOAD: usize = 256 * 1024;
 /// AES-GCM tag length.
@@ -96,7 +98,6 @@ impl FrameType {
             Self::Record | Self::EarlyRecord => MAX_RECORD_BODY,
             Self::Alert => 1,
             Self::ServerHello | Self::ClientCertificate => MAX_CHAIN_MSG_BODY,
-            Self::ResumeHello => RESUME_HELLO_FIXED + MAX_TICKET_LEN,
             _ => MAX_HANDSHAKE_BODY,
         }
     }
