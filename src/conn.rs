@@ -8,8 +8,9 @@ use thiserror::Error;
 
 use crate::crypto::Secret32;
 use crate::handshake::{
-    ClientConfig, ClientState, Established, ExpectResumedClientFinished, HandshakeError,
-    ResumableSession, ServerConfig, ServerState, TicketContents,
+    ClientConfig, ClientFinishedCheck, ClientState, Established, ExpectResumedClientFinished,
+    HandshakeError, LocalIdentity, ResumableSession, ServerConfig, ServerState, TicketContents,
+    TicketKeys,
 };
 use crate::pki::VerifiedCert;
 use crate::record::{DirectionKeys, Opener, RecordError, Sealer};
@@ -92,13 +93,31 @@ fn read_frame<R: Read>(
     Ok(Some((raw, header)))
 }
 
-fn read_handshake_frame<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<FrameType, ConnError> {
-    match read_frame(r, buf)? {
-        Some((_, h)) if h.typ == FrameType::Record => Err(ConnError::Protocol(
-            "encrypted record before the handshake finished".into(),
-        )),
-        Some((_, h)) => Ok(h.typ),
-        None => Err(ConnError::Truncated),
+/// Reads the next handshake frame. With `early`, the early records of a ResumeHello the server
+/// declined are skipped unread, counted against that budget ([`MAX_EARLY_DATA`] for the whole
+/// handshake); without it an early record is a handshake frame out of place.
+fn read_handshake_frame<R: Read>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    mut early: Option<&mut usize>,
+) -> Result<FrameType, ConnError> {
+    loop {
+        match read_frame(r, buf)? {
+            Some((_, h)) if h.typ == FrameType::Record => {
+                return Err(ConnError::Protocol(
+                    "encrypted record before the handshake finished".into(),
+                ));
+            }
+            Some((_, h)) if h.typ == FrameType::EarlyRecord && early.is_some() => {
+                let skipped = early.as_deref_mut().expect("checked above");
+                *skipped += FRAME_HEADER_LEN + h.len;
+                if *skipped > MAX_EARLY_DATA {
+                    return Err(ConnError::Protocol("too much early data".into()));
+                }
+            }
+            Some((_, h)) => return Ok(h.typ),
+            None => return Err(ConnError::Truncated),
+        }
     }
 }
 
@@ -170,7 +189,7 @@ pub fn client_handshake<S: Transport>(
         let mut buf = Vec::new();
         let mut state = state;
         while !state.awaits_server_finished() {
-            let typ = read_handshake_frame(stream, &mut buf)?;
+            let typ = read_handshake_frame(stream, &mut buf, None)?;
             let (next, out) = state.step(typ, &buf)?;
             stream.write_all(&out)?;
             state = next;
@@ -249,21 +268,18 @@ pub fn server_handshake_gated<S: Transport>(
     deadline: Option<Instant>,
     gate: &mut dyn Admission,
 ) -> Result<Channel<S>, ConnError> {
-    let earliest = match (first_flight, deadline) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    stream.set_deadline(earliest)?;
+    stream.set_deadline(earlier(first_flight, deadline))?;
     let mut buf = Vec::new();
     let tickets = config.tickets.clone();
     let identity = config.identity.clone();
     let run = |stream: &mut S, buf: &mut Vec<u8>| -> Result<(ServerState, Vec<u8>), ConnError> {
         let mut state = ServerState::start(config);
         // 1. The client's first flight, under the (shorter) first-flight deadline.
-        let typ = read_handshake_frame(stream, buf)?;
+        let typ = read_handshake_frame(stream, buf, None)?;
         // After a ResumeHello, early records may precede the client's next handshake frame
-        // (if we decline the ticket they are skipped unread).
-        let resuming = typ == FrameType::ResumeHello;
+        // (if we decline the ticket they are skipped unread, up to MAX_EARLY_DATA in all).
+        let mut skipped = 0usize;
+        let mut early = (typ == FrameType::ResumeHello).then_some(&mut skipped);
         let (next, mut out) = state.step(typ, buf)?;
         state = next;
         gate.hello_received();
@@ -273,11 +289,7 @@ pub fn server_handshake_gated<S: Transport>(
         while state.authenticated().is_none() {
             stream.write_all(&out)?;
             stream.flush()?;
-            let typ = if resuming {
-                read_handshake_frame_skipping_early(stream, buf)?
-            } else {
-                read_handshake_frame(stream, buf)?
-            };
+            let typ = read_handshake_frame(stream, buf, early.as_deref_mut())?;
             (state, out) = state.step(typ, buf)?;
         }
         // 3. Served only if there is room for it.
@@ -306,29 +318,11 @@ pub fn server_handshake_gated<S: Transport>(
                 },
             };
             chan.stream.write_all(&out)?;
-            if let Some(keys) = &tickets {
-                let now = crate::pki::now_unix();
-                let mut id = [0u8; 16];
-                rand::fill(&mut id[..]);
-                let expires_at = (now + i64::from(keys.lifetime()))
-                    .min(chan.peer.not_after_unix)
-                    .min(identity.not_after());
-                let contents = TicketContents {
-                    id,
-                    issued_at: now,
-                    expires_at,
-                    resumption: chan.resumption.clone(),
-                    server_fingerprint: identity.fingerprint(),
-                    client_cert: chan.peer_der.clone(),
-                    client_chain: chan.peer_chain.clone(),
-                };
-                if let Some(ticket) = keys.seal(&contents) {
-                    let msg = NewTicket {
-                        lifetime_secs: u32::try_from((expires_at - now).max(0)).unwrap_or(0),
-                        ticket,
-                    };
-                    chan.send_msg(AppType::NewTicket, &msg)?;
-                }
+            if let Some(ticket) = tickets
+                .as_ref()
+                .and_then(|keys| new_ticket(keys, &identity, &chan))
+            {
+                chan.send_msg(AppType::NewTicket, &ticket)?;
             }
             chan.flush()?;
             chan.stream.set_deadline(None)?;
@@ -342,30 +336,33 @@ pub fn server_handshake_gated<S: Transport>(
     }
 }
 
-/// Reads the next handshake frame, skipping (unread) the early records of a ResumeHello the
-/// server declined, up to [`MAX_EARLY_DATA`] bytes of them.
-fn read_handshake_frame_skipping_early<R: Read>(
-    r: &mut R,
-    buf: &mut Vec<u8>,
-) -> Result<FrameType, ConnError> {
-    let mut skipped = 0usize;
-    loop {
-        match read_frame(r, buf)? {
-            Some((_, h)) if h.typ == FrameType::EarlyRecord => {
-                skipped += FRAME_HEADER_LEN + h.len;
-                if skipped > MAX_EARLY_DATA {
-                    return Err(ConnError::Protocol("too much early data".into()));
-                }
-            }
-            Some((_, h)) if h.typ == FrameType::Record => {
-                return Err(ConnError::Protocol(
-                    "encrypted record before the handshake finished".into(),
-                ));
-            }
-            Some((_, h)) => return Ok(h.typ),
-            None => return Err(ConnError::Truncated),
-        }
-    }
+/// A ticket for the session `chan` just established: accepted for the server's ticket
+/// lifetime, cut at the end of either certificate's validity. `None` if the client's chain is
+/// too large for one (that client makes full handshakes).
+fn new_ticket<S>(
+    keys: &TicketKeys,
+    identity: &LocalIdentity,
+    chan: &Channel<S>,
+) -> Option<NewTicket> {
+    let now = crate::pki::now_unix();
+    let mut id = [0u8; 16];
+    rand::fill(&mut id[..]);
+    let expires_at = (now + i64::from(keys.lifetime()))
+        .min(chan.peer.not_after_unix)
+        .min(identity.not_after());
+    let ticket = keys.seal(&TicketContents {
+        id,
+        issued_at: now,
+        expires_at,
+        resumption: chan.resumption.clone(),
+        server_fingerprint: identity.fingerprint(),
+        client_cert: chan.peer_der.clone(),
+        client_chain: chan.peer_chain.clone(),
+    })?;
+    Some(NewTicket {
+        lifetime_secs: u32::try_from((expires_at - now).max(0)).unwrap_or(0),
+        ticket,
+    })
 }
 
 /// A decrypted message that owns its record buffer (see [`Channel::recv_owned`]).
@@ -410,7 +407,7 @@ struct ResumePending {
 }
 
 struct EarlyData {
-    state: ExpectResumedClientFinished,
+    finished: ClientFinishedCheck,
     opener: Opener,
     bytes: usize,
 }
@@ -460,20 +457,15 @@ impl<S: Transport> Channel<S> {
 
     /// A server channel of a resumed session, before the client's Finished.
     fn resumed_server(stream: S, resumed: ExpectResumedClientFinished) -> Self {
-        let opener = Opener::early(&resumed.early);
-        let est = Established {
-            send: resumed.established.send.clone(),
-            recv: resumed.established.recv.clone(),
-            peer: resumed.established.peer.clone(),
-            peer_der: resumed.established.peer_der.clone(),
-            peer_chain: resumed.established.peer_chain.clone(),
-            resumption: resumed.established.resumption.clone(),
-            resumed: true,
-        };
-        let mut chan = Self::new(stream, est);
+        let ExpectResumedClientFinished {
+            established,
+            early,
+            finished,
+        } = resumed;
+        let mut chan = Self::new(stream, established);
         chan.stage = Stage::EarlyData(Box::new(EarlyData {
-            state: resumed,
-            opener,
+            finished,
+            opener: Opener::early(&early),
             bytes: 0,
         }));
         chan
@@ -592,7 +584,7 @@ impl<S: Transport> Channel<S> {
             .set_deadline(earlier(handshake_deadline, self.deadline))?;
         let mut early = Some(early);
         let est = loop {
-            let typ = read_handshake_frame(&mut self.stream, &mut self.rbuf)?;
+            let typ = read_handshake_frame(&mut self.stream, &mut self.rbuf, None)?;
             let declined = matches!(state, ClientState::ServerHelloOrResume(_));
             let (next, out) = state.step(typ, &self.rbuf)?;
             state = next;
@@ -786,7 +778,7 @@ impl<S: Transport> Channel<S> {
                     else {
                         unreachable!("matched just above");
                     };
-                    if let Err(e) = early.state.handle(FrameType::ClientFinished, &self.rbuf) {
+                    if let Err(e) = early.finished.check(FrameType::ClientFinished, &self.rbuf) {
                         let e = ConnError::Handshake(e);
                         abort(&mut self.stream, &e);
                         return Err(e);

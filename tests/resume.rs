@@ -427,3 +427,51 @@ fn a_flipped_byte_anywhere_in_either_resumed_flight_never_resumes() {
         i += 1;
     }
 }
+
+/// Reads one whole frame from an in-memory end.
+fn read_one_frame(end: &mut MemEnd) -> (FrameType, Vec<u8>) {
+    use std::io::Read;
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    end.read_exact(&mut h).unwrap();
+    let header = FrameHeader::parse(&h).unwrap();
+    let mut body = vec![0u8; header.len];
+    end.read_exact(&mut body).unwrap();
+    (header.typ, body)
+}
+
+#[test]
+fn a_declined_ticket_lets_through_at_most_64_kib_of_early_records_in_all() {
+    // A restarted server (another ticket key) declines the ticket and skips the early records
+    // unread: 60 KiB before the client's certificate flight and 30 KiB more inside it are over
+    // the handshake's budget, however they are spread.
+    let session = full_session(
+        test_pki().client_config(),
+        server_config(&Arc::new(TicketKeys::new(3600))),
+    );
+    let restarted = Arc::new(TicketKeys::new(3600));
+    let (state, hello, _early) =
+        minitls::handshake::ClientState::resume(test_pki().client_config(), &session).unwrap();
+    let junk = minitls::wire::encode_frame(FrameType::EarlyRecord, &vec![0u8; 30 * 1024]);
+    let (mut a, b) = mem::pair();
+    let server =
+        std::thread::spawn(move || conn::server_handshake(b, server_config(&restarted), None));
+    a.outbox.put(&hello);
+    a.outbox.put(&junk);
+    a.outbox.put(&junk);
+    let (typ, body) = read_one_frame(&mut a);
+    assert_eq!(typ, FrameType::ServerHello);
+    let (_, flight) = state.step(typ, &body).unwrap();
+    let frames = frame_types(&flight).len();
+    assert_eq!(frames, 3, "ClientCertificate, CertificateVerify, Finished");
+    // The certificate, 30 KiB more early records, then the rest of the flight.
+    let first_len = FRAME_HEADER_LEN
+        + u32::from_be_bytes([flight[1], flight[2], flight[3], flight[4]]) as usize;
+    a.outbox.put(&flight[..first_len]);
+    a.outbox.put(&junk);
+    a.outbox.put(&flight[first_len..]);
+    match server.join().unwrap() {
+        Err(ConnError::Protocol(m)) => assert!(m.contains("too much early data"), "{m}"),
+        Err(e) => panic!("unexpected {e:?}"),
+        Ok(_) => panic!("90 KiB of early records were skipped"),
+    }
+}

@@ -22,8 +22,9 @@ mod state;
 mod ticket;
 
 pub use resume::{
-    ClientResumeFlight, ExpectResumedClientFinished, ExpectResumedServerFinished,
-    ExpectServerResume, ResumableSession, ServerFirst, client_resume_start,
+    ClientFinishedCheck, ClientResumeFlight, ExpectResumedClientFinished,
+    ExpectResumedServerFinished, ExpectServerResume, ResumableSession, ServerFirst,
+    client_resume_start,
 };
 pub use state::{ClientState, ServerState};
 pub use ticket::{DEFAULT_TICKET_LIFETIME, MAX_USED_TICKETS, TicketContents, TicketKeys};
@@ -254,7 +255,6 @@ impl Transcript {
 }
 
 /// Keys and peer identity of a finished handshake.
-#[derive(Clone)]
 pub struct Established {
     pub send: DirectionKeys,
     pub recv: DirectionKeys,

@@ -294,20 +294,30 @@ pub struct ExpectResumedClientFinished {
     pub established: Established,
     /// Keys of the client's early records.
     pub early: DirectionKeys,
-    client_finished: Secret32,
-    transcript: Transcript,
+    /// What checks the client's Finished when it comes.
+    pub finished: ClientFinishedCheck,
 }
 
 impl ExpectResumedClientFinished {
+    /// Checks the client's Finished; the session is then established.
+    pub fn handle(self, typ: FrameType, body: &[u8]) -> Result<Established, HandshakeError> {
+        self.finished.check(typ, body)?;
+        Ok(self.established)
+    }
+}
+
+/// The key and transcript hash a resumed client's Finished must match.
+pub struct ClientFinishedCheck {
+    key: Secret32,
+    transcript: [u8; 32],
+}
+
+impl ClientFinishedCheck {
     /// Checks the client's Finished (key confirmation: it derived the same keys, so it took
     /// part in this X25519 exchange).
-    pub fn handle(self, typ: FrameType, body: &[u8]) -> Result<(), HandshakeError> {
+    pub fn check(self, typ: FrameType, body: &[u8]) -> Result<(), HandshakeError> {
         let fin: Finished = expect(FrameType::ClientFinished, typ, body)?;
-        if !key_schedule::finished_mac_matches(
-            &self.client_finished,
-            &self.transcript.hash(),
-            &fin.mac,
-        ) {
+        if !key_schedule::finished_mac_matches(&self.key, &self.transcript, &fin.mac) {
             return Err(HandshakeError::BadFinished(Role::Client));
         }
         Ok(())
@@ -428,7 +438,10 @@ impl ExpectClientHello {
             client.subject,
             short_fp(&client.fingerprint)
         ));
-        let client_finished = keys.client_finished.clone();
+        let finished = ClientFinishedCheck {
+            key: keys.client_finished.clone(),
+            transcript: transcript.hash(),
+        };
         Ok(ServerFirst::Resumed(
             Box::new(ExpectResumedClientFinished {
                 established: established(
@@ -439,8 +452,7 @@ impl ExpectClientHello {
                     contents.client_chain,
                 ),
                 early,
-                client_finished,
-                transcript,
+                finished,
             }),
             out,
         ))

@@ -147,9 +147,7 @@ impl ServerState {
                 (Self::Done(Box::new(est)), out)
             }
             Self::ResumedClientFinished(s) => {
-                let est = s.established.clone();
-                s.handle(typ, body)?;
-                (Self::Done(Box::new(est)), Vec::new())
+                (Self::Done(Box::new(s.handle(typ, body)?)), Vec::new())
             }
             Self::Done(_) => {
                 return Err(HandshakeError::Unexpected {
