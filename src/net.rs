@@ -962,14 +962,15 @@ fn handle_connection(
         Listed(r, conn_id)
     });
     // Said once the operator can see it (`clients` lists it from here on).
-    if chan.resumed() {
-        log(&format!(
-            "client '{}' authenticated (resumed a session: ticket, certificate verified again)",
-            chan.peer().subject
-        ));
+    let how = if chan.resumed() {
+        " (resumed a session: ticket, certificate verified again)"
     } else {
-        log(&format!("client '{}' authenticated", chan.peer().subject));
-    }
+        ""
+    };
+    log(&format!(
+        "client '{}' authenticated{how}",
+        chan.peer().subject
+    ));
     #[cfg(unix)]
     let session = control
         .as_ref()
